@@ -1,0 +1,233 @@
+//! Request handlers: what runs for each request (Python's `BaseRequestHandler` family).
+//!
+//! A handler type implements [`Handler`] (how it is made, and the type of the state it shares with
+//! every other request) and one of [`StreamRequestHandler`] (TCP and Unix stream servers) or
+//! [`DatagramRequestHandler`] (UDP and Unix datagram servers).
+//!
+//! # Lifecycle
+//!
+//! For every request the server makes a new handler with [`Handler::new`], then calls `setup`,
+//! `handle` and `finish`, as Python does:
+//!
+//! - If `setup` fails, neither `handle` nor `finish` runs.
+//! - `finish` runs whenever `setup` succeeded, even when `handle` failed or panicked.
+//! - Every error and every caught panic goes to the `handle_error` hook with the client's address,
+//!   and the server goes on serving.
+//!
+//! # Server hooks
+//!
+//! Python overrides `verify_request`, `handle_error`, `handle_timeout` and `service_actions` on a
+//! subclass of the server. Rust has no subclasses and the server is generic over the handler, so
+//! these hooks are associated functions of the handler traits, with Python's defaults. They get the
+//! [`ServerContext`], so they can reach the shared state.
+
+use crate::addr::Address;
+use crate::error::{BoxError, RequestError};
+use crate::request::{DatagramRequest, StreamRequest};
+use crate::server::ServerContext;
+
+/// What a handler method returns: `Ok(())`, or any error, which goes to `handle_error`.
+pub type HandleResult = Result<(), BoxError>;
+
+/// How a handler is made for each request, and the state it shares with every other request.
+///
+/// Python calls `RequestHandlerClass(request, client_address, server)` for every request; here the
+/// server calls [`Handler::new`] on the thread (or in the process) that will run the request, so a
+/// handler itself never crosses threads and needs neither `Send` nor `'static`.
+///
+/// `#[derive(Handler)]` (from the facade crate) writes this impl for you.
+///
+/// # Examples
+///
+/// ```
+/// use socketserver::{Handler, ServerContext};
+///
+/// // A handler with per-request data and no shared state.
+/// struct Greeter {
+///     lines: usize,
+/// }
+///
+/// impl Handler for Greeter {
+///     type State = ();
+///     fn new(_server: &ServerContext) -> Self {
+///         Greeter { lines: 0 }
+///     }
+/// }
+/// ```
+pub trait Handler: Sized {
+    /// State shared by all requests of one server (Python: attributes of the server object).
+    ///
+    /// It lives in an `Arc` and is reached with [`ServerContext::state`]. It must be
+    /// `Send + Sync + 'static` because requests may run on several threads at once; use
+    /// atomics, a `parking_lot::Mutex` or channels inside it for anything that changes.
+    /// Use `()` when there is none.
+    type State: Send + Sync + 'static;
+
+    /// Makes the handler for one request.
+    fn new(server: &ServerContext<Self::State>) -> Self;
+}
+
+/// A handler for stream sockets (TCP, Unix stream): Python's `StreamRequestHandler`.
+///
+/// The request gives buffered reading (`rfile`) and writing (`wfile`) on the connection; see
+/// [`StreamRequest`]. After `finish` the server flushes `wfile`, shuts down the writing half and
+/// closes the connection, so the client sees end-of-file as soon as the handler returns.
+///
+/// # Examples
+///
+/// An echo handler:
+///
+/// ```
+/// use std::io;
+/// use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type State = ();
+///     fn new(_: &ServerContext) -> Self {
+///         Echo
+///     }
+/// }
+///
+/// impl StreamRequestHandler for Echo {
+///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+///         io::copy(&mut request.rfile, &mut request.wfile)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait StreamRequestHandler: Handler {
+    /// Runs before `handle` (Python: `setup`). If it fails, neither `handle` nor `finish` runs.
+    fn setup(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Serves the request (Python: `handle`).
+    fn handle(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult;
+
+    /// Runs after `handle`, even when it failed or panicked (Python: `finish`).
+    fn finish(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Decides whether to serve a new connection (Python: `server.verify_request`).
+    ///
+    /// Returning `false` closes the connection at once, without making a handler.
+    /// The default accepts every connection.
+    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
+        let _ = (server, client_address);
+        true
+    }
+
+    /// Reports a failed request (Python: `server.handle_error`).
+    ///
+    /// The default logs the error at `error` level with the client's address, through `log`
+    /// (target `socketserver::handler`). The server keeps serving whatever this does.
+    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
+        default_handle_error(server.server_address(), error);
+    }
+
+    /// Called when [`handle_request`](crate::Server::handle_request) waited `timeout` and no
+    /// request came (Python: `server.handle_timeout`). The default does nothing.
+    fn handle_timeout(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
+
+    /// Called on every pass of the serving loop, and at least every `poll_interval` while idle
+    /// (Python: `server.service_actions`). The default does nothing.
+    fn service_actions(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
+}
+
+/// A handler for datagram sockets (UDP, Unix datagram): Python's `DatagramRequestHandler`.
+///
+/// Each datagram is one request. The request gives the packet (`rfile`, also
+/// [`DatagramRequest::packet`]) and a reply buffer (`wfile`); what the handler wrote to `wfile` is
+/// sent back to the sender after `finish`, in one datagram.
+///
+/// Unlike Python, nothing is sent when the handler wrote nothing: Python always sends, so a
+/// handler that only listens emits empty datagrams. Call
+/// [`DatagramRequest::send_empty_reply`] to send an empty one on purpose.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Write;
+/// use socketserver::{DatagramRequest, DatagramRequestHandler, HandleResult, Handler, ServerContext};
+///
+/// struct Upper;
+///
+/// impl Handler for Upper {
+///     type State = ();
+///     fn new(_: &ServerContext) -> Self {
+///         Upper
+///     }
+/// }
+///
+/// impl DatagramRequestHandler for Upper {
+///     fn handle(&mut self, request: &mut DatagramRequest<'_>) -> HandleResult {
+///         let upper = request.packet().to_ascii_uppercase();
+///         request.wfile.write_all(&upper)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait DatagramRequestHandler: Handler {
+    /// Runs before `handle` (Python: `setup`). If it fails, neither `handle` nor `finish` runs.
+    fn setup(&mut self, request: &mut DatagramRequest<'_, Self::State>) -> HandleResult {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Serves the datagram (Python: `handle`).
+    fn handle(&mut self, request: &mut DatagramRequest<'_, Self::State>) -> HandleResult;
+
+    /// Runs after `handle`, even when it failed or panicked (Python: `finish`).
+    fn finish(&mut self, request: &mut DatagramRequest<'_, Self::State>) -> HandleResult {
+        let _ = request;
+        Ok(())
+    }
+
+    /// Decides whether to serve a datagram (Python: `server.verify_request`).
+    ///
+    /// Returning `false` drops the datagram without making a handler. The default accepts all.
+    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
+        let _ = (server, client_address);
+        true
+    }
+
+    /// Reports a failed request (Python: `server.handle_error`). The default logs it at `error`
+    /// level (target `socketserver::handler`), or at `warn` for dropped oversized datagrams and
+    /// replies that cannot be delivered.
+    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
+        default_handle_error(server.server_address(), error);
+    }
+
+    /// Called when [`handle_request`](crate::Server::handle_request) timed out (Python:
+    /// `server.handle_timeout`). The default does nothing.
+    fn handle_timeout(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
+
+    /// Called on every pass of the serving loop (Python: `server.service_actions`).
+    /// The default does nothing.
+    fn service_actions(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
+}
+
+/// The default `handle_error`: logs through `log`, naming the server and the client.
+pub fn default_handle_error(server_address: &Address, error: &RequestError) {
+    match error {
+        RequestError::Truncated { .. }
+        | RequestError::UnboundClient { .. }
+        | RequestError::Reply { .. } => {
+            log::warn!(target: "socketserver::handler", "server {server_address}: {error}");
+        }
+        _ => log::error!(target: "socketserver::handler", "server {server_address}: {error}"),
+    }
+}

@@ -1,0 +1,21 @@
+//! The library behind the `socketserver` facade crate. See the facade's documentation.
+
+pub mod addr;
+pub mod error;
+pub mod handler;
+pub mod request;
+pub mod server;
+mod shutdown;
+pub mod strategy;
+pub mod transport;
+
+pub use addr::{Address, UnixAddress};
+pub use error::{BoxError, Error, RequestError, Result, Stage};
+pub use handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
+pub use request::{Connection, DatagramRequest, DatagramSocket, StreamRequest, Wfile};
+pub use server::{
+    HandleOutcome, Serve, Server, ServerBuilder, ServerContext, TcpServer, UdpServer,
+    UnixDatagramServer, UnixStreamServer,
+};
+pub use shutdown::ShutdownHandle;
+pub use strategy::{DrainReport, Job, Readiness, Serial, Strategy};

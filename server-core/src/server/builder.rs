@@ -1,0 +1,466 @@
+//! Building a server: options first, then bind (Python: class attributes, then the constructor).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram as StdUnixDatagram, UnixListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::Type;
+
+use crate::addr::Address;
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::request::DatagramSocket;
+use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
+use crate::shutdown;
+use crate::strategy::{Serial, Strategy};
+use crate::transport::{self, BindOptions, Listener, SocketFile, Transport};
+
+/// Options for a server, then [`bind`](ServerBuilder::bind) (Python: the server's and handler's
+/// class attributes, then the constructor).
+///
+/// Get one from [`Server::builder`] (state made with `Default`) or [`Server::with_state`].
+///
+/// # Examples
+///
+/// ```
+/// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler, TcpServer};
+/// # struct Echo;
+/// # impl Handler for Echo { type State = (); fn new(_: &ServerContext) -> Self { Echo } }
+/// # impl StreamRequestHandler for Echo {
+/// #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
+/// # }
+/// # fn main() -> Result<(), socketserver::Error> {
+/// let server = TcpServer::<Echo>::builder()
+///     .backlog(128)
+///     .nodelay(true)
+///     .request_timeout(Some(std::time::Duration::from_secs(30)))
+///     .bind("127.0.0.1:0")?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `bind` or `from_listener` is called"]
+pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
+    state: Arc<H::State>,
+    strategy: S,
+    bind: BindOptions,
+    request: RequestOptions,
+    poll_interval: Duration,
+    timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
+    max_packet_size: usize,
+    _types: PhantomData<fn() -> (T, H)>,
+}
+
+/// Python's `max_packet_size` is 8192; a UDP datagram can carry up to 65,507 bytes over IPv4
+/// and 65,527 over IPv6, so 64 KiB receives every UDP datagram whole. The buffer is allocated
+/// once per server and reused, so the larger size costs nothing per request.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 65_536;
+
+/// The default `listen(2)` backlog. Python's 5 (gh-80184) drops connections under any burst;
+/// Linux caps the value at `net.core.somaxconn` (4096 on recent kernels).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+    /// A builder with the default options, the state made with `Default`, and the strategy made
+    /// with `Default`.
+    pub fn builder() -> ServerBuilder<T, H, S>
+    where
+        H::State: Default,
+        S: Default,
+    {
+        Self::with_state(H::State::default())
+    }
+
+    /// A builder with the default options and the given shared state.
+    pub fn with_state(state: H::State) -> ServerBuilder<T, H, S>
+    where
+        S: Default,
+    {
+        ServerBuilder {
+            state: Arc::new(state),
+            strategy: S::default(),
+            bind: BindOptions {
+                reuse_address: None,
+                reuse_port: false,
+                backlog: DEFAULT_BACKLOG,
+            },
+            request: RequestOptions {
+                rbufsize: 8192,
+                wbufsize: 0,
+                request_timeout: None,
+                nodelay: false,
+            },
+            poll_interval: Duration::from_millis(500),
+            timeout: None,
+            close_timeout: None,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
+    /// Uses `strategy` to run requests (Python: choosing a mix-in).
+    pub fn strategy<S2: Strategy>(self, strategy: S2) -> ServerBuilder<T, H, S2> {
+        ServerBuilder {
+            state: self.state,
+            strategy,
+            bind: self.bind,
+            request: self.request,
+            poll_interval: self.poll_interval,
+            timeout: self.timeout,
+            close_timeout: self.close_timeout,
+            max_packet_size: self.max_packet_size,
+            _types: PhantomData,
+        }
+    }
+
+    /// Sets `SO_REUSEADDR` before binding (Python: `allow_reuse_address`).
+    ///
+    /// Default: on for TCP (as `std` does; it only lets a restarted server bind while old
+    /// connections linger in `TIME_WAIT`), off for UDP (on Linux it would let two servers share
+    /// a port). Ignored for Unix sockets.
+    #[doc(alias = "allow_reuse_address")]
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.bind.reuse_address = Some(on);
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` before binding, so several servers can share a port and the kernel
+    /// spreads clients across them (Python: `allow_reuse_port`). Default: off.
+    ///
+    /// Internet sockets only: binding a Unix server with it fails with
+    /// [`Error::InvalidOption`] (Linux 6.12.9 and later reject it there).
+    #[doc(alias = "allow_reuse_port")]
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.bind.reuse_port = on;
+        self
+    }
+
+    /// The `listen(2)` backlog (Python: `request_queue_size`). Default: [`DEFAULT_BACKLOG`].
+    #[doc(alias = "request_queue_size")]
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.bind.backlog = backlog;
+        self
+    }
+
+    /// The longest the serving loop sleeps between `service_actions` calls while idle
+    /// (Python: `serve_forever(poll_interval)`). Default: 500 ms. Shutdown does not wait for
+    /// it: the loop is woken at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long [`Server::handle_request`] waits for a request (Python: the server's
+    /// `timeout`). Default: `None`, wait forever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long [`Server::close`] waits for running requests before giving up on them.
+    /// Default: `None`, wait for all of them.
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// The read buffer size of `rfile` for stream requests (Python: `rbufsize`). Default: 8192.
+    /// Must be at least 1.
+    pub fn rbufsize(mut self, size: usize) -> Self {
+        self.request.rbufsize = size;
+        self
+    }
+
+    /// The write buffer size of `wfile` for stream requests (Python: `wbufsize`). Default: 0,
+    /// unbuffered: every write is sent at once, in full.
+    pub fn wbufsize(mut self, size: usize) -> Self {
+        self.request.wbufsize = size;
+        self
+    }
+
+    /// A read and write timeout on every stream connection (Python: the handler's `timeout`).
+    /// A read that waits longer fails with `WouldBlock`/`TimedOut`, which ends the request
+    /// through `handle_error`. Default: `None`.
+    #[doc(alias = "timeout")]
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request.request_timeout = timeout;
+        self
+    }
+
+    /// Sets `TCP_NODELAY` on every TCP connection (Python: `disable_nagle_algorithm`).
+    /// Default: off, as in Python. Ignored for Unix sockets.
+    #[doc(alias = "disable_nagle_algorithm")]
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.request.nodelay = on;
+        self
+    }
+
+    /// The receive buffer for datagrams (Python: `max_packet_size`). Default:
+    /// [`DEFAULT_MAX_PACKET_SIZE`]. A larger datagram is dropped and reported to `handle_error`
+    /// as [`RequestError::Truncated`](crate::RequestError::Truncated), never passed on cut short.
+    pub fn max_packet_size(mut self, size: usize) -> Self {
+        self.max_packet_size = size;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |option, reason: &str| {
+            Err(Error::InvalidOption {
+                option,
+                reason: reason.into(),
+            })
+        };
+        if self.request.rbufsize == 0 {
+            return invalid("rbufsize", "must be at least 1 byte");
+        }
+        if self.max_packet_size == 0 {
+            return invalid("max_packet_size", "must be at least 1 byte");
+        }
+        if self.bind.backlog < 0 {
+            return invalid("backlog", "must not be negative");
+        }
+        if self.poll_interval.is_zero() {
+            return invalid("poll_interval", "must be more than zero");
+        }
+        Ok(())
+    }
+
+    fn build(
+        self,
+        socket: T::Socket,
+        server_address: Address,
+        socket_file: Option<SocketFile>,
+    ) -> Result<Server<T, H, S>> {
+        let (shutdown, waker) = shutdown::pair().map_err(|source| Error::Spawn {
+            what: "the shutdown waker",
+            source,
+        })?;
+        let datagram = T::listener_fd(&socket).is_none();
+        let context = ServerContext {
+            server_address,
+            state: self.state,
+            shutdown,
+        };
+        Ok(Server {
+            socket,
+            shared: Arc::new(Shared {
+                context,
+                options: self.request,
+            }),
+            strategy: self.strategy,
+            waker,
+            buf: if datagram {
+                vec![0; self.max_packet_size]
+            } else {
+                Vec::new()
+            },
+            socket_file,
+            poll_interval: self.poll_interval,
+            timeout: self.timeout,
+            close_timeout: self.close_timeout,
+            _handler: PhantomData,
+        })
+    }
+}
+
+impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
+    /// Binds and listens on `addr` (`"127.0.0.1:8000"`, `"[::1]:0"`, `("localhost", 0)`, a
+    /// `SocketAddr`...). Port 0 picks a free port; read it back with
+    /// [`Server::server_address`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`], [`Error::AddrInUse`], [`Error::AddrNotAvailable`],
+    /// [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`], [`Error::SocketOption`]
+    /// or [`Error::InvalidOption`], each naming the address.
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<TcpServerOf<H, S>> {
+        self.validate()?;
+        let (socket, local) = transport::bind_inet(addr, Type::STREAM, &self.bind)?;
+        self.build(transport::to_tcp(socket), Address::Inet(local), None)
+    }
+
+    /// Serves on a listener bound elsewhere (Python: `bind_and_activate=False`; also what
+    /// socket activation hands over, as an `OwnedFd`). A bound socket that is not listening yet
+    /// is put into listening state with the `backlog` option.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound stream socket.
+    pub fn from_listener(self, listener: impl Into<TcpListener>) -> Result<TcpServerOf<H, S>> {
+        self.validate()?;
+        let listener = listener.into();
+        transport::adopt(listener.as_fd(), Type::STREAM, "tcp", self.bind.backlog)?;
+        let local = listener.local_addr().map_err(|e| Error::WrongSocket {
+            transport: "tcp",
+            reason: e.to_string(),
+        })?;
+        self.build(Listener::Tcp(listener), Address::Inet(local), None)
+    }
+}
+
+impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> {
+    /// Binds a UDP socket to `addr`; port 0 picks a free port.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ServerBuilder::<Tcp, _, _>::bind`](ServerBuilder::bind), without `Listen`.
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(
+        self,
+        addr: A,
+    ) -> Result<Server<transport::Udp, H, S>> {
+        self.validate()?;
+        let (socket, local) = transport::bind_inet(addr, Type::DGRAM, &self.bind)?;
+        self.build(
+            Arc::new(transport::to_udp(socket)),
+            Address::Inet(local),
+            None,
+        )
+    }
+
+    /// Serves on a UDP socket bound elsewhere (Python: `bind_and_activate=False`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
+    pub fn from_socket(self, socket: impl Into<UdpSocket>) -> Result<Server<transport::Udp, H, S>> {
+        self.validate()?;
+        let socket = socket.into();
+        transport::adopt(socket.as_fd(), Type::DGRAM, "udp", self.bind.backlog)?;
+        let local = socket.local_addr().map_err(|e| Error::WrongSocket {
+            transport: "udp",
+            reason: e.to_string(),
+        })?;
+        self.build(
+            Arc::new(DatagramSocket::Udp(socket)),
+            Address::Inet(local),
+            None,
+        )
+    }
+}
+
+impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::UnixStream, H, S> {
+    /// Binds and listens on the socket file `path`, replacing a stale one (see
+    /// [the transport docs](crate::transport)). The file is removed when the server closes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnixPathInUse`] if a live server listens there, [`Error::PathNotSocket`] if the
+    /// path is another kind of file, [`Error::StaleSocket`] if a stale socket cannot be
+    /// removed, [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`] or
+    /// [`Error::InvalidOption`] (`reuse_port`).
+    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixStream, H, S>> {
+        self.validate()?;
+        let path = path.as_ref();
+        let (fd, file) = transport::bind_unix(path, Type::STREAM, &self.bind)?;
+        self.build(
+            Listener::Unix(UnixListener::from(fd)),
+            Address::from(path.to_path_buf()),
+            Some(file),
+        )
+    }
+
+    /// Serves on a Unix listener bound elsewhere. Its socket file is left alone on close.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound stream socket.
+    pub fn from_listener(
+        self,
+        listener: impl Into<UnixListener>,
+    ) -> Result<Server<transport::UnixStream, H, S>> {
+        self.validate()?;
+        let listener = listener.into();
+        transport::adopt(listener.as_fd(), Type::STREAM, "unix", self.bind.backlog)?;
+        let local = transport::unix_local_address(listener.local_addr());
+        self.build(Listener::Unix(listener), local, None)
+    }
+}
+
+impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
+    /// Binds a Unix datagram socket at `path`, replacing a stale one. The file is removed when
+    /// the server closes. Clients must bind a path of their own to get replies.
+    ///
+    /// # Errors
+    ///
+    /// As for the Unix stream server's `bind`, without `Listen`.
+    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixDatagram, H, S>> {
+        self.validate()?;
+        let path = path.as_ref();
+        let (fd, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
+        let socket = DatagramSocket::Unix(StdUnixDatagram::from(fd));
+        self.build(
+            Arc::new(socket),
+            Address::from(path.to_path_buf()),
+            Some(file),
+        )
+    }
+
+    /// Serves on a Unix datagram socket bound elsewhere. Its socket file is left alone on close.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
+    pub fn from_socket(
+        self,
+        socket: impl Into<StdUnixDatagram>,
+    ) -> Result<Server<transport::UnixDatagram, H, S>> {
+        self.validate()?;
+        let socket = socket.into();
+        transport::adopt(
+            socket.as_fd(),
+            Type::DGRAM,
+            "unix-datagram",
+            self.bind.backlog,
+        )?;
+        let local = transport::unix_local_address(socket.local_addr());
+        self.build(Arc::new(DatagramSocket::Unix(socket)), local, None)
+    }
+}
+
+type TcpServerOf<H, S> = Server<transport::Tcp, H, S>;
+
+macro_rules! bind_shortcut {
+    ($transport:ty, $arg:ident: $ty:ty, $($bound:tt)*) => {
+        impl<H: Serve<$transport>, S: Strategy + Default> Server<$transport, H, S>
+        where
+            H::State: Default,
+        {
+            /// Binds with the default options, state and strategy (Python: the server's
+            /// constructor). See [`ServerBuilder`] for options.
+            ///
+            /// # Errors
+            ///
+            /// As for [`ServerBuilder::bind`].
+            pub fn bind<$($bound)*>($arg: $ty) -> Result<Self> {
+                Self::builder().bind($arg)
+            }
+        }
+    };
+}
+
+bind_shortcut!(transport::Tcp, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::Udp, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::UnixStream, path: P, P: AsRef<Path>);
+bind_shortcut!(transport::UnixDatagram, path: P, P: AsRef<Path>);
+
+impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("transport", &T::NAME)
+            .field("strategy", &self.strategy)
+            .field("bind", &self.bind)
+            .field("request", &self.request)
+            .field("poll_interval", &self.poll_interval)
+            .field("timeout", &self.timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("max_packet_size", &self.max_packet_size)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,521 @@
+//! The server: binding, the serving loop, shutdown and closing (Python's `BaseServer`).
+
+mod builder;
+pub(crate) mod process;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+pub use builder::ServerBuilder;
+pub use process::Serve;
+
+use crate::addr::Address;
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::shutdown::{ShutdownHandle, Waker};
+use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
+use crate::transport::{self, Received, SocketFile, Transport};
+
+/// What a handler sees of its server (Python: the handler's `server` attribute).
+///
+/// It gives the server's address, the shared [`state`](Self::state), and a way to stop the
+/// server. The same context is shared by every request of a server.
+pub struct ServerContext<S = ()> {
+    server_address: Address,
+    state: Arc<S>,
+    pub(crate) shutdown: ShutdownHandle,
+}
+
+impl<S> ServerContext<S> {
+    /// The address the server is bound to (Python: `server_address`). When port 0 was asked
+    /// for, this has the port the system picked.
+    pub fn server_address(&self) -> &Address {
+        &self.server_address
+    }
+
+    /// The state shared by every request (the handler's [`Handler::State`]).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The shared state's `Arc`, to keep a reference beyond the request.
+    pub fn state_arc(&self) -> &Arc<S> {
+        &self.state
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Asks the server to stop (Python: `server.shutdown()` called from a handler).
+    ///
+    /// From inside a handler this never blocks: the serving loop stops once the current
+    /// request is done. See [`ShutdownHandle::shutdown`].
+    pub fn shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+}
+
+impl<S> fmt::Debug for ServerContext<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("server_address", &self.server_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options each stream request is set up with.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestOptions {
+    pub rbufsize: usize,
+    pub wbufsize: usize,
+    pub request_timeout: Option<Duration>,
+    pub nodelay: bool,
+}
+
+/// What every request of a server shares.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Shared<S> {
+    pub(crate) context: ServerContext<S>,
+    pub(crate) options: RequestOptions,
+}
+
+/// What one call of [`Server::handle_request`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "handle_request reports whether a request came at all"]
+pub enum HandleOutcome {
+    /// A request came and was handed to the strategy (or was rejected or dropped and reported).
+    Handled,
+    /// `timeout` passed with no request; `handle_timeout` was called.
+    TimedOut,
+    /// A shutdown was requested while waiting.
+    Stopped,
+}
+
+/// Most requests taken in one wake-up of the loop, so that housekeeping still runs under load.
+const MAX_REQUESTS_PER_WAKE: usize = 64;
+
+/// How long the loop pauses when `accept(2)` fails for lack of resources (`EMFILE` and the like),
+/// so it does not spin while the listening socket stays readable.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A socket server: a transport `T`, a request handler `H` and a processing strategy `S`.
+///
+/// Use the aliases: [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`],
+/// each with a strategy parameter that defaults to [`Serial`].
+///
+/// # The serving loop
+///
+/// [`serve_forever`](Self::serve_forever) waits in `poll(2)` on the server's socket and on a
+/// waker. For every request it calls the handler's `verify_request`, wraps the request into a
+/// [`Job`] and hands it to the strategy. It calls `service_actions` on every pass, and at least
+/// every `poll_interval` when idle. A [`ShutdownHandle`] wakes it at once.
+///
+/// # Closing
+///
+/// [`close`](Self::close) (Python: `server_close`) stops listening, removes the Unix socket file
+/// the server created, and lets the strategy wait for running requests. Dropping the server does
+/// the same without waiting.
+pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
+    socket: T::Socket,
+    shared: Arc<Shared<H::State>>,
+    strategy: S,
+    waker: Waker,
+    buf: Vec<u8>,
+    socket_file: Option<SocketFile>,
+    poll_interval: Duration,
+    timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
+    _handler: PhantomData<fn() -> H>,
+}
+
+/// A TCP server (Python: `TCPServer`, or with a strategy, `ThreadingTCPServer` and the like).
+#[doc(alias = "TCPServer")]
+pub type TcpServer<H, S = Serial> = Server<transport::Tcp, H, S>;
+/// A UDP server (Python: `UDPServer`).
+#[doc(alias = "UDPServer")]
+pub type UdpServer<H, S = Serial> = Server<transport::Udp, H, S>;
+/// A Unix stream server (Python: `UnixStreamServer`).
+pub type UnixStreamServer<H, S = Serial> = Server<transport::UnixStream, H, S>;
+/// A Unix datagram server (Python: `UnixDatagramServer`).
+pub type UnixDatagramServer<H, S = Serial> = Server<transport::UnixDatagram, H, S>;
+
+/// What woke the loop.
+enum Event {
+    Readable,
+    Stop,
+    Timeout,
+}
+
+impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+    /// The address the server is bound to (Python: `server_address`). When port 0 was asked
+    /// for, this is the port the system picked.
+    #[doc(alias = "local_addr")]
+    pub fn server_address(&self) -> &Address {
+        self.shared.context.server_address()
+    }
+
+    /// What handlers see of this server: address, state and shutdown.
+    pub fn context(&self) -> &ServerContext<H::State> {
+        &self.shared.context
+    }
+
+    /// The state shared by every request.
+    pub fn state(&self) -> &H::State {
+        self.shared.context.state()
+    }
+
+    /// A cloneable handle that stops [`serve_forever`](Self::serve_forever) from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shared.context.shutdown.clone()
+    }
+
+    /// The processing strategy.
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// Serves requests until a shutdown is requested (Python: `serve_forever`).
+    ///
+    /// Returns `Ok(())` once [`ShutdownHandle::shutdown`] (or a signal, with
+    /// [`serve_until_signal`](Self::serve_until_signal)) asked it to stop. Requests still running
+    /// in other threads or processes are not waited for here; [`close`](Self::close) does that.
+    ///
+    /// Failed requests never end the loop: they go to `handle_error`. Failures of `accept(2)`
+    /// are logged (target `socketserver::accept`); when they come from a lack of descriptors or
+    /// memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) the loop pauses 100 ms before accepting
+    /// again, instead of spinning on a socket that stays readable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serve`] if waiting on the socket fails (`poll(2)` errors other than `EINTR`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::io::{Read, Write};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler, TcpServer};
+    /// struct Hello;
+    /// impl Handler for Hello {
+    ///     type State = ();
+    ///     fn new(_: &ServerContext) -> Self { Hello }
+    /// }
+    /// impl StreamRequestHandler for Hello {
+    ///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+    ///         request.wfile.write_all(b"hello\n")?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = TcpServer::<Hello>::bind("127.0.0.1:0")?;
+    /// let addr = server.server_address().as_inet().expect("an internet address");
+    /// let handle = server.shutdown_handle();
+    /// let serving = std::thread::spawn(move || server.serve_forever());
+    ///
+    /// let mut reply = String::new();
+    /// std::net::TcpStream::connect(addr)?.read_to_string(&mut reply)?;
+    /// assert_eq!(reply, "hello\n");
+    ///
+    /// handle.shutdown();
+    /// serving.join().expect("serving thread")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serve_forever(&mut self) -> Result<()> {
+        let handle = self.shared.context.shutdown.clone();
+        let _serving = handle.start_serving();
+        log::info!(target: "socketserver::server", "serving {} on {}", T::NAME, self.server_address());
+        let result = loop {
+            if handle.is_requested() {
+                break Ok(());
+            }
+            match self.wait(self.loop_interval()) {
+                Err(source) => {
+                    break Err(Error::Serve {
+                        addr: self.server_address().clone(),
+                        source,
+                    })
+                }
+                Ok(Event::Stop) => break Ok(()),
+                Ok(Event::Readable) => self.take_requests(&handle),
+                Ok(Event::Timeout) => {}
+            }
+            self.service_actions();
+        };
+        self.waker.drain();
+        log::info!(target: "socketserver::server", "stopped serving on {}", self.server_address());
+        result
+    }
+
+    /// Waits for one request and handles it (Python: `handle_request`).
+    ///
+    /// Waits at most the server's `timeout` (builder option; `None` waits forever). If nothing
+    /// came by then it calls the handler's `handle_timeout` and returns
+    /// [`HandleOutcome::TimedOut`]. A shutdown request ends the wait with
+    /// [`HandleOutcome::Stopped`] (Python ignores it here).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serve`] if waiting on the socket fails.
+    pub fn handle_request(&mut self) -> Result<HandleOutcome> {
+        let handle = self.shared.context.shutdown.clone();
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let outcome = loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if handle.is_requested() {
+                break HandleOutcome::Stopped;
+            }
+            let event = self.wait(remaining).map_err(|source| Error::Serve {
+                addr: self.server_address().clone(),
+                source,
+            })?;
+            match event {
+                Event::Stop => break HandleOutcome::Stopped,
+                Event::Timeout => {
+                    H::handle_timeout(&self.shared.context);
+                    break HandleOutcome::TimedOut;
+                }
+                Event::Readable => {
+                    if self.strategy.wait_ready(self.waker.fd()) == Readiness::Woken {
+                        continue;
+                    }
+                    if self.take_one() {
+                        break HandleOutcome::Handled;
+                    }
+                }
+            }
+        };
+        if outcome == HandleOutcome::Stopped {
+            self.waker.drain();
+            handle.clear();
+        }
+        self.service_actions();
+        Ok(outcome)
+    }
+
+    /// Stops serving and releases the server (Python: `server_close`).
+    ///
+    /// In order: the socket is closed, so new clients are refused; the Unix socket file the
+    /// server created is removed; then the strategy waits for requests still running, at most
+    /// `close_timeout` (builder option), and reports how many finished and how many it stopped
+    /// waiting for. Call it after [`serve_forever`](Self::serve_forever) has returned.
+    #[doc(alias = "server_close")]
+    pub fn close(self) -> DrainReport {
+        let Server {
+            socket,
+            mut strategy,
+            socket_file,
+            close_timeout,
+            shared,
+            ..
+        } = self;
+        let address = shared.context.server_address().clone();
+        drop(socket);
+        drop(socket_file);
+        let deadline = close_timeout.map(|t| Instant::now() + t);
+        let report = strategy.close(deadline);
+        if report.abandoned > 0 {
+            log::warn!(target: "socketserver::server",
+                "closed {address}: {} requests completed, {} abandoned at the deadline",
+                report.completed, report.abandoned);
+        } else {
+            log::info!(target: "socketserver::server",
+                "closed {address}: {} running requests completed", report.completed);
+        }
+        report
+    }
+
+    /// Serves until SIGINT or SIGTERM arrives, then closes gracefully.
+    ///
+    /// The signals wake the loop at once; [`close`](Self::close) then waits for running
+    /// requests (at most `close_timeout`) and removes the Unix socket file. The handlers are
+    /// removed again before this returns. Other code may stop the server through a
+    /// [`ShutdownHandle`] as well.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Signal`] if the handlers cannot be installed, or what
+    /// [`serve_forever`](Self::serve_forever) returns.
+    pub fn serve_until_signal(mut self) -> Result<DrainReport> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let handle = self.shutdown_handle();
+        let mut ids = Vec::new();
+        let mut register = || -> io::Result<()> {
+            for signal in [SIGINT, SIGTERM] {
+                ids.push(signal_hook::flag::register(signal, handle.flag())?);
+                ids.push(signal_hook::low_level::pipe::register(
+                    signal,
+                    handle.raw_waker()?,
+                )?);
+            }
+            Ok(())
+        };
+        let registered = register();
+        let result = registered
+            .map_err(|source| Error::Signal { source })
+            .and_then(|()| self.serve_forever());
+        for id in ids {
+            signal_hook::low_level::unregister(id);
+        }
+        result?;
+        Ok(self.close())
+    }
+
+    fn loop_interval(&self) -> Option<Duration> {
+        Some(match self.strategy.service_interval() {
+            Some(interval) => interval.min(self.poll_interval),
+            None => self.poll_interval,
+        })
+    }
+
+    fn service_actions(&mut self) {
+        self.strategy.service_actions();
+        H::service_actions(&self.shared.context);
+    }
+
+    /// Waits until the socket is readable, a stop is requested, or `timeout` passes.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Event> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let poll_timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let ms = d
+                        .saturating_duration_since(Instant::now())
+                        .as_nanos()
+                        .div_ceil(1_000_000);
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [
+                PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.waker.fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, poll_timeout) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(0) => return Ok(Event::Timeout),
+                Ok(_) => {
+                    let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
+                    if woken && self.waker.drain() {
+                        return Ok(Event::Stop);
+                    }
+                    if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                        return Ok(Event::Readable);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the requests that are waiting, up to a bound.
+    fn take_requests(&mut self, handle: &ShutdownHandle) {
+        for _ in 0..MAX_REQUESTS_PER_WAKE {
+            // Re-check after every request: a shutdown while serving must not take one more
+            // (Python's bpo-35017).
+            if handle.is_requested()
+                || self.strategy.wait_ready(self.waker.fd()) == Readiness::Woken
+            {
+                return;
+            }
+            if !self.take_one() {
+                return;
+            }
+        }
+    }
+
+    /// Takes one request if one is waiting; `false` if none was.
+    fn take_one(&mut self) -> bool {
+        let context = &self.shared.context;
+        match T::get_request(&self.socket, &mut self.buf) {
+            Ok(Received::Request(request)) => {
+                if !H::verify_request(context, T::client_address(&request)) {
+                    log::debug!(target: "socketserver::request",
+                        "verify_request rejected {}", T::client_address(&request));
+                    T::close_request(request);
+                    return true;
+                }
+                let shared = Arc::clone(&self.shared);
+                let job = Job::new(
+                    Box::new(move || H::finish_request(&shared, request)),
+                    T::listener_fd(&self.socket),
+                );
+                if let Err(e) = self.strategy.process_request(job) {
+                    log::error!(target: "socketserver::server", "server {}: {e}", context.server_address());
+                }
+                true
+            }
+            Ok(Received::Dropped(error)) => {
+                H::handle_error(context, &error);
+                true
+            }
+            Err(e) => {
+                self.get_request_failed(e);
+                false
+            }
+        }
+    }
+
+    fn get_request_failed(&self, error: io::Error) {
+        let addr = self.server_address();
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+                log::debug!(target: "socketserver::accept", "{addr}: client left before accept: {error}");
+            }
+            _ => {
+                let scarce = matches!(
+                    error.raw_os_error(),
+                    Some(
+                        nix::libc::EMFILE
+                            | nix::libc::ENFILE
+                            | nix::libc::ENOBUFS
+                            | nix::libc::ENOMEM
+                    )
+                );
+                if scarce {
+                    log::warn!(target: "socketserver::accept",
+                        "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?}");
+                } else {
+                    log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
+                }
+                self.pause(ACCEPT_BACKOFF);
+            }
+        }
+    }
+
+    /// Sleeps up to `duration`, waking early for a stop request.
+    fn pause(&self, duration: Duration) {
+        let mut fds = [PollFd::new(self.waker.fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(duration).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, ms);
+    }
+}
+
+impl<T: Transport, H: Handler, S: Strategy> AsFd for Server<T, H, S> {
+    /// The server's socket (Python: `fileno()`).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl<T: Transport, H: Handler, S: Strategy + fmt::Debug> fmt::Debug for Server<T, H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("transport", &T::NAME)
+            .field("server_address", self.shared.context.server_address())
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,274 @@
+//! The per-request pipeline (Python's `finish_request` and the handler's constructor), run inside
+//! a [`Job`](crate::strategy::Job) wherever the strategy puts it.
+
+use std::any::Any;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::addr::{Address, UnixAddress};
+use crate::error::{RequestError, Stage};
+use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
+use crate::request::{Connection, DatagramRequest, StreamRequest};
+use crate::server::{RequestOptions, ServerContext, Shared};
+use crate::transport::{self, Accepted, Datagram, Transport};
+
+/// "This handler can serve transport `T`": implemented for every
+/// [`StreamRequestHandler`] on [`Tcp`](transport::Tcp) and [`UnixStream`](transport::UnixStream),
+/// and for every [`DatagramRequestHandler`] on [`Udp`](transport::Udp) and
+/// [`UnixDatagram`](transport::UnixDatagram).
+///
+/// Name it as a bound (`where H: Serve<T>`) in code that is generic over the transport; there is
+/// nothing to implement.
+pub trait Serve<T: Transport>: Handler {
+    #[doc(hidden)]
+    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool;
+    #[doc(hidden)]
+    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError);
+    #[doc(hidden)]
+    fn handle_timeout(server: &ServerContext<Self::State>);
+    #[doc(hidden)]
+    fn service_actions(server: &ServerContext<Self::State>);
+    #[doc(hidden)]
+    fn finish_request(shared: &Shared<Self::State>, request: T::Request) -> bool;
+}
+
+macro_rules! serve {
+    ($transport:ty, $kind:ident, $finish:ident) => {
+        impl<H: $kind> Serve<$transport> for H {
+            fn verify_request(server: &ServerContext<H::State>, client_address: &Address) -> bool {
+                <H as $kind>::verify_request(server, client_address)
+            }
+            fn handle_error(server: &ServerContext<H::State>, error: &RequestError) {
+                <H as $kind>::handle_error(server, error)
+            }
+            fn handle_timeout(server: &ServerContext<H::State>) {
+                <H as $kind>::handle_timeout(server)
+            }
+            fn service_actions(server: &ServerContext<H::State>) {
+                <H as $kind>::service_actions(server)
+            }
+            fn finish_request(
+                shared: &Shared<H::State>,
+                request: <$transport as Transport>::Request,
+            ) -> bool {
+                $finish::<H>(shared, request)
+            }
+        }
+    };
+}
+
+serve!(transport::Tcp, StreamRequestHandler, finish_stream);
+serve!(transport::UnixStream, StreamRequestHandler, finish_stream);
+serve!(transport::Udp, DatagramRequestHandler, finish_datagram);
+serve!(
+    transport::UnixDatagram,
+    DatagramRequestHandler,
+    finish_datagram
+);
+
+/// The text of a panic payload, when it has one.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
+fn stage<F>(stage: Stage, client: &Address, report: &mut dyn FnMut(RequestError), f: F) -> bool
+where
+    F: FnOnce() -> HandleResult,
+{
+    // AssertUnwindSafe: after a panic the only things touched again are this request's handler
+    // and request objects (finish still runs, as Python's `finally` does), and they are dropped
+    // when the request ends. A broken invariant in them cannot leak into other requests; shared
+    // state is behind `Sync` types whose own poisoning rules apply.
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => true,
+        Ok(Err(source)) => {
+            report(RequestError::Handler {
+                client: client.clone(),
+                stage,
+                source,
+            });
+            false
+        }
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            report(RequestError::Panic {
+                client: client.clone(),
+                stage,
+                message,
+            });
+            false
+        }
+    }
+}
+
+/// What the handler's lifecycle came to.
+struct Lifecycle {
+    /// `setup` succeeded, so `handle` and `finish` ran.
+    ran: bool,
+    /// Every stage succeeded.
+    ok: bool,
+}
+
+/// Makes the handler and runs setup, handle and finish with Python's rules: nothing after a
+/// failed setup; finish even after a failed handle.
+fn lifecycle<H, R>(
+    server: &ServerContext<H::State>,
+    client: &Address,
+    request: &mut R,
+    report: &mut dyn FnMut(RequestError),
+    setup: fn(&mut H, &mut R) -> HandleResult,
+    handle: fn(&mut H, &mut R) -> HandleResult,
+    finish: fn(&mut H, &mut R) -> HandleResult,
+) -> Lifecycle
+where
+    H: Handler,
+{
+    let mut handler = None;
+    let made = stage(Stage::New, client, report, || {
+        handler = Some(H::new(server));
+        Ok(())
+    });
+    let Some(mut handler) = handler.filter(|_| made) else {
+        return Lifecycle {
+            ran: false,
+            ok: false,
+        };
+    };
+    if !stage(Stage::Setup, client, report, || {
+        setup(&mut handler, request)
+    }) {
+        return Lifecycle {
+            ran: false,
+            ok: false,
+        };
+    }
+    let handled = stage(Stage::Handle, client, report, || {
+        handle(&mut handler, request)
+    });
+    let finished = stage(Stage::Finish, client, report, || {
+        finish(&mut handler, request)
+    });
+    Lifecycle {
+        ran: true,
+        ok: handled && finished,
+    }
+}
+
+fn apply_options(connection: &Connection, options: &RequestOptions, client: &Address) {
+    if options.nodelay {
+        if let Connection::Tcp(stream) = connection {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!(target: "socketserver::request", "TCP_NODELAY for {client}: {e}");
+            }
+        }
+    }
+    if let Some(timeout) = options.request_timeout {
+        let set = connection
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| connection.set_write_timeout(Some(timeout)));
+        if let Err(e) = set {
+            log::debug!(target: "socketserver::request", "timeout for {client}: {e}");
+        }
+    }
+}
+
+fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: Accepted) -> bool {
+    let server = &shared.context;
+    let _in_handler = server.shutdown.enter_handler();
+    let Accepted {
+        connection,
+        client_address,
+    } = accepted;
+    let client = &client_address;
+    log::debug!(target: "socketserver::request", "connection from {client}");
+    apply_options(&connection, &shared.options, client);
+    let mut report = |error: RequestError| H::handle_error(server, &error);
+    let options = &shared.options;
+    let mut request = StreamRequest::new(
+        &connection,
+        client,
+        server,
+        options.rbufsize,
+        options.wbufsize,
+    );
+    let outcome = lifecycle::<H, _>(
+        server,
+        client,
+        &mut request,
+        &mut report,
+        H::setup,
+        H::handle,
+        H::finish,
+    );
+    let mut ok = outcome.ok;
+    if outcome.ran {
+        // Python's finish flushes wfile and ignores errors; a failed flush loses the reply, so
+        // it is reported.
+        if let Err(e) = request.wfile.flush() {
+            report(RequestError::Handler {
+                client: client.clone(),
+                stage: Stage::Finish,
+                source: e.into(),
+            });
+            ok = false;
+        }
+    }
+    drop(request);
+    // Python's shutdown_request: the client sees end-of-file now, even if it shares the
+    // socket with a forked process.
+    let _ = connection.shutdown(std::net::Shutdown::Write);
+    ok
+}
+
+fn finish_datagram<H: DatagramRequestHandler>(
+    shared: &Shared<H::State>,
+    datagram: Datagram,
+) -> bool {
+    let server = &shared.context;
+    let _in_handler = server.shutdown.enter_handler();
+    let Datagram {
+        packet,
+        client_address,
+        socket,
+    } = datagram;
+    let client = &client_address;
+    log::trace!(target: "socketserver::request", "{} byte datagram from {client}", packet.len());
+    let mut report = |error: RequestError| H::handle_error(server, &error);
+    let mut request = DatagramRequest::new(&packet, &socket, client, server);
+    let outcome = lifecycle::<H, _>(
+        server,
+        client,
+        &mut request,
+        &mut report,
+        H::setup,
+        H::handle,
+        H::finish,
+    );
+    let mut ok = outcome.ok;
+    if let Some(reply) = request.reply().filter(|_| outcome.ran) {
+        let sent = match client {
+            Address::Unix(UnixAddress::Unnamed) => {
+                Err(RequestError::UnboundClient { len: reply.len() })
+            }
+            _ => socket
+                .send_to(reply, client)
+                .map(drop)
+                .map_err(|source| RequestError::Reply {
+                    client: client.clone(),
+                    source,
+                }),
+        };
+        if let Err(error) = sent {
+            report(error);
+            ok = false;
+        }
+    }
+    ok
+}

@@ -1,0 +1,202 @@
+//! Stopping a server: the shutdown handle and the waker behind it.
+//!
+//! Python's `shutdown()` sets a flag that `serve_forever` notices within `poll_interval` (0.5 s),
+//! and deadlocks when called from the serving thread. Here the serving loop sleeps in `poll(2)` on
+//! its socket *and* on one end of a socket pair; [`ShutdownHandle::shutdown`] writes a byte to the
+//! other end, so the loop wakes at once.
+//!
+//! A byte on the waker is itself the request to stop, so a stop request also arrives from a forked
+//! child (which shares the socket pair but not the parent's memory) and from a signal handler.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+
+use parking_lot::{Condvar, Mutex};
+
+/// A cloneable, `Send` handle that stops a server's [`serve_forever`](crate::Server::serve_forever).
+///
+/// Get one with [`Server::shutdown_handle`](crate::Server::shutdown_handle) before serving, or from a
+/// handler with [`ServerContext::shutdown_handle`](crate::ServerContext::shutdown_handle).
+///
+/// # Examples
+///
+/// ```
+/// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler, TcpServer};
+/// # struct Echo;
+/// # impl Handler for Echo { type State = (); fn new(_: &ServerContext) -> Self { Echo } }
+/// # impl StreamRequestHandler for Echo {
+/// #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut server = TcpServer::<Echo>::bind("127.0.0.1:0")?;
+/// let handle = server.shutdown_handle();
+/// let serving = std::thread::spawn(move || server.serve_forever());
+/// handle.shutdown(); // returns once serve_forever has returned
+/// serving.join().expect("serving thread")?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    requested: Arc<AtomicBool>,
+    waker: UnixStream,
+    serving: Mutex<Option<ThreadId>>,
+    stopped: Condvar,
+}
+
+thread_local! {
+    /// The `Inner` of the server whose handler runs on this thread, as an address.
+    static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The serving loop's end of the waker.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    reader: UnixStream,
+}
+
+pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
+    let (reader, writer) = UnixStream::pair()?;
+    reader.set_nonblocking(true)?;
+    writer.set_nonblocking(true)?;
+    let inner = Inner {
+        requested: Arc::new(AtomicBool::new(false)),
+        waker: writer,
+        serving: Mutex::new(None),
+        stopped: Condvar::new(),
+    };
+    Ok((
+        ShutdownHandle {
+            inner: Arc::new(inner),
+        },
+        Waker { reader },
+    ))
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop, and waits until `serve_forever` has returned (Python:
+    /// `shutdown()`).
+    ///
+    /// - From another thread while the server serves: wakes the loop at once (no polling
+    ///   interval) and returns after `serve_forever` has returned. Requests already running are
+    ///   not waited for; closing the server does that (see `close`).
+    /// - From inside a handler, or from a hook on the serving thread: only asks, and returns at
+    ///   once. Waiting there would deadlock (Python's bpo-39797); the loop stops as soon as the
+    ///   current request is done.
+    /// - Before `serve_forever` starts, or after it returned: returns at once, and the next
+    ///   `serve_forever` returns immediately, as in Python.
+    pub fn shutdown(&self) {
+        self.request();
+        let me = thread::current().id();
+        let mut serving = self.inner.serving.lock();
+        if self.in_handler() || *serving == Some(me) {
+            return;
+        }
+        while serving.is_some() {
+            self.inner.stopped.wait(&mut serving);
+        }
+    }
+
+    /// Asks the server to stop and returns at once, without waiting.
+    pub fn request(&self) {
+        self.inner.requested.store(true, Ordering::SeqCst);
+        // A full socket buffer means a wake-up is pending already.
+        let _ = (&self.inner.waker).write(&[1]);
+    }
+
+    /// Whether a stop has been asked for and not yet acted on.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Forgets a stop request that was acted on outside `serve_forever`.
+    pub(crate) fn clear(&self) {
+        self.inner.requested.store(false, Ordering::SeqCst);
+    }
+
+    /// The flag a signal handler sets to ask for a stop.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.inner.requested)
+    }
+
+    fn in_handler(&self) -> bool {
+        IN_HANDLER.with(|h| h.get() == self.id())
+    }
+
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    /// Marks this thread as running a handler of this server until the guard drops.
+    pub(crate) fn enter_handler(&self) -> HandlerGuard {
+        let previous = IN_HANDLER.with(|h| h.replace(self.id()));
+        HandlerGuard { previous }
+    }
+
+    /// Marks the loop as running on this thread until the guard drops.
+    pub(crate) fn start_serving(&self) -> ServingGuard<'_> {
+        *self.inner.serving.lock() = Some(thread::current().id());
+        ServingGuard { handle: self }
+    }
+
+    pub(crate) fn raw_waker(&self) -> io::Result<UnixStream> {
+        self.inner.waker.try_clone()
+    }
+}
+
+/// Clears the in-handler mark on drop.
+#[derive(Debug)]
+pub(crate) struct HandlerGuard {
+    previous: usize,
+}
+
+impl Drop for HandlerGuard {
+    fn drop(&mut self) {
+        IN_HANDLER.with(|h| h.set(self.previous));
+    }
+}
+
+/// Marks the loop stopped, clears the request and wakes `shutdown` callers on drop.
+#[derive(Debug)]
+pub(crate) struct ServingGuard<'a> {
+    handle: &'a ShutdownHandle,
+}
+
+impl Drop for ServingGuard<'_> {
+    fn drop(&mut self) {
+        let mut serving = self.handle.inner.serving.lock();
+        self.handle.inner.requested.store(false, Ordering::SeqCst);
+        *serving = None;
+        self.handle.inner.stopped.notify_all();
+    }
+}
+
+impl Waker {
+    /// Reads every pending wake-up byte; true if there was any.
+    pub(crate) fn drain(&self) -> bool {
+        let mut buf = [0u8; 64];
+        let mut any = false;
+        loop {
+            match (&self.reader).read(&mut buf) {
+                Ok(0) => return any,
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return any,
+            }
+        }
+    }
+
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.reader.as_fd()
+    }
+}

@@ -1,0 +1,153 @@
+//! Processing strategies: where a request runs (Python's mix-ins).
+//!
+//! The strategy is the server's third type parameter. The serving loop accepts a request (or
+//! receives a datagram), wraps everything that serving it takes into a [`Job`], and hands the job
+//! to the strategy's [`process_request`](Strategy::process_request):
+//!
+//! | strategy | Python | where the job runs |
+//! |---|---|---|
+//! | [`Serial`] | plain `TCPServer` | on the serving thread, one request at a time |
+//!
+//! Further strategies (threads, processes, a pool) implement the same trait, so they are new
+//! types, never changes to the servers. A strategy can also hold back the loop: the loop asks
+//! [`Strategy::wait_ready`] before every request, which is how a bounded strategy applies
+//! backpressure (clients then wait in the kernel's backlog).
+
+use std::fmt;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+
+/// One request, ready to run: everything serving it needs, owned.
+///
+/// Running it makes the handler, calls `setup`/`handle`/`finish`, reports failures to
+/// `handle_error` and closes the connection or sends the datagram reply. It never panics: handler
+/// panics are caught inside.
+pub struct Job {
+    run: Box<dyn FnOnce() -> bool + Send + 'static>,
+    listener_fd: Option<RawFd>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        run: Box<dyn FnOnce() -> bool + Send + 'static>,
+        listener_fd: Option<RawFd>,
+    ) -> Job {
+        Job { run, listener_fd }
+    }
+
+    /// Runs the request on the current thread; `true` if every handler method succeeded.
+    pub fn run(self) -> bool {
+        (self.run)()
+    }
+
+    /// The server's listening socket, which a forked child does not need and should close.
+    /// `None` for datagram servers, whose children reply through the server's socket.
+    pub fn listener_fd(&self) -> Option<RawFd> {
+        self.listener_fd
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("listener_fd", &self.listener_fd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What closing a server found: the requests it waited for, and those it stopped waiting for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Requests that were still running when closing began and finished before the deadline.
+    pub completed: usize,
+    /// Requests still running when the deadline passed (or when not waited for): they were left
+    /// to finish on their own.
+    pub abandoned: usize,
+}
+
+/// Whether the loop may take another request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Take the next request.
+    Ready,
+    /// The waker fired while waiting: the server is being asked to stop.
+    Woken,
+}
+
+/// Where requests run: Python's `process_request`, and the strategy's part of `service_actions`
+/// and `server_close`.
+///
+/// Strategies must be `Send` so that a server can be moved to the thread that serves it.
+pub trait Strategy: Send + 'static {
+    /// Runs (or arranges to run) one request (Python: `process_request`).
+    ///
+    /// # Errors
+    ///
+    /// When the job could not be started (a thread or process could not be created). The server
+    /// logs it, closes the request, and keeps serving.
+    fn process_request(&mut self, job: Job) -> Result<()>;
+
+    /// Waits until the strategy can take another request, or until `waker` becomes readable.
+    ///
+    /// The default is always ready. Bounded strategies block here when full.
+    fn wait_ready(&mut self, waker: BorrowedFd<'_>) -> Readiness {
+        let _ = waker;
+        Readiness::Ready
+    }
+
+    /// Housekeeping on every pass of the serving loop, such as reaping children.
+    fn service_actions(&mut self) {}
+
+    /// The longest the loop may sleep before calling [`service_actions`](Self::service_actions)
+    /// again; `None` means the strategy has no housekeeping.
+    fn service_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Waits for running requests when the server closes (Python: the mix-in's part of
+    /// `server_close`), at most until `deadline`.
+    fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
+        let _ = deadline;
+        DrainReport::default()
+    }
+}
+
+/// Runs every request on the serving thread, one at a time (Python: plain `TCPServer`/`UDPServer`).
+///
+/// Simple and cheap, but one slow client holds up every other. Nothing is ever running when the
+/// server closes, so closing never waits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serial;
+
+impl Strategy for Serial {
+    fn process_request(&mut self, job: Job) -> Result<()> {
+        job.run();
+        Ok(())
+    }
+}
+
+impl<S: Strategy + ?Sized> Strategy for Box<S> {
+    fn process_request(&mut self, job: Job) -> Result<()> {
+        (**self).process_request(job)
+    }
+
+    fn wait_ready(&mut self, waker: BorrowedFd<'_>) -> Readiness {
+        (**self).wait_ready(waker)
+    }
+
+    fn service_actions(&mut self) {
+        (**self).service_actions()
+    }
+
+    fn service_interval(&self) -> Option<Duration> {
+        (**self).service_interval()
+    }
+
+    fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
+        (**self).close(deadline)
+    }
+}

@@ -1,0 +1,527 @@
+//! The four transports (Python's `address_family` and `socket_type`), and how each binds.
+//!
+//! The transport is the server's first type parameter: [`Tcp`], [`Udp`], [`UnixStream`] or
+//! [`UnixDatagram`]. Stream transports serve a [`StreamRequestHandler`](crate::StreamRequestHandler),
+//! datagram transports a [`DatagramRequestHandler`](crate::DatagramRequestHandler).
+//!
+//! # Binding, step by step
+//!
+//! Internet sockets (`bind` with anything that implements [`ToSocketAddrs`]):
+//!
+//! 1. The address is resolved; each resolved address is tried in order, and the first that binds
+//!    wins (as `std::net::TcpListener::bind` does). IPv4 and IPv6 both work; `[::]` accepts IPv4
+//!    clients too unless the system disables dual-stack sockets.
+//! 2. `SO_REUSEADDR` is set when `reuse_address` is on. For TCP it is on by default (as in
+//!    `std` and most servers: it only lets a restarted server bind while old connections sit
+//!    in `TIME_WAIT`). For UDP it is off by default, because on Linux it would let two servers
+//!    share a port silently.
+//! 3. `SO_REUSEPORT` is set when `reuse_port` is on (internet sockets only: Linux 6.12.9 and
+//!    later reject it on Unix sockets, so asking for it there is an [`Error::InvalidOption`]).
+//! 4. `bind(2)`, then for streams `listen(2)` with `backlog` (1024 by default; Python's 5 is far
+//!    too small, see gh-80184; the kernel caps it at `net.core.somaxconn`).
+//!
+//! Unix sockets (`bind` with a path):
+//!
+//! 1. If the path exists and is not a socket, binding fails with [`Error::PathNotSocket`]; no
+//!    user file is ever deleted.
+//! 2. If it is a socket, the server tries to connect to it. If that succeeds a live server owns
+//!    it: [`Error::UnixPathInUse`]. If the connection is refused the file is stale (left by a
+//!    server that died); it is removed, with an `info` log, and binding goes on.
+//! 3. `bind(2)` (and `listen(2)` for streams). The server remembers the file it created and
+//!    removes it when it closes, unless the file at that path is no longer the same one.
+//!
+//! Sockets passed to `from_listener`/`from_socket` (Python's `bind_and_activate=False`, and
+//! systemd-style socket activation) are checked for the right type and used as they are; a
+//! stream socket that is bound but not yet listening is put into listening state. Their socket
+//! files are never removed, because the server did not create them.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{
+    UnixDatagram as StdUnixDatagram, UnixListener, UnixStream as StdUnixStream,
+};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+use crate::addr::{Address, UnixAddress};
+use crate::error::{Error, RequestError, Result};
+use crate::request::{Connection, DatagramSocket};
+
+/// TCP, over IPv4 or IPv6 (Python: `TCPServer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tcp;
+
+/// UDP, over IPv4 or IPv6 (Python: `UDPServer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Udp;
+
+/// Unix domain stream sockets (Python: `UnixStreamServer`).
+#[derive(Debug, Clone, Copy)]
+pub struct UnixStream;
+
+/// Unix domain datagram sockets (Python: `UnixDatagramServer`).
+#[derive(Debug, Clone, Copy)]
+pub struct UnixDatagram;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Tcp {}
+    impl Sealed for super::Udp {}
+    impl Sealed for super::UnixStream {}
+    impl Sealed for super::UnixDatagram {}
+}
+
+/// A transport: one of [`Tcp`], [`Udp`], [`UnixStream`] and [`UnixDatagram`].
+///
+/// This trait is sealed; its items are the server's internals.
+pub trait Transport: sealed::Sealed + Send + Sync + 'static {
+    /// The transport's name in messages: `"tcp"`, `"udp"`, `"unix"` or `"unix-datagram"`.
+    const NAME: &'static str;
+    #[doc(hidden)]
+    type Socket: AsFd + Send + Sync + 'static;
+    #[doc(hidden)]
+    type Request: Send + 'static;
+    #[doc(hidden)]
+    fn get_request(socket: &Self::Socket, buf: &mut [u8]) -> io::Result<Received<Self::Request>>;
+    #[doc(hidden)]
+    fn client_address(request: &Self::Request) -> &Address;
+    #[doc(hidden)]
+    fn close_request(request: Self::Request);
+    #[doc(hidden)]
+    fn listener_fd(socket: &Self::Socket) -> Option<RawFd>;
+}
+
+/// What one receive produced.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Received<R> {
+    /// A request to serve.
+    Request(R),
+    /// Something that arrived and cannot be served (an oversized datagram).
+    Dropped(RequestError),
+}
+
+/// A listening stream socket.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+/// An accepted connection and its client's address.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Accepted {
+    pub connection: Connection,
+    pub client_address: Address,
+}
+
+/// A received datagram.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Datagram {
+    pub packet: Vec<u8>,
+    pub client_address: Address,
+    pub socket: std::sync::Arc<DatagramSocket>,
+}
+
+fn accept(listener: &Listener) -> io::Result<Received<Accepted>> {
+    let (connection, client_address) = match listener {
+        Listener::Tcp(l) => {
+            let (s, a) = l.accept()?;
+            (Connection::Tcp(s), Address::Inet(a))
+        }
+        Listener::Unix(l) => {
+            let (s, a) = l.accept()?;
+            (Connection::Unix(s), Address::from_unix(&a))
+        }
+    };
+    // On Linux an accepted socket does not inherit O_NONBLOCK from the listener, so the
+    // connection is already in blocking mode, as handlers expect.
+    Ok(Received::Request(Accepted {
+        connection,
+        client_address,
+    }))
+}
+
+macro_rules! stream_transport {
+    ($t:ty, $name:literal) => {
+        impl Transport for $t {
+            const NAME: &'static str = $name;
+            type Socket = Listener;
+            type Request = Accepted;
+            fn get_request(socket: &Listener, _buf: &mut [u8]) -> io::Result<Received<Accepted>> {
+                accept(socket)
+            }
+            fn client_address(request: &Accepted) -> &Address {
+                &request.client_address
+            }
+            fn close_request(request: Accepted) {
+                // Python's shutdown_request: SHUT_WR, then close; errors such as ENOTCONN
+                // mean the client is gone already.
+                let _ = request.connection.shutdown(std::net::Shutdown::Write);
+            }
+            fn listener_fd(socket: &Listener) -> Option<RawFd> {
+                Some(socket.as_fd().as_raw_fd())
+            }
+        }
+    };
+}
+
+macro_rules! datagram_transport {
+    ($t:ty, $name:literal) => {
+        impl Transport for $t {
+            const NAME: &'static str = $name;
+            type Socket = std::sync::Arc<DatagramSocket>;
+            type Request = Datagram;
+            fn get_request(
+                socket: &std::sync::Arc<DatagramSocket>,
+                buf: &mut [u8],
+            ) -> io::Result<Received<Datagram>> {
+                recv_datagram(socket, buf)
+            }
+            fn client_address(request: &Datagram) -> &Address {
+                &request.client_address
+            }
+            fn close_request(_request: Datagram) {}
+            fn listener_fd(_socket: &std::sync::Arc<DatagramSocket>) -> Option<RawFd> {
+                // A forked child replies through the server's socket, so it keeps it.
+                None
+            }
+        }
+    };
+}
+
+stream_transport!(Tcp, "tcp");
+stream_transport!(UnixStream, "unix");
+datagram_transport!(Udp, "udp");
+datagram_transport!(UnixDatagram, "unix-datagram");
+
+/// Receives one datagram without blocking, detecting truncation.
+///
+/// `recvmsg(2)` is called with `MSG_TRUNC`, so on Linux it returns the datagram's real length
+/// even when that is more than the buffer (UDP, and Unix datagram sockets since Linux 3.4); the
+/// `MSG_TRUNC` flag in the returned flags is checked as well, for systems that only set that.
+fn recv_datagram(
+    socket: &std::sync::Arc<DatagramSocket>,
+    buf: &mut [u8],
+) -> io::Result<Received<Datagram>> {
+    use nix::sys::socket::{recvmsg, MsgFlags, SockaddrStorage};
+    let capacity = buf.len();
+    let fd = socket.as_fd().as_raw_fd();
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let flags = MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT;
+    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, None, flags).map_err(io::Error::from)?;
+    let (size, truncated) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
+    let client_address = match msg.address {
+        Some(addr) => storage_to_address(&addr),
+        None => Address::Unix(UnixAddress::Unnamed),
+    };
+    if truncated || size > capacity {
+        return Ok(Received::Dropped(RequestError::Truncated {
+            client: client_address,
+            size: size.max(capacity),
+            capacity,
+        }));
+    }
+    let packet = buf[..size].to_vec();
+    Ok(Received::Request(Datagram {
+        packet,
+        client_address,
+        socket: socket.clone(),
+    }))
+}
+
+fn storage_to_address(addr: &nix::sys::socket::SockaddrStorage) -> Address {
+    if let Some(sin) = addr.as_sockaddr_in() {
+        Address::Inet(SocketAddr::V4((*sin).into()))
+    } else if let Some(sin6) = addr.as_sockaddr_in6() {
+        Address::Inet(SocketAddr::V6((*sin6).into()))
+    } else if let Some(unix) = addr.as_unix_addr() {
+        Address::Unix(if let Some(path) = unix.path() {
+            UnixAddress::Path(path.to_path_buf())
+        } else if let Some(name) = unix.as_abstract() {
+            UnixAddress::Abstract(name.to_vec())
+        } else {
+            UnixAddress::Unnamed
+        })
+    } else {
+        Address::Unix(UnixAddress::Unnamed)
+    }
+}
+
+/// Socket options used while binding.
+#[derive(Debug, Clone)]
+pub(crate) struct BindOptions {
+    pub reuse_address: Option<bool>,
+    pub reuse_port: bool,
+    pub backlog: i32,
+}
+
+/// Wraps an address the caller typed, for error messages.
+struct Shown<'a, A: fmt::Debug>(&'a A);
+
+impl<A: fmt::Debug> fmt::Display for Shown<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = format!("{:?}", self.0);
+        f.write_str(text.trim_matches('"'))
+    }
+}
+
+fn bind_error(addr: Address, source: io::Error) -> Error {
+    match source.kind() {
+        io::ErrorKind::AddrInUse => Error::AddrInUse { addr, source },
+        io::ErrorKind::AddrNotAvailable => Error::AddrNotAvailable { addr, source },
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied { addr, source },
+        _ => Error::Bind { addr, source },
+    }
+}
+
+fn option_error<'a>(
+    option: &'static str,
+    addr: &'a Address,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::SocketOption {
+        option,
+        addr: addr.clone(),
+        source,
+    }
+}
+
+/// Binds an internet socket of type `ty`, trying each resolved address in turn.
+pub(crate) fn bind_inet<A: ToSocketAddrs + fmt::Debug>(
+    addr: A,
+    ty: Type,
+    options: &BindOptions,
+) -> Result<(Socket, SocketAddr)> {
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|source| Error::InvalidAddress {
+            addr: Shown(&addr).to_string(),
+            source,
+        })?;
+    let mut last = None;
+    for candidate in addrs {
+        match bind_one(candidate, ty, options) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidAddress {
+        addr: Shown(&addr).to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "resolved to no address"),
+    }))
+}
+
+fn bind_one(addr: SocketAddr, ty: Type, options: &BindOptions) -> Result<(Socket, SocketAddr)> {
+    let shown = Address::Inet(addr);
+    let socket = Socket::new(Domain::for_address(addr), ty, None)
+        .map_err(|e| bind_error(shown.clone(), e))?;
+    let reuse_address = options.reuse_address.unwrap_or(ty == Type::STREAM);
+    if reuse_address {
+        socket
+            .set_reuse_address(true)
+            .map_err(option_error("SO_REUSEADDR", &shown))?;
+    }
+    if options.reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(option_error("SO_REUSEPORT", &shown))?;
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| bind_error(shown.clone(), e))?;
+    if ty == Type::STREAM {
+        socket
+            .listen(options.backlog)
+            .map_err(|source| Error::Listen {
+                addr: shown.clone(),
+                source,
+            })?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(option_error("O_NONBLOCK", &shown))?;
+    let local = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    Ok((socket, local))
+}
+
+/// A socket file this server created, to remove on close if it is still the same file.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn created(path: &Path) -> SocketFile {
+        let identity = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        SocketFile {
+            path: path.to_path_buf(),
+            identity,
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    /// Removes the file if it is still the one this server created.
+    fn drop(&mut self) {
+        let Some(identity) = self.identity.take() else {
+            return;
+        };
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == identity => match fs::remove_file(&self.path) {
+                Ok(()) => log::debug!(target: "socketserver::server",
+                    "removed socket file {}", self.path.display()),
+                Err(e) => log::warn!(target: "socketserver::server",
+                    "cannot remove socket file {}: {e}", self.path.display()),
+            },
+            Ok(_) => log::info!(target: "socketserver::server",
+                "socket file {} was replaced by another; leaving it", self.path.display()),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Checks the path before binding: refuses non-sockets and live sockets, removes stale ones.
+fn prepare_unix_path(path: &Path, ty: Type) -> Result<()> {
+    let shown = || Address::from(path.to_path_buf());
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(bind_error(shown(), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::PathNotSocket {
+            path: path.to_path_buf(),
+        });
+    }
+    let probe = if ty == Type::STREAM {
+        StdUnixStream::connect(path).map(drop)
+    } else {
+        StdUnixDatagram::unbound().and_then(|s| s.connect(path))
+    };
+    match probe {
+        Ok(()) => Err(Error::UnixPathInUse {
+            path: path.to_path_buf(),
+        }),
+        // A live socket of the other type answers EPROTOTYPE: it is in use too.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPROTOTYPE) => Err(Error::UnixPathInUse {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!(target: "socketserver::server",
+                "removing stale unix socket {} (nobody is listening on it)", path.display());
+            fs::remove_file(path).map_err(|source| Error::StaleSocket {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Err(e) => Err(bind_error(shown(), e)),
+    }
+}
+
+/// Binds a Unix socket of type `ty` at `path`.
+pub(crate) fn bind_unix(
+    path: &Path,
+    ty: Type,
+    options: &BindOptions,
+) -> Result<(OwnedFd, SocketFile)> {
+    let shown = Address::from(path.to_path_buf());
+    if options.reuse_port {
+        return Err(Error::InvalidOption {
+            option: "reuse_port",
+            reason: "SO_REUSEPORT applies to internet sockets only".into(),
+        });
+    }
+    prepare_unix_path(path, ty)?;
+    let addr = SockAddr::unix(path).map_err(|source| Error::InvalidAddress {
+        addr: path.display().to_string(),
+        source,
+    })?;
+    let socket = Socket::new(Domain::UNIX, ty, None).map_err(|e| bind_error(shown.clone(), e))?;
+    socket.bind(&addr).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => Error::UnixPathInUse {
+            path: path.to_path_buf(),
+        },
+        _ => bind_error(shown.clone(), e),
+    })?;
+    let file = SocketFile::created(path);
+    if ty == Type::STREAM {
+        socket
+            .listen(options.backlog)
+            .map_err(|source| Error::Listen {
+                addr: shown.clone(),
+                source,
+            })?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(option_error("O_NONBLOCK", &shown))?;
+    Ok((socket.into(), file))
+}
+
+/// Checks a socket handed in by the caller and prepares it for serving.
+pub(crate) fn adopt(
+    fd: BorrowedFd<'_>,
+    ty: Type,
+    transport: &'static str,
+    backlog: i32,
+) -> Result<()> {
+    let socket = SockRef::from(&fd);
+    let wrong = |reason: String| Error::WrongSocket { transport, reason };
+    let actual = socket
+        .r#type()
+        .map_err(|e| wrong(format!("cannot read its type: {e}")))?;
+    if actual != ty {
+        return Err(wrong(format!("it is a {actual:?} socket, not {ty:?}")));
+    }
+    let local = socket
+        .local_addr()
+        .map_err(|e| wrong(format!("it is not bound: {e}")))?;
+    if local.is_unnamed() || local.as_socket().is_some_and(|a| a.port() == 0) {
+        return Err(wrong("it is not bound to an address".into()));
+    }
+    if ty == Type::STREAM && !socket.is_listener().unwrap_or(false) {
+        socket
+            .listen(backlog)
+            .map_err(|e| wrong(format!("listen failed: {e}")))?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| wrong(format!("cannot make it non-blocking: {e}")))?;
+    Ok(())
+}
+
+/// The address a Unix socket is bound to.
+pub(crate) fn unix_local_address(addr: io::Result<std::os::unix::net::SocketAddr>) -> Address {
+    addr.map(|a| Address::from_unix(&a))
+        .unwrap_or(Address::Unix(UnixAddress::Unnamed))
+}
+
+pub(crate) fn to_tcp(socket: Socket) -> Listener {
+    Listener::Tcp(socket.into())
+}
+
+pub(crate) fn to_udp(socket: Socket) -> DatagramSocket {
+    DatagramSocket::Udp(UdpSocket::from(socket))
+}
