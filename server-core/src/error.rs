@@ -193,18 +193,12 @@ pub enum RequestError {
         /// The panic message, when it was a string.
         message: String,
     },
-    /// A datagram was larger than the receive buffer (`max_packet_size`); it was dropped, not
-    /// passed on truncated.
-    #[error(
-        "datagram from {client} dropped: {size} bytes is more than max_packet_size ({capacity})"
-    )]
+    /// A datagram was larger than `max_packet_size`; it was dropped, not passed on truncated.
+    #[error("datagram from {client} dropped: larger than max_packet_size ({capacity} bytes)")]
     Truncated {
         /// The sender's address.
         client: Address,
-        /// The datagram's real size, when the operating system reports it (Linux does), else
-        /// the buffer size.
-        size: usize,
-        /// The receive buffer's size.
+        /// `max_packet_size`.
         capacity: usize,
     },
     /// The reply to a datagram could not be sent.

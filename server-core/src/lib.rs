@@ -1,5 +1,8 @@
 //! The library behind the `socketserver` facade crate. See the facade's documentation.
 
+// Library code never unwraps: every failure a user or the network can cause is an error value.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod addr;
 pub mod error;
 pub mod handler;

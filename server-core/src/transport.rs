@@ -214,28 +214,22 @@ datagram_transport!(UnixDatagram, "unix-datagram");
 
 /// Receives one datagram without blocking, detecting truncation.
 ///
-/// `recvmsg(2)` is called with `MSG_TRUNC`, so on Linux it returns the datagram's real length
-/// even when that is more than the buffer (UDP, and Unix datagram sockets since Linux 3.4); the
-/// `MSG_TRUNC` flag in the returned flags is checked as well, for systems that only set that.
+/// The buffer is one byte longer than `max_packet_size`: a datagram that fills that extra byte
+/// was larger than allowed, and is dropped and reported instead of being passed on cut short.
+/// This uses `std`'s `recv_from`, which parses every kind of sender address safely (nix 0.29's
+/// `UnixAddr` parsing panics on the empty address of an unbound Unix datagram sender).
 fn recv_datagram(
     socket: &std::sync::Arc<DatagramSocket>,
     buf: &mut [u8],
 ) -> io::Result<Received<Datagram>> {
-    use nix::sys::socket::{recvmsg, MsgFlags, SockaddrStorage};
-    let capacity = buf.len();
-    let fd = socket.as_fd().as_raw_fd();
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let flags = MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT;
-    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, None, flags).map_err(io::Error::from)?;
-    let (size, truncated) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
-    let client_address = match msg.address {
-        Some(addr) => storage_to_address(&addr),
-        None => Address::Unix(UnixAddress::Unnamed),
+    let (size, client_address) = match &**socket {
+        DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a)))?,
+        DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, Address::from_unix(&a)))?,
     };
-    if truncated || size > capacity {
+    let capacity = buf.len().saturating_sub(1);
+    if size > capacity {
         return Ok(Received::Dropped(RequestError::Truncated {
             client: client_address,
-            size: size.max(capacity),
             capacity,
         }));
     }
@@ -245,24 +239,6 @@ fn recv_datagram(
         client_address,
         socket: socket.clone(),
     }))
-}
-
-fn storage_to_address(addr: &nix::sys::socket::SockaddrStorage) -> Address {
-    if let Some(sin) = addr.as_sockaddr_in() {
-        Address::Inet(SocketAddr::V4((*sin).into()))
-    } else if let Some(sin6) = addr.as_sockaddr_in6() {
-        Address::Inet(SocketAddr::V6((*sin6).into()))
-    } else if let Some(unix) = addr.as_unix_addr() {
-        Address::Unix(if let Some(path) = unix.path() {
-            UnixAddress::Path(path.to_path_buf())
-        } else if let Some(name) = unix.as_abstract() {
-            UnixAddress::Abstract(name.to_vec())
-        } else {
-            UnixAddress::Unnamed
-        })
-    } else {
-        Address::Unix(UnixAddress::Unnamed)
-    }
 }
 
 /// Socket options used while binding.

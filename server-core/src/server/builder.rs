@@ -220,8 +220,11 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         if self.request.rbufsize == 0 {
             return invalid("rbufsize", "must be at least 1 byte");
         }
-        if self.max_packet_size == 0 {
-            return invalid("max_packet_size", "must be at least 1 byte");
+        if self.max_packet_size == 0 || self.max_packet_size == usize::MAX {
+            return invalid(
+                "max_packet_size",
+                "must be at least 1 byte and less than usize::MAX",
+            );
         }
         if self.bind.backlog < 0 {
             return invalid("backlog", "must not be negative");
@@ -257,7 +260,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             strategy: self.strategy,
             waker,
             buf: if datagram {
-                vec![0; self.max_packet_size]
+                // One spare byte tells an oversized datagram from one that fits exactly.
+                vec![0; self.max_packet_size + 1]
             } else {
                 Vec::new()
             },

@@ -1,0 +1,239 @@
+//! The echo example as a user runs it: a real process, Python's `socket` module as the client,
+//! signals to stop it, and its one-line errors.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use util::temp_dir;
+
+/// The example binary, built fresh: `cargo test --test echo_example` alone would not rebuild it.
+fn echo_binary() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = std::env::current_exe()
+            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", "echo"])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the echo example failed");
+    });
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    dir.join("examples").join("echo")
+}
+
+/// A running echo server, killed if the test fails before stopping it.
+struct Echo {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    address: String,
+}
+
+impl Echo {
+    fn start(args: &[&str]) -> Echo {
+        let mut child = Command::new(echo_binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the echo example");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("first line");
+        let address = first
+            .trim_end()
+            .strip_prefix("serving on ")
+            .unwrap_or_else(|| panic!("first line is {first:?}"))
+            .to_owned();
+        Echo {
+            child,
+            stdout,
+            address,
+        }
+    }
+
+    /// Sends `signal` and returns the exit status and what was left on stdout and stderr.
+    fn stop(mut self, signal: Signal) -> (std::process::ExitStatus, String, String) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+        let status = self.child.wait().expect("wait");
+        let mut out = String::new();
+        self.stdout.read_to_string(&mut out).expect("stdout");
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("stderr");
+        (status, out, err)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a Python client script; it must print "ok".
+fn python(script: &str, args: &[&str]) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const PY_STREAM: &str = r#"
+import socket, sys
+family, target = sys.argv[1], sys.argv[2]
+if family == "tcp":
+    host, port = target.rsplit(":", 1)
+    s = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+else:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(target)
+payload = bytes(range(256)) * 400  # 100 KiB, every byte value
+s.sendall(payload)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+assert got == payload, (len(got), len(payload))
+print("ok")
+"#;
+
+const PY_DATAGRAM: &str = r#"
+import os, socket, sys, tempfile
+family, target = sys.argv[1], sys.argv[2]
+if family == "udp":
+    host, port = target.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dest = (host, int(port))
+else:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(os.path.join(tempfile.mkdtemp(), "client.sock"))  # unbound clients get no reply
+    dest = target
+s.settimeout(10)
+for payload in [b"hello", b"", bytes(range(256)) * 32]:
+    s.sendto(payload, dest)
+    got, _ = s.recvfrom(65536)
+    assert got == payload, (got[:20], payload[:20])
+print("ok")
+"#;
+
+#[test]
+fn tcp_echo_with_a_python_client_then_sigterm_exits_zero() {
+    let echo = Echo::start(&["tcp", "127.0.0.1:0"]);
+    assert!(
+        !echo.address.ends_with(":0"),
+        "the real port is printed: {}",
+        echo.address
+    );
+    python(PY_STREAM, &["tcp", &echo.address]);
+    python(PY_STREAM, &["tcp", &echo.address]);
+    let (status, _, err) = echo.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+}
+
+#[test]
+fn unix_echo_then_sigint_exits_zero_and_removes_the_socket_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("echo.sock");
+    let echo = Echo::start(&["unix", path.to_str().unwrap()]);
+    assert_eq!(echo.address, path.to_str().unwrap());
+    python(PY_STREAM, &["unix", &echo.address]);
+    let (status, _, err) = echo.stop(Signal::SIGINT);
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert!(!path.exists(), "socket file removed on exit");
+}
+
+#[test]
+fn udp_echo_with_a_python_client() {
+    let echo = Echo::start(&["udp", "127.0.0.1:0"]);
+    python(PY_DATAGRAM, &["udp", &echo.address]);
+    let (status, _, _) = echo.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn unix_datagram_echo_with_a_python_client() {
+    let dir = temp_dir();
+    let path = dir.path().join("echo-dgram.sock");
+    let echo = Echo::start(&["unix-datagram", path.to_str().unwrap()]);
+    python(PY_DATAGRAM, &["unix-datagram", &echo.address]);
+    let (status, _, _) = echo.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    assert!(!path.exists());
+}
+
+fn run_to_failure(args: &[&str]) -> Output {
+    Command::new(echo_binary())
+        .args(args)
+        .output()
+        .expect("run the echo example")
+}
+
+/// A failure: non-zero exit, nothing on stdout, one line on stderr that contains `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is served: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(needle), "{err:?} names {needle}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_busy_port_is_one_line_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_to_failure(&["tcp", &addr]);
+    assert_one_line_error(&out, &format!("address {addr} is already in use"));
+}
+
+#[test]
+fn a_live_socket_path_is_one_line_naming_it() {
+    let dir = temp_dir();
+    let path = dir.path().join("live.sock");
+    let _live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let out = run_to_failure(&["unix", path.to_str().unwrap()]);
+    assert_one_line_error(&out, path.to_str().unwrap());
+}
+
+#[test]
+fn a_bad_address_is_one_line_naming_it() {
+    let out = run_to_failure(&["udp", "localhost:http-not-a-port"]);
+    assert_one_line_error(&out, "localhost:http-not-a-port");
+}

@@ -1,0 +1,113 @@
+//! Helpers shared by the integration tests: run a server on a thread, stop it, wait for things.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socketserver::transport::Transport;
+use socketserver::{Address, Serve, Server, ShutdownHandle, Strategy};
+
+/// Installs the test logger once.
+pub fn init() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A server serving on its own thread.
+pub struct Running<T: Transport, H: Serve<T>, S: Strategy> {
+    pub address: Address,
+    pub handle: ShutdownHandle,
+    thread: JoinHandle<(Server<T, H, S>, socketserver::Result<()>)>,
+}
+
+/// Starts `serve_forever` on a new thread.
+pub fn serve<T: Transport, H: Serve<T> + 'static, S: Strategy>(
+    mut server: Server<T, H, S>,
+) -> Running<T, H, S> {
+    init();
+    let address = server.server_address().clone();
+    let handle = server.shutdown_handle();
+    let thread = thread::spawn(move || {
+        let result = server.serve_forever();
+        (server, result)
+    });
+    Running {
+        address,
+        handle,
+        thread,
+    }
+}
+
+impl<T: Transport, H: Serve<T> + 'static, S: Strategy> Running<T, H, S> {
+    /// The bound internet address.
+    pub fn inet(&self) -> std::net::SocketAddr {
+        self.address.as_inet().expect("an internet server")
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> PathBuf {
+        self.address.as_path().expect("a unix server").to_path_buf()
+    }
+
+    /// Stops the server, checks `serve_forever` returned `Ok`, and hands the server back.
+    pub fn stop(self) -> Server<T, H, S> {
+        self.handle.shutdown();
+        self.join()
+    }
+
+    /// Waits for `serve_forever` to return (it must have been asked to) and checks it was `Ok`.
+    pub fn join(self) -> Server<T, H, S> {
+        let (server, result) = self.thread.join().expect("serving thread panicked");
+        result.expect("serve_forever failed");
+        server
+    }
+}
+
+/// Polls `condition` until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::yield_now();
+        thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// A fresh temporary directory for socket files.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("socketserver-test")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// How long a test waits for something that should take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A TCP client whose reads fail after [`PATIENCE`] instead of hanging the test.
+pub fn tcp_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let client = std::net::TcpStream::connect(addr).expect("connect");
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    client
+}
+
+/// A UDP client on the loopback of `server`'s family, with a read timeout.
+pub fn udp_client(server: std::net::SocketAddr) -> std::net::UdpSocket {
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let client = std::net::UdpSocket::bind(local).expect("bind udp client");
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    client
+}
