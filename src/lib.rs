@@ -1,5 +1,166 @@
-//! Python's socketserver, for Rust.
+//! Python's `socketserver`, for Rust: write a request handler, pick a transport and a processing
+//! strategy, and get a correct server.
+//!
+//! # Hello, world
+//!
+//! An echo server on TCP, serving one client, then stopping:
+//!
+//! ```
+//! use std::io::{self, Read, Write};
+//! use std::net::{Shutdown, TcpStream};
+//! use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+//!
+//! #[derive(Handler)]
+//! struct Echo;
+//!
+//! impl StreamRequestHandler for Echo {
+//!     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+//!         io::copy(&mut request.rfile, &mut request.wfile)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut server = TcpServer::<Echo>::bind("127.0.0.1:0")?;
+//! let address = server.server_address().as_inet().expect("a TCP address");
+//! let stop = server.shutdown_handle();
+//! let serving = std::thread::spawn(move || server.serve_forever());
+//!
+//! let mut client = TcpStream::connect(address)?;
+//! client.write_all(b"hello")?;
+//! client.shutdown(Shutdown::Write)?;
+//! let mut reply = String::new();
+//! client.read_to_string(&mut reply)?;
+//! assert_eq!(reply, "hello");
+//!
+//! stop.shutdown();
+//! serving.join().expect("serving thread")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The three parts
+//!
+//! Python's `socketserver` splits a server into three independent parts, and so does this crate.
+//! A server is the type [`Server<T, H, S>`](Server):
+//!
+//! - **The transport `T`** (Python: `address_family` and `socket_type`): [`transport::Tcp`],
+//!   [`transport::Udp`], [`transport::UnixStream`] or [`transport::UnixDatagram`]. The aliases
+//!   [`TcpServer`], [`UdpServer`], [`UnixStreamServer`] and [`UnixDatagramServer`] fix it.
+//!   IPv4 and IPv6 both work; the address decides.
+//! - **The request handler `H`** (Python: `RequestHandlerClass`): a type implementing
+//!   [`Handler`] (how it is made and what state it shares) and either
+//!   [`StreamRequestHandler`] or [`DatagramRequestHandler`]. A new handler is made for every
+//!   request, and its `setup`, `handle` and `finish` run as in Python.
+//! - **The processing strategy `S`** (Python: the mix-ins): where a request runs. It is the
+//!   server's last type parameter, [`Serial`] by default: every request runs on the serving
+//!   thread, one at a time (Python's plain `TCPServer`). Every strategy implements the
+//!   [`Strategy`] trait and is chosen with [`ServerBuilder::strategy`] or by naming it in the
+//!   type, so adding a strategy adds a type and never changes a server or a handler.
+//!
+//! Because the strategy is a type parameter, the compiler knows which code runs where, and a
+//! handler that only ever runs in the serving thread pays nothing for threads it does not use.
+//! A strategy chosen at run time is a `Box<dyn Strategy>` (see `examples/echo.rs`).
+//!
+//! # Sharing state between requests
+//!
+//! Python handlers reach shared data through `self.server`. Here the handler's
+//! [`Handler::State`] lives in an `Arc` inside the server; handlers reach it through
+//! [`ServerContext::state`], and `#[derive(Handler)]` can hand it to a field:
+//!
+//! ```
+//! use std::io::Write;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+//!
+//! #[derive(Default)]
+//! struct Visits(AtomicUsize);
+//!
+//! #[derive(Handler)]
+//! #[handler(state = Visits)]
+//! struct Counter {
+//!     #[handler(state)]
+//!     visits: Arc<Visits>,
+//! }
+//!
+//! impl StreamRequestHandler for Counter {
+//!     fn handle(&mut self, request: &mut StreamRequest<'_, Visits>) -> HandleResult {
+//!         let n = self.visits.0.fetch_add(1, Ordering::SeqCst) + 1;
+//!         write!(request.wfile, "you are visitor {n}\n")?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut server = TcpServer::<Counter>::bind("127.0.0.1:0")?;
+//! let address = server.server_address().as_inet().expect("a TCP address");
+//! // Serve exactly two requests on this thread, as Python's handle_request does.
+//! let clients = std::thread::spawn(move || -> std::io::Result<String> {
+//!     let mut last = String::new();
+//!     for _ in 0..2 {
+//!         last.clear();
+//!         std::io::Read::read_to_string(&mut std::net::TcpStream::connect(address)?, &mut last)?;
+//!     }
+//!     Ok(last)
+//! });
+//! server.handle_request()?;
+//! server.handle_request()?;
+//! assert_eq!(clients.join().expect("clients")?, "you are visitor 2\n");
+//! assert_eq!(server.state().0.load(Ordering::SeqCst), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Stopping
+//!
+//! [`Server::serve_forever`] runs until a [`ShutdownHandle`] asks it to stop. The handle is
+//! `Clone + Send`; `shutdown()` wakes the loop at once (no 0.5 s polling) and returns when the
+//! loop has stopped. Called from inside a handler it only asks and returns, so it cannot
+//! deadlock the way Python's does. [`Server::close`] (Python: `server_close`) then stops
+//! listening, removes the Unix socket file and waits for running requests, and
+//! [`Server::serve_until_signal`] does all of this on SIGINT or SIGTERM.
+//!
+//! # Errors
+//!
+//! Binding fails with an [`Error`] that names the address or path: [`Error::AddrInUse`],
+//! [`Error::UnixPathInUse`] and so on. A request that fails, by an error or a panic, never stops
+//! the server: it goes to the handler's `handle_error` hook as a [`RequestError`], whose default
+//! logs it through the `log` crate (this crate never installs a logger).
+//!
+//! # Python names
+//!
+//! | Python | here |
+//! |---|---|
+//! | `TCPServer`, `UDPServer`, `UnixStreamServer`, `UnixDatagramServer` | [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`] |
+//! | `BaseRequestHandler`, `StreamRequestHandler`, `DatagramRequestHandler` | [`Handler`] + [`StreamRequestHandler`] / [`DatagramRequestHandler`] |
+//! | `setup`, `handle`, `finish` | the same, returning [`HandleResult`] |
+//! | `self.request`, `self.client_address`, `self.server` | [`StreamRequest::connection`], [`StreamRequest::client_address`], [`StreamRequest::server`] |
+//! | `self.rfile`, `self.wfile` | `request.rfile`, `request.wfile` |
+//! | `server_address` | [`Server::server_address`], [`ServerContext::server_address`] |
+//! | `serve_forever`, `handle_request`, `shutdown`, `server_close` | [`Server::serve_forever`], [`Server::handle_request`], [`ShutdownHandle::shutdown`], [`Server::close`] |
+//! | `verify_request`, `handle_error`, `handle_timeout`, `service_actions` | the handler traits' hooks of the same names |
+//! | `allow_reuse_address`, `allow_reuse_port`, `request_queue_size` | [`ServerBuilder::reuse_address`], [`ServerBuilder::reuse_port`], [`ServerBuilder::backlog`] |
+//! | `timeout` (server), `timeout` (handler), `disable_nagle_algorithm` | [`ServerBuilder::timeout`], [`ServerBuilder::request_timeout`], [`ServerBuilder::nodelay`] |
+//! | `rbufsize`, `wbufsize`, `max_packet_size` | [`ServerBuilder::rbufsize`], [`ServerBuilder::wbufsize`], [`ServerBuilder::max_packet_size`] |
+//! | `bind_and_activate=False` | `ServerBuilder::from_listener` / `from_socket` |
+//! | `OSError` | [`Error`], with the address or path |
+//!
+//! What differs, and why:
+//!
+//! - `shutdown()` lives on a handle, wakes the loop at once, and never deadlocks.
+//! - The default backlog is 1024, not 5; `max_packet_size` is 64 KiB, not 8 KiB, and a larger
+//!   datagram is reported rather than silently cut short.
+//! - Unix socket files are cleaned up: a stale one is replaced, a live one refused by name, and
+//!   the server's own removed on close.
+//! - A datagram handler that writes nothing sends nothing (Python sends an empty datagram).
+//! - Handler panics are caught per request, reported, and the server keeps serving.
+
 #[doc(inline)]
 pub use server_core::*;
+
+/// Derives [`Handler`]: the shared state type and the per-request constructor.
+///
+/// See the [`server_derive`] crate for the attributes.
 #[doc(inline)]
-pub use server_derive::*;
+pub use server_derive::Handler;

@@ -236,7 +236,7 @@ impl<'a, S> StreamRequest<'a, S> {
     }
 
     /// The client's address (Python: `client_address`). For Unix stream clients this is usually
-    /// [`UnixAddress::Unnamed`](crate::UnixAddress::Unnamed), as clients rarely bind.
+    /// [`UnixAddress::Unnamed`], as clients rarely bind.
     pub fn client_address(&self) -> &'a Address {
         self.client_address
     }

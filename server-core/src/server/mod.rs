@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-pub use builder::ServerBuilder;
+pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
 pub use process::Serve;
 
 use crate::addr::Address;
