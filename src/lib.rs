@@ -164,3 +164,8 @@ pub use server_core::*;
 /// See the [`server_derive`] crate for the attributes.
 #[doc(inline)]
 pub use server_derive::Handler;
+
+/// The README's Rust code, compiled as a doc-test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
