@@ -322,6 +322,18 @@ fn bind_one(addr: SocketAddr, ty: Type, options: &BindOptions) -> Result<(Socket
     socket
         .bind(&addr.into())
         .map_err(|e| bind_error(shown.clone(), e))?;
+    activate(&socket, ty, options, &shown)?;
+    let local = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    Ok((socket, local))
+}
+
+/// Python's `server_activate`: listens (streams only) and makes the socket non-blocking for the
+/// serving loop.
+fn activate(socket: &Socket, ty: Type, options: &BindOptions, shown: &Address) -> Result<()> {
     if ty == Type::STREAM {
         socket
             .listen(options.backlog)
@@ -332,13 +344,7 @@ fn bind_one(addr: SocketAddr, ty: Type, options: &BindOptions) -> Result<(Socket
     }
     socket
         .set_nonblocking(true)
-        .map_err(option_error("O_NONBLOCK", &shown))?;
-    let local = socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(addr);
-    Ok((socket, local))
+        .map_err(option_error("O_NONBLOCK", shown))
 }
 
 /// A socket file this server created, to remove on close if it is still the same file.
@@ -442,17 +448,7 @@ pub(crate) fn bind_unix(
         _ => bind_error(shown.clone(), e),
     })?;
     let file = SocketFile::created(path);
-    if ty == Type::STREAM {
-        socket
-            .listen(options.backlog)
-            .map_err(|source| Error::Listen {
-                addr: shown.clone(),
-                source,
-            })?;
-    }
-    socket
-        .set_nonblocking(true)
-        .map_err(option_error("O_NONBLOCK", &shown))?;
+    activate(&socket, ty, options, &shown)?;
     Ok((socket.into(), file))
 }
 
