@@ -1,0 +1,338 @@
+//! The comparison: start every server, run the same load against each in interleaved rounds
+//! (A B C A B C ...), stop them, print medians and ratios, draw the chart.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+
+use crate::load::{self, LoadArgs, Mode, Report};
+use crate::BoxError;
+
+/// Which set of scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// A few minutes: the main scenarios at low and middle concurrency.
+    Quick,
+    /// Every scenario of the speed targets, up to 1000 connections.
+    Full,
+}
+
+/// Arguments of `compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Which scenarios.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub suite: Suite,
+    /// Rounds per scenario; each round loads every server once.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds per load.
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Where to write the chart (SVG): requests/s against concurrency, persistent TCP.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+}
+
+/// A server to start: a name and a command line with `{addr}` for the address.
+#[derive(Clone, Debug)]
+struct ServerSpec {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+struct Scenario {
+    name: String,
+    mode: Mode,
+    connections: u16,
+    servers: Vec<ServerSpec>,
+}
+
+/// A started server, killed on drop.
+struct Running {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
+    let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{addr}", address)).collect();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", spec.name))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    let address = first
+        .trim_end()
+        .strip_prefix("serving on ")
+        .ok_or_else(|| format!("{} printed {first:?}", spec.name))?
+        .to_owned();
+    Ok(Running { child, address })
+}
+
+fn paths() -> Result<(PathBuf, PathBuf, PathBuf), BoxError> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
+    let echo = dir.join("examples").join("echo");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("py_echo.py");
+    Ok((exe, echo, script))
+}
+
+fn build_echo() -> Result<(), BoxError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--example", "echo"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        return Err("building the echo example failed".into());
+    }
+    Ok(())
+}
+
+fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
+    let (exe, echo, script) = paths()?;
+    let (exe, echo, script) = (exe.display().to_string(), echo.display().to_string(), script.display().to_string());
+    let ours = |name: &'static str, transport: &str, mode: &str| ServerSpec {
+        name,
+        argv: vec![echo.clone(), transport.into(), "{addr}".into(), "--mode".into(), mode.into()],
+    };
+    let peer = |name: &'static str, which: &str, transport: &str| ServerSpec {
+        name,
+        argv: vec![exe.clone(), "serve".into(), which.into(), transport.into(), "{addr}".into()],
+    };
+    let python = |name: &'static str, mode: &str, transport: &str| ServerSpec {
+        name,
+        argv: vec!["python3".into(), script.clone(), mode.into(), transport.into(), "{addr}".into()],
+    };
+    let persistent = |c: u16| Scenario {
+        name: format!("tcp persistent, {c} conn"),
+        mode: Mode::Tcp,
+        connections: c,
+        servers: vec![
+            ours("ours threading", "tcp", "threading"),
+            peer("std threads", "std", "tcp"),
+            peer("tokio", "tokio", "tcp"),
+            python("python threading", "threading", "tcp"),
+        ],
+    };
+    let levels: &[u16] = match suite {
+        Suite::Quick => &[1, 16, 64],
+        Suite::Full => &[1, 16, 64, 256, 1000],
+    };
+    let mut all: Vec<Scenario> = levels.iter().map(|&c| persistent(c)).collect();
+    all.push(Scenario {
+        name: "floor: loopback ping-pong, no server, 1 conn".into(),
+        mode: Mode::Floor,
+        connections: 1,
+        servers: vec![ServerSpec { name: "floor", argv: Vec::new() }],
+    });
+    all.push(Scenario {
+        name: "tcp connection per request, 16 clients".into(),
+        mode: Mode::TcpConnect,
+        connections: 16,
+        servers: vec![
+            ours("ours threading", "tcp", "threading"),
+            ours("ours pool", "tcp", "pool"),
+            ours("ours forking", "tcp", "forking"),
+            peer("std threads", "std", "tcp"),
+            peer("tokio", "tokio", "tcp"),
+            python("python threading", "threading", "tcp"),
+            python("python forking", "forking", "tcp"),
+        ],
+    });
+    for (transport, mode, label) in [("udp", Mode::Udp, "udp"), ("unix-datagram", Mode::UnixDatagram, "unix datagram")] {
+        all.push(Scenario {
+            name: format!("{label}, 16 clients"),
+            mode,
+            connections: 16,
+            servers: vec![
+                ours("ours sync", transport, "sync"),
+                peer("std loop", "std", transport),
+                peer("tokio", "tokio", transport),
+            ],
+        });
+    }
+    Ok(all)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Medians over rounds for one server in one scenario.
+#[derive(Debug, Clone, Default)]
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: u64,
+}
+
+fn summarise(reports: &[Report]) -> Summary {
+    let pick = |f: fn(&Report) -> f64| median(&mut reports.iter().map(f).collect::<Vec<_>>());
+    Summary {
+        rps: pick(Report::rps),
+        p50: pick(|r| r.p50_us),
+        p99: pick(|r| r.p99_us),
+        p999: pick(|r| r.p999_us),
+        errors: reports.iter().map(|r| r.errors).sum(),
+    }
+}
+
+pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
+    build_echo()?;
+    let dir = std::env::temp_dir().join(format!("ssbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut results: Vec<(String, u16, Mode, Vec<(&'static str, Summary)>)> = Vec::new();
+    for scenario in scenarios(args.suite)? {
+        if args.only.as_deref().is_some_and(|only| !scenario.name.contains(only)) {
+            continue;
+        }
+        eprintln!("== {}", scenario.name);
+        let stream = matches!(scenario.mode, Mode::Tcp | Mode::TcpConnect | Mode::Udp);
+        let mut running = Vec::new();
+        for (i, spec) in scenario.servers.iter().enumerate() {
+            if spec.argv.is_empty() {
+                running.push(None);
+                continue;
+            }
+            let address = if stream {
+                "127.0.0.1:0".to_owned()
+            } else {
+                dir.join(format!("server-{i}.sock")).display().to_string()
+            };
+            running.push(Some(start(spec, &address)?));
+        }
+        let mut reports: Vec<Vec<Report>> = vec![Vec::new(); scenario.servers.len()];
+        for round in 0..args.rounds {
+            for (i, server) in running.iter().enumerate() {
+                let load = LoadArgs {
+                    mode: scenario.mode,
+                    target: server.as_ref().map(|s| s.address.clone()).unwrap_or_default(),
+                    connections: scenario.connections,
+                    size: 64,
+                    duration: args.duration,
+                };
+                let report = load::run(&load)?;
+                eprintln!("   round {round} {:<18} {:>10.0} req/s  p99 {:>8.1} us  errors {}",
+                    scenario.servers[i].name, report.rps(), report.p99_us, report.errors);
+                reports[i].push(report);
+            }
+        }
+        drop(running);
+        let summaries = scenario.servers.iter().zip(&reports).map(|(s, r)| (s.name, summarise(r))).collect();
+        results.push((scenario.name, scenario.connections, scenario.mode, summaries));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    print_table(&results, args);
+    if let Some(path) = &args.chart {
+        chart(&results, path)?;
+        eprintln!("chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+type Results = [(String, u16, Mode, Vec<(&'static str, Summary)>)];
+
+fn print_table(results: &Results, args: &CompareArgs) {
+    println!("64-byte echo; medians of {} rounds of {} s per server, interleaved; ratio = ours / that server (persistent and datagram rows: ours = the first row).", args.rounds, args.duration);
+    println!();
+    println!("| scenario | server | req/s | p50 µs | p99 µs | p99.9 µs | errors | ours ÷ this |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (name, _, _, summaries) in results {
+        let ours = summaries.first().map(|(_, s)| s.rps).unwrap_or(0.0);
+        for (server, s) in summaries {
+            let ratio = if s.rps > 0.0 { format!("{:.2}", ours / s.rps) } else { "-".into() };
+            println!(
+                "| {name} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {ratio} |",
+                s.rps, s.p50, s.p99, s.p999, s.errors
+            );
+        }
+    }
+}
+
+fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
+    use plotters::prelude::*;
+    let mut series: BTreeMap<&str, Vec<(u16, f64)>> = BTreeMap::new();
+    let mut levels: Vec<u16> = Vec::new();
+    for (_, connections, mode, summaries) in results {
+        if *mode != Mode::Tcp {
+            continue;
+        }
+        levels.push(*connections);
+        for (server, s) in summaries {
+            series.entry(server).or_default().push((*connections, s.rps));
+        }
+    }
+    if levels.is_empty() {
+        return Ok(());
+    }
+    let max = series.values().flatten().map(|(_, r)| *r).fold(0.0, f64::max) * 1.1;
+    let index = |c: u16| levels.iter().position(|&l| l == c).unwrap_or(0) as f64;
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Persistent TCP, 64-byte echo: requests/s against concurrency", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.2..(levels.len() as f64 - 0.8), 0.0..max.max(1.0))?;
+    chart
+        .configure_mesh()
+        .x_labels(levels.len())
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                levels.get(i as usize).map(|c| c.to_string()).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("concurrent connections")
+        .y_desc("requests/s")
+        .draw()?;
+    for (i, (server, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let data: Vec<(f64, f64)> = points.iter().map(|&(c, r)| (index(c), r)).collect();
+        chart
+            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
+            .label(*server)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(data.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The socketserver benchmark harness: a load generator, the peer servers, and the side-by-side
+//! comparison that writes `BENCHMARKS.md`'s table and chart.
+//!
+//! ```text
+//! cargo run --release -p socketserver-bench -- compare --suite quick
+//! cargo run --release -p socketserver-bench -- load --mode tcp --target 127.0.0.1:9000 -c 16
+//! cargo run --release -p socketserver-bench -- serve tokio tcp 127.0.0.1:0
+//! ```
+//!
+//! Every load is bounded in time; every server listens on loopback or a Unix socket path.
+
+mod compare;
+mod load;
+mod peers;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks for socketserver.
+#[derive(Parser, Debug)]
+#[command(name = "ssbench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs one peer server (prints `serving on ADDRESS` first).
+    Serve(peers::ServeArgs),
+    /// Runs one bounded load against a server and prints one JSON line.
+    Load(load::LoadArgs),
+    /// Starts every server, runs the same loads against each in interleaved rounds, and prints
+    /// medians and ratios.
+    Compare(compare::CompareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => peers::serve(&args),
+        Command::Load(args) => load::main(&args),
+        Command::Compare(args) => compare::main(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The harness's error type: a message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
