@@ -43,9 +43,9 @@ pub struct CompareArgs {
 
 /// A server to start: a name and a command line with `{addr}` for the address.
 #[derive(Clone, Debug)]
-struct ServerSpec {
-    name: &'static str,
-    argv: Vec<String>,
+pub struct ServerSpec {
+    pub name: &'static str,
+    pub argv: Vec<String>,
 }
 
 struct Scenario {
@@ -56,9 +56,16 @@ struct Scenario {
 }
 
 /// A started server, killed on drop.
-struct Running {
+pub struct Running {
     child: Child,
-    address: String,
+    pub address: String,
+}
+
+impl Running {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Running {
@@ -79,8 +86,12 @@ impl Drop for Running {
     }
 }
 
-fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
-    let argv: Vec<String> = spec.argv.iter().map(|a| a.replace("{addr}", address)).collect();
+pub fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
+    let argv: Vec<String> = spec
+        .argv
+        .iter()
+        .map(|a| a.replace("{addr}", address))
+        .collect();
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(Stdio::piped())
@@ -102,11 +113,13 @@ fn paths() -> Result<(PathBuf, PathBuf, PathBuf), BoxError> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
     let echo = dir.join("examples").join("echo");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("py_echo.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join("py_echo.py");
     Ok((exe, echo, script))
 }
 
-fn build_echo() -> Result<(), BoxError> {
+pub fn build_echo() -> Result<(), BoxError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(cargo)
@@ -121,18 +134,40 @@ fn build_echo() -> Result<(), BoxError> {
 
 fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
     let (exe, echo, script) = paths()?;
-    let (exe, echo, script) = (exe.display().to_string(), echo.display().to_string(), script.display().to_string());
+    let (exe, echo, script) = (
+        exe.display().to_string(),
+        echo.display().to_string(),
+        script.display().to_string(),
+    );
     let ours = |name: &'static str, transport: &str, mode: &str| ServerSpec {
         name,
-        argv: vec![echo.clone(), transport.into(), "{addr}".into(), "--mode".into(), mode.into()],
+        argv: vec![
+            echo.clone(),
+            transport.into(),
+            "{addr}".into(),
+            "--mode".into(),
+            mode.into(),
+        ],
     };
     let peer = |name: &'static str, which: &str, transport: &str| ServerSpec {
         name,
-        argv: vec![exe.clone(), "serve".into(), which.into(), transport.into(), "{addr}".into()],
+        argv: vec![
+            exe.clone(),
+            "serve".into(),
+            which.into(),
+            transport.into(),
+            "{addr}".into(),
+        ],
     };
     let python = |name: &'static str, mode: &str, transport: &str| ServerSpec {
         name,
-        argv: vec!["python3".into(), script.clone(), mode.into(), transport.into(), "{addr}".into()],
+        argv: vec![
+            "python3".into(),
+            script.clone(),
+            mode.into(),
+            transport.into(),
+            "{addr}".into(),
+        ],
     };
     let persistent = |c: u16| Scenario {
         name: format!("tcp persistent, {c} conn"),
@@ -154,7 +189,10 @@ fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
         name: "floor: loopback ping-pong, no server, 1 conn".into(),
         mode: Mode::Floor,
         connections: 1,
-        servers: vec![ServerSpec { name: "floor", argv: Vec::new() }],
+        servers: vec![ServerSpec {
+            name: "floor",
+            argv: Vec::new(),
+        }],
     });
     all.push(Scenario {
         name: "tcp connection per request, 16 clients".into(),
@@ -170,7 +208,10 @@ fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
             python("python forking", "forking", "tcp"),
         ],
     });
-    for (transport, mode, label) in [("udp", Mode::Udp, "udp"), ("unix-datagram", Mode::UnixDatagram, "unix datagram")] {
+    for (transport, mode, label) in [
+        ("udp", Mode::Udp, "udp"),
+        ("unix-datagram", Mode::UnixDatagram, "unix datagram"),
+    ] {
         all.push(Scenario {
             name: format!("{label}, 16 clients"),
             mode,
@@ -217,7 +258,11 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     std::fs::create_dir_all(&dir)?;
     let mut results: Vec<(String, u16, Mode, Vec<(&'static str, Summary)>)> = Vec::new();
     for scenario in scenarios(args.suite)? {
-        if args.only.as_deref().is_some_and(|only| !scenario.name.contains(only)) {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|only| !scenario.name.contains(only))
+        {
             continue;
         }
         eprintln!("== {}", scenario.name);
@@ -240,20 +285,38 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
             for (i, server) in running.iter().enumerate() {
                 let load = LoadArgs {
                     mode: scenario.mode,
-                    target: server.as_ref().map(|s| s.address.clone()).unwrap_or_default(),
+                    target: server
+                        .as_ref()
+                        .map(|s| s.address.clone())
+                        .unwrap_or_default(),
                     connections: scenario.connections,
                     size: 64,
                     duration: args.duration,
                 };
                 let report = load::run(&load)?;
-                eprintln!("   round {round} {:<18} {:>10.0} req/s  p99 {:>8.1} us  errors {}",
-                    scenario.servers[i].name, report.rps(), report.p99_us, report.errors);
+                eprintln!(
+                    "   round {round} {:<18} {:>10.0} req/s  p99 {:>8.1} us  errors {}",
+                    scenario.servers[i].name,
+                    report.rps(),
+                    report.p99_us,
+                    report.errors
+                );
                 reports[i].push(report);
             }
         }
         drop(running);
-        let summaries = scenario.servers.iter().zip(&reports).map(|(s, r)| (s.name, summarise(r))).collect();
-        results.push((scenario.name, scenario.connections, scenario.mode, summaries));
+        let summaries = scenario
+            .servers
+            .iter()
+            .zip(&reports)
+            .map(|(s, r)| (s.name, summarise(r)))
+            .collect();
+        results.push((
+            scenario.name,
+            scenario.connections,
+            scenario.mode,
+            summaries,
+        ));
     }
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&results, args);
@@ -274,7 +337,11 @@ fn print_table(results: &Results, args: &CompareArgs) {
     for (name, _, _, summaries) in results {
         let ours = summaries.first().map(|(_, s)| s.rps).unwrap_or(0.0);
         for (server, s) in summaries {
-            let ratio = if s.rps > 0.0 { format!("{:.2}", ours / s.rps) } else { "-".into() };
+            let ratio = if s.rps > 0.0 {
+                format!("{:.2}", ours / s.rps)
+            } else {
+                "-".into()
+            };
             println!(
                 "| {name} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {ratio} |",
                 s.rps, s.p50, s.p99, s.p999, s.errors
@@ -293,18 +360,29 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
         }
         levels.push(*connections);
         for (server, s) in summaries {
-            series.entry(server).or_default().push((*connections, s.rps));
+            series
+                .entry(server)
+                .or_default()
+                .push((*connections, s.rps));
         }
     }
     if levels.is_empty() {
         return Ok(());
     }
-    let max = series.values().flatten().map(|(_, r)| *r).fold(0.0, f64::max) * 1.1;
+    let max = series
+        .values()
+        .flatten()
+        .map(|(_, r)| *r)
+        .fold(0.0, f64::max)
+        * 1.1;
     let index = |c: u16| levels.iter().position(|&l| l == c).unwrap_or(0) as f64;
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Persistent TCP, 64-byte echo: requests/s against concurrency", ("sans-serif", 20))
+        .caption(
+            "Persistent TCP, 64-byte echo: requests/s against concurrency",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -315,7 +393,10 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
         .x_label_formatter(&|x| {
             let i = x.round();
             if (x - i).abs() < 0.01 && i >= 0.0 {
-                levels.get(i as usize).map(|c| c.to_string()).unwrap_or_default()
+                levels
+                    .get(i as usize)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -329,10 +410,16 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
         chart
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
             .label(*server)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart.draw_series(data.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -102,7 +102,11 @@ struct ClientResult {
 pub fn run(args: &LoadArgs) -> Result<Report, BoxError> {
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, 60.0));
     let clients = usize::from(args.connections);
-    let floor_server = if args.mode == Mode::Floor { Some(floor_echo()?) } else { None };
+    let floor_server = if args.mode == Mode::Floor {
+        Some(floor_echo()?)
+    } else {
+        None
+    };
     let target = match &floor_server {
         Some(addr) => addr.to_string(),
         None => args.target.clone(),
@@ -129,7 +133,14 @@ pub fn run(args: &LoadArgs) -> Result<Report, BoxError> {
     }
     let seconds = began.elapsed().as_secs_f64();
     let us = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
-    Ok(Report { requests, errors, seconds, p50_us: us(0.5), p99_us: us(0.99), p999_us: us(0.999) })
+    Ok(Report {
+        requests,
+        errors,
+        seconds,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+    })
 }
 
 /// An in-process echo thread on loopback, for the floor measurement.
@@ -159,7 +170,13 @@ fn echo_stream(mut conn: TcpStream) {
     }
 }
 
-fn client(args: &LoadArgs, target: &str, id: usize, start: &Barrier, duration: Duration) -> Result<ClientResult, BoxError> {
+fn client(
+    args: &LoadArgs,
+    target: &str,
+    id: usize,
+    start: &Barrier,
+    duration: Duration,
+) -> Result<ClientResult, BoxError> {
     let mut result = ClientResult {
         histogram: Histogram::new_with_bounds(1, 60_000_000_000, 3)?,
         requests: 0,
@@ -191,16 +208,19 @@ fn client(args: &LoadArgs, target: &str, id: usize, start: &Barrier, duration: D
     let deadline = Instant::now() + duration;
     while Instant::now() < deadline {
         let began = Instant::now();
-        let ok = match (&mut transport, args.mode) {
-            (Some(conn), _) => conn.round_trip(&message, &mut reply),
-            (None, Mode::TcpConnect) => {
-                connect_tcp(target, timeout).and_then(|mut c| once(&mut c, &message, &mut reply))
-            }
-            (None, _) => connect_unix(target, timeout).and_then(|mut c| once(&mut c, &message, &mut reply)),
-        };
+        let ok =
+            match (&mut transport, args.mode) {
+                (Some(conn), _) => conn.round_trip(&message, &mut reply),
+                (None, Mode::TcpConnect) => connect_tcp(target, timeout)
+                    .and_then(|mut c| once(&mut c, &message, &mut reply)),
+                (None, _) => connect_unix(target, timeout)
+                    .and_then(|mut c| once(&mut c, &message, &mut reply)),
+            };
         match ok {
             Ok(()) => {
-                let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+                let nanos = u64::try_from(began.elapsed().as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
                 result.histogram.saturating_record(nanos);
                 result.requests += 1;
             }
@@ -240,7 +260,11 @@ fn connect_unix(target: &str, timeout: Option<Duration>) -> std::io::Result<Unix
 }
 
 /// One request on a fresh connection: send, half-close, read the echo.
-fn once<S: Read + Write + HalfClose>(conn: &mut S, message: &[u8], reply: &mut [u8]) -> std::io::Result<()> {
+fn once<S: Read + Write + HalfClose>(
+    conn: &mut S,
+    message: &[u8],
+    reply: &mut [u8],
+) -> std::io::Result<()> {
     conn.write_all(message)?;
     conn.half_close()?;
     conn.read_exact(&mut reply[..message.len()])

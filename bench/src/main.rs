@@ -11,6 +11,7 @@
 
 mod compare;
 mod load;
+mod memory;
 mod peers;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     /// Starts every server, runs the same loads against each in interleaved rounds, and prints
     /// medians and ratios.
     Compare(compare::CompareArgs),
+    /// Measures the echo server's memory with many idle connections.
+    Memory(memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => peers::serve(&args),
         Command::Load(args) => load::main(&args),
         Command::Compare(args) => compare::main(&args),
+        Command::Memory(args) => memory::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

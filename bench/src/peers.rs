@@ -117,7 +117,9 @@ fn serve_std(transport: Transport, address: &str) -> Result<(), BoxError> {
 
 fn serve_tokio(transport: Transport, address: &str) -> Result<(), BoxError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         macro_rules! echo_task {
             ($conn:expr) => {{
