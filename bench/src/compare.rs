@@ -256,7 +256,7 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     build_echo()?;
     let dir = std::env::temp_dir().join(format!("ssbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut results: Vec<(String, u16, Mode, Vec<(&'static str, Summary)>)> = Vec::new();
+    let mut results: Vec<ScenarioResult> = Vec::new();
     for scenario in scenarios(args.suite)? {
         if args
             .only
@@ -327,14 +327,25 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-type Results = [(String, u16, Mode, Vec<(&'static str, Summary)>)];
+/// One scenario's medians, per server.
+struct ScenarioResult {
+    name: String,
+    connections: u16,
+    mode: Mode,
+    summaries: Vec<(&'static str, Summary)>,
+}
+
+type Results = [ScenarioResult];
 
 fn print_table(results: &Results, args: &CompareArgs) {
     println!("64-byte echo; medians of {} rounds of {} s per server, interleaved; ratio = ours / that server (persistent and datagram rows: ours = the first row).", args.rounds, args.duration);
     println!();
     println!("| scenario | server | req/s | p50 µs | p99 µs | p99.9 µs | errors | ours ÷ this |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for (name, _, _, summaries) in results {
+    for ScenarioResult {
+        name, summaries, ..
+    } in results
+    {
         let ours = summaries.first().map(|(_, s)| s.rps).unwrap_or(0.0);
         for (server, s) in summaries {
             let ratio = if s.rps > 0.0 {
@@ -354,7 +365,13 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
     use plotters::prelude::*;
     let mut series: BTreeMap<&str, Vec<(u16, f64)>> = BTreeMap::new();
     let mut levels: Vec<u16> = Vec::new();
-    for (_, connections, mode, summaries) in results {
+    for ScenarioResult {
+        connections,
+        mode,
+        summaries,
+        ..
+    } in results
+    {
         if *mode != Mode::Tcp {
             continue;
         }
