@@ -311,12 +311,12 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
             .zip(&reports)
             .map(|(s, r)| (s.name, summarise(r)))
             .collect();
-        results.push((
-            scenario.name,
-            scenario.connections,
-            scenario.mode,
+        results.push(ScenarioResult {
+            name: scenario.name,
+            connections: scenario.connections,
+            mode: scenario.mode,
             summaries,
-        ));
+        });
     }
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&results, args);
