@@ -9,16 +9,20 @@ pub mod handler;
 pub mod request;
 pub mod server;
 mod shutdown;
+mod stats;
 pub mod strategy;
 pub mod transport;
 
 pub use addr::{Address, UnixAddress};
 pub use error::{BoxError, Error, RequestError, Result, Stage};
 pub use handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
-pub use request::{Connection, DatagramRequest, DatagramSocket, StreamRequest, Wfile};
+pub use request::{
+    Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
+};
 pub use server::{
     HandleOutcome, Serve, Server, ServerBuilder, ServerContext, TcpServer, UdpServer,
     UnixDatagramServer, UnixStreamServer,
 };
 pub use shutdown::ShutdownHandle;
+pub use stats::Stats;
 pub use strategy::{DrainReport, Job, Readiness, Serial, Strategy};

@@ -57,6 +57,30 @@ impl Connection {
         }
     }
 
+    /// The credentials of the process at the other end of a Unix connection (`SO_PEERCRED`):
+    /// its pid, uid and gid when it connected.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on TCP connections; otherwise the operating system's error.
+    pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        match self {
+            Connection::Unix(s) => {
+                let creds =
+                    nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)?;
+                Ok(PeerCredentials {
+                    pid: creds.pid(),
+                    uid: creds.uid(),
+                    gid: creds.gid(),
+                })
+            }
+            Connection::Tcp(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "peer credentials exist for unix connections only",
+            )),
+        }
+    }
+
     /// The TCP stream, if this is a TCP connection.
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match self {
@@ -133,6 +157,18 @@ impl Write for Connection {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Who is at the other end of a Unix connection, from [`Connection::peer_credentials`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct PeerCredentials {
+    /// The peer's process id.
+    pub pid: i32,
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's group id.
+    pub gid: u32,
 }
 
 /// The writing side of a stream request (Python: `wfile`).

@@ -247,6 +247,7 @@ pub(crate) struct BindOptions {
     pub reuse_address: Option<bool>,
     pub reuse_port: bool,
     pub backlog: i32,
+    pub socket_mode: Option<u32>,
 }
 
 /// Wraps an address the caller typed, for error messages.
@@ -448,6 +449,11 @@ pub(crate) fn bind_unix(
         _ => bind_error(shown.clone(), e),
     })?;
     let file = SocketFile::created(path);
+    if let Some(mode) = options.socket_mode {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(option_error("socket_mode", &shown))?;
+    }
     activate(&socket, ty, options, &shown)?;
     Ok((socket.into(), file))
 }

@@ -17,6 +17,7 @@ use crate::handler::Handler;
 use crate::request::DatagramSocket;
 use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
 use crate::shutdown;
+use crate::stats::Counters;
 use crate::strategy::{Serial, Strategy};
 use crate::transport::{self, BindOptions, Listener, SocketFile, Transport};
 
@@ -88,6 +89,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 reuse_address: None,
                 reuse_port: false,
                 backlog: DEFAULT_BACKLOG,
+                socket_mode: None,
             },
             request: RequestOptions {
                 rbufsize: 8192,
@@ -146,6 +148,17 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
     #[doc(alias = "request_queue_size")]
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.bind.backlog = backlog;
+        self
+    }
+
+    /// The permission bits of the Unix socket file the server creates, such as `0o660` (only
+    /// its owner and group may connect). Default: `None`, what the process umask gives.
+    /// Ignored for internet sockets.
+    ///
+    /// The mode is set right after `bind(2)`; for no window at all, put the socket in a
+    /// directory that only the intended clients can enter.
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.bind.socket_mode = Some(mode);
         self
     }
 
@@ -250,6 +263,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             server_address,
             state: self.state,
             shutdown,
+            counters: Counters::default(),
         };
         Ok(Server {
             socket,

@@ -20,6 +20,7 @@ use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::shutdown::{ShutdownHandle, Waker};
+use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
 use crate::transport::{self, Received, SocketFile, Transport};
 
@@ -31,6 +32,7 @@ pub struct ServerContext<S = ()> {
     server_address: Address,
     state: Arc<S>,
     pub(crate) shutdown: ShutdownHandle,
+    pub(crate) counters: Counters,
 }
 
 impl<S> ServerContext<S> {
@@ -48,6 +50,11 @@ impl<S> ServerContext<S> {
     /// The shared state's `Arc`, to keep a reference beyond the request.
     pub fn state_arc(&self) -> &Arc<S> {
         &self.state
+    }
+
+    /// The server's counters: requests running, served, failed and rejected.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
     }
 
     /// A handle that stops the server.
@@ -178,6 +185,11 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// A cloneable handle that stops [`serve_forever`](Self::serve_forever) from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shared.context.shutdown.clone()
+    }
+
+    /// The server's counters: requests running, served, failed and rejected.
+    pub fn stats(&self) -> Stats {
+        self.shared.context.stats()
     }
 
     /// The processing strategy.
@@ -443,6 +455,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 if !H::verify_request(context, T::client_address(&request)) {
                     log::debug!(target: "socketserver::request",
                         "verify_request rejected {}", T::client_address(&request));
+                    context.counters.reject();
                     T::close_request(request);
                     return true;
                 }
@@ -457,6 +470,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 true
             }
             Ok(Received::Dropped(error)) => {
+                context.counters.reject();
                 H::handle_error(context, &error);
                 true
             }

@@ -182,6 +182,7 @@ fn apply_options(connection: &Connection, options: &RequestOptions, client: &Add
 fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: Accepted) -> bool {
     let server = &shared.context;
     let _in_handler = server.shutdown.enter_handler();
+    let mut active = server.counters.start();
     let Accepted {
         connection,
         client_address,
@@ -224,6 +225,7 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     // Python's shutdown_request: the client sees end-of-file now, even if it shares the
     // socket with a forked process.
     let _ = connection.shutdown(std::net::Shutdown::Write);
+    active.succeeded(ok);
     ok
 }
 
@@ -233,6 +235,7 @@ fn finish_datagram<H: DatagramRequestHandler>(
 ) -> bool {
     let server = &shared.context;
     let _in_handler = server.shutdown.enter_handler();
+    let mut active = server.counters.start();
     let Datagram {
         packet,
         client_address,
@@ -270,5 +273,6 @@ fn finish_datagram<H: DatagramRequestHandler>(
             ok = false;
         }
     }
+    active.succeeded(ok);
     ok
 }

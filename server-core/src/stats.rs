@@ -1,0 +1,80 @@
+//! Server statistics: what a handler or an operator can read while the server runs.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// A snapshot of a server's counters, from [`Server::stats`](crate::Server::stats) or
+/// [`ServerContext::stats`](crate::ServerContext::stats).
+///
+/// Requests that run in forked child processes are counted by the forking strategy, not here:
+/// a child's counters live in the child's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests whose handler is running now.
+    pub active: usize,
+    /// Requests whose handler finished with every stage succeeding.
+    pub served: u64,
+    /// Requests that ended with an error or a panic (each also went to `handle_error`).
+    pub failed: u64,
+    /// Requests refused before a handler ran: `verify_request` said no, or an oversized datagram
+    /// was dropped.
+    pub rejected: u64,
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    active: AtomicUsize,
+    served: AtomicU64,
+    failed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            active: self.active.load(Ordering::Relaxed),
+            served: self.served.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reject(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request as running until the guard is dropped with its outcome.
+    pub(crate) fn start(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active {
+            counters: self,
+            ok: false,
+        }
+    }
+}
+
+/// A running request; counted as failed unless [`Active::succeeded`] is called.
+#[derive(Debug)]
+pub(crate) struct Active<'a> {
+    counters: &'a Counters,
+    ok: bool,
+}
+
+impl Active<'_> {
+    pub(crate) fn succeeded(&mut self, ok: bool) {
+        self.ok = ok;
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        let finished = if self.ok {
+            &self.counters.served
+        } else {
+            &self.counters.failed
+        };
+        finished.fetch_add(1, Ordering::Relaxed);
+        self.counters.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}

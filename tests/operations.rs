@@ -1,0 +1,149 @@
+//! What an operator sees and controls: request statistics, the peer's credentials on Unix
+//! sockets, and the socket file's mode.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+
+use crossbeam_channel::{unbounded, Sender};
+use socketserver::{
+    Address, HandleResult, Handler, PeerCredentials, ServerContext, StreamRequest,
+    StreamRequestHandler, TcpServer, UnixStreamServer,
+};
+use util::{serve, tcp_client, temp_dir, PATIENCE};
+
+/// Replies "ok", fails on "fail", reports the peer's credentials, rejects 127.0.0.2.
+#[derive(Handler)]
+#[handler(state = Sender<Option<PeerCredentials>>)]
+struct Counted;
+
+impl StreamRequestHandler for Counted {
+    fn handle(
+        &mut self,
+        request: &mut StreamRequest<'_, Sender<Option<PeerCredentials>>>,
+    ) -> HandleResult {
+        let creds = request.connection().peer_credentials().ok();
+        request.server().state().send(creds)?;
+        let mut word = [0; 4];
+        request.rfile.read_exact(&mut word)?;
+        if &word == b"fail" {
+            return Err("asked to fail".into());
+        }
+        request.wfile.write_all(b"ok")?;
+        Ok(())
+    }
+
+    fn verify_request(
+        _: &ServerContext<Sender<Option<PeerCredentials>>>,
+        client: &Address,
+    ) -> bool {
+        client
+            .as_inet()
+            .is_none_or(|a| a.ip() != std::net::Ipv4Addr::new(127, 0, 0, 2))
+    }
+
+    fn handle_error(
+        _: &ServerContext<Sender<Option<PeerCredentials>>>,
+        _: &socketserver::RequestError,
+    ) {
+    }
+}
+
+fn send(addr: std::net::SocketAddr, word: &[u8; 4]) -> String {
+    let mut client = tcp_client(addr);
+    client.write_all(word).unwrap();
+    let mut reply = String::new();
+    let _ = client.read_to_string(&mut reply);
+    reply
+}
+
+#[test]
+fn stats_count_served_failed_and_rejected_requests() {
+    let (tx, rx) = unbounded();
+    let running = serve(
+        TcpServer::<Counted>::with_state(tx)
+            .bind("127.0.0.1:0")
+            .unwrap(),
+    );
+    assert_eq!(send(running.inet(), b"good"), "ok");
+    assert_eq!(send(running.inet(), b"good"), "ok");
+    assert_eq!(send(running.inet(), b"fail"), "");
+    // A rejected client: verify_request refuses 127.0.0.2.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.2:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.connect(&running.inet().into()).unwrap();
+    let mut rejected: std::net::TcpStream = socket.into();
+    rejected.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = rejected.read_to_end(&mut Vec::new());
+    assert_eq!(rx.try_iter().count(), 3, "three handlers ran");
+    let server = running.stop();
+    let stats = server.stats();
+    assert_eq!(
+        (stats.active, stats.served, stats.failed, stats.rejected),
+        (0, 2, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(server.context().stats(), stats);
+}
+
+#[test]
+fn a_unix_handler_sees_the_peers_credentials_and_tcp_has_none() {
+    let dir = temp_dir();
+    let path = dir.path().join("creds.sock");
+    let (tx, rx) = unbounded();
+    let running = serve(
+        UnixStreamServer::<Counted>::with_state(tx.clone())
+            .bind(&path)
+            .unwrap(),
+    );
+    let mut client = UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"good").unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "ok");
+    let creds = rx
+        .recv_timeout(PATIENCE)
+        .unwrap()
+        .expect("unix peers have credentials");
+    assert_eq!(creds.pid, std::process::id() as i32);
+    assert_eq!(creds.uid, nix::unistd::getuid().as_raw());
+    assert_eq!(creds.gid, nix::unistd::getgid().as_raw());
+    running.stop();
+
+    let running = serve(
+        TcpServer::<Counted>::with_state(tx)
+            .bind("127.0.0.1:0")
+            .unwrap(),
+    );
+    assert_eq!(send(running.inet(), b"good"), "ok");
+    assert_eq!(
+        rx.recv_timeout(PATIENCE).unwrap(),
+        None,
+        "no credentials over TCP"
+    );
+    running.stop();
+}
+
+#[test]
+fn socket_mode_sets_the_socket_file_permissions() {
+    let dir = temp_dir();
+    let path = dir.path().join("private.sock");
+    let server = UnixStreamServer::<Counted>::with_state(unbounded().0)
+        .socket_mode(0o600)
+        .bind(&path)
+        .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    drop(server);
+    assert!(!path.exists());
+}
