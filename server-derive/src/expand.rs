@@ -1,79 +1,77 @@
 //! Generating the `Handler` impl.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields};
+use syn::{DeriveInput, Field, Fields, Ident};
 
-use crate::attr::{self, FieldInit};
+use crate::attr::{self, Container, FieldInit};
+use crate::ctxt::Ctxt;
+use crate::{fallback, valid};
 
-pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let container = attr::container(&input.attrs)?;
-    let krate = container
-        .krate
-        .map_or_else(|| quote!(::socketserver), |p| quote!(#p));
-    let state = container.state.map_or_else(|| quote!(()), |t| quote!(#t));
-    let fields =
-        match &input.data {
-            Data::Struct(data) => &data.fields,
-            Data::Enum(e) => return Err(syn::Error::new(
-                e.enum_token.span,
-                "#[derive(Handler)] works on structs; a handler is made fresh for each request, \
-                 so put per-request data in struct fields",
-            )),
-            Data::Union(u) => {
-                return Err(syn::Error::new(
-                    u.union_token.span,
-                    "#[derive(Handler)] works on structs, not unions",
-                ))
-            }
-        };
-    let server = quote!(__socketserver_server);
-    let mut errors: Option<syn::Error> = None;
-    let mut inits = Vec::new();
-    for field in fields.iter() {
-        let init = match attr::field(&field.attrs) {
-            Ok(FieldInit::Default) => {
-                quote_spanned!(field.ty.span()=> ::core::default::Default::default())
-            }
-            Ok(FieldInit::State) => {
-                quote_spanned!(field.ty.span()=> ::std::sync::Arc::clone(#server.state_arc()))
-            }
-            Ok(FieldInit::Expr(expr)) => quote!(#expr),
-            Err(e) => {
-                match &mut errors {
-                    Some(all) => all.combine(e),
-                    None => errors = Some(e),
-                }
-                continue;
-            }
-        };
-        inits.push((field.ident.clone(), init));
+/// Parses, checks and expands; on any mistake, every error plus the fallback stub impl.
+pub fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::default();
+    let container = attr::container(&cx, &input.attrs);
+    valid::generics(&cx, input);
+    let fields = valid::fields(&cx, input);
+    let inits: Vec<(&Field, FieldInit)> = fields
+        .into_iter()
+        .flatten()
+        .map(|field| (field, attr::field(&cx, &field.attrs)))
+        .collect();
+    valid::state_fields(&cx, &container, &inits);
+    match (cx.check(), fields) {
+        (Ok(()), Some(fields)) => impl_handler(input, &container, fields, &inits),
+        (Err(errors), _) => fallback::expand(input, &container, errors),
+        (Ok(()), None) => unreachable!("an enum or union is always reported"),
     }
-    if let Some(e) = errors {
-        return Err(e);
-    }
+}
+
+fn impl_handler(
+    input: &DeriveInput,
+    container: &Container,
+    fields: &Fields,
+    inits: &[(&Field, FieldInit)],
+) -> TokenStream {
+    let krate = container.krate();
+    let state = container.state();
+    // Mixed-site hygiene: a `default = expr` cannot see (or clash with) this parameter.
+    let server = Ident::new("server", Span::mixed_site());
+    // Each initialiser is spanned on the field's type (or the user's expression), so a type
+    // error, such as a field with no `Default`, points at the field.
+    let values = inits.iter().map(|(field, init)| match init {
+        FieldInit::Default => {
+            quote_spanned!(field.ty.span()=> ::core::default::Default::default())
+        }
+        FieldInit::State(_) => {
+            // The parameter keeps its hygiene but is located at the field's type, so that
+            // `Arc<Other>` is reported there, not at the derive.
+            let server = Ident::new("server", server.span().located_at(field.ty.span()));
+            quote_spanned! {field.ty.span()=>
+                ::std::sync::Arc::<Self::State>::clone(#server.state_arc())
+            }
+        }
+        FieldInit::Expr(expr) => quote!(#expr),
+    });
     let body = match fields {
         Fields::Named(_) => {
-            let parts = inits.iter().map(|(name, init)| quote!(#name: #init));
-            quote!(Self { #(#parts),* })
+            let names = inits.iter().map(|(field, _)| &field.ident);
+            quote!(Self { #(#names: #values),* })
         }
-        Fields::Unnamed(_) => {
-            let parts = inits.iter().map(|(_, init)| init);
-            quote!(Self(#(#parts),*))
-        }
+        Fields::Unnamed(_) => quote!(Self(#(#values),*)),
         Fields::Unit => quote!(Self),
     };
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    Ok(quote! {
+    quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Handler for #name #ty_generics #where_clause {
             type State = #state;
             #[allow(unused_variables)]
-            fn new(#server: &#krate::ServerContext<#state>) -> Self {
+            fn new(#server: &#krate::ServerContext<Self::State>) -> Self {
                 #body
             }
         }
-    })
+    }
 }

@@ -15,13 +15,14 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
 mod attr;
+mod ctxt;
 mod expand;
+mod fallback;
+mod valid;
 
 /// Derives `socketserver::Handler`. See the crate documentation.
 #[proc_macro_derive(Handler, attributes(handler))]
 pub fn derive_handler(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand::derive(&input).into()
 }
