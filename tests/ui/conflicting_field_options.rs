@@ -1,0 +1,24 @@
+// A field is either the shared state or starts from an expression, not both.
+use std::sync::Arc;
+
+use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+
+struct Counter;
+
+#[derive(Handler)]
+#[handler(state = Counter)]
+struct Count {
+    #[handler(state, default = Arc::new(Counter))]
+    counter: Arc<Counter>,
+}
+
+impl StreamRequestHandler for Count {
+    fn handle(&mut self, _request: &mut StreamRequest<'_, Counter>) -> HandleResult {
+        let _ = &self.counter;
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = TcpServer::<Count>::with_state(Counter);
+}

@@ -1,0 +1,19 @@
+// `default` needs the expression the field starts from.
+use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+
+#[derive(Handler)]
+struct Greeter {
+    #[handler(default)]
+    greeting: String,
+}
+
+impl StreamRequestHandler for Greeter {
+    fn handle(&mut self, _request: &mut StreamRequest<'_>) -> HandleResult {
+        let _ = &self.greeting;
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = TcpServer::<Greeter>::builder();
+}

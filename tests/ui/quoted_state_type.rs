@@ -1,0 +1,20 @@
+// serde's quoted form: the type is written without quotes here.
+use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+
+struct Counter;
+
+#[derive(Handler)]
+#[handler(state = "Counter")]
+struct Count;
+
+impl StreamRequestHandler for Count {
+    fn handle(&mut self, _request: &mut StreamRequest<'_>) -> HandleResult {
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = TcpServer::<Count>::builder();
+}
+
+const _: Option<Counter> = None;

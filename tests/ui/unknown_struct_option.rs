@@ -1,0 +1,18 @@
+// A misspelt option on the struct.
+use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+
+struct Counter;
+
+#[derive(Handler)]
+#[handler(sate = Counter)]
+struct Count;
+
+impl StreamRequestHandler for Count {
+    fn handle(&mut self, _request: &mut StreamRequest<'_>) -> HandleResult {
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = TcpServer::<Count>::builder();
+}
