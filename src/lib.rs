@@ -112,6 +112,12 @@
 //! # }
 //! ```
 //!
+//! `#[derive(Handler)]` writes the [`Handler`] impl: `#[handler(state = Type)]` on the struct
+//! names the shared state, `#[handler(state)]` on a field receives its `Arc`,
+//! `#[handler(default = expr)]` starts a field from an expression, and every other field starts
+//! from `Default`. Its full reference, with the mistakes it rejects and why, is on
+//! [`derive@Handler`].
+//!
 //! # Stopping
 //!
 //! [`Server::serve_forever`] runs until a [`ShutdownHandle`] asks it to stop. The handle is
@@ -134,6 +140,7 @@
 //! |---|---|
 //! | `TCPServer`, `UDPServer`, `UnixStreamServer`, `UnixDatagramServer` | [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`] |
 //! | `BaseRequestHandler`, `StreamRequestHandler`, `DatagramRequestHandler` | [`Handler`] + [`StreamRequestHandler`] / [`DatagramRequestHandler`] |
+//! | calling `RequestHandlerClass(request, client_address, server)` | [`Handler::new`], written by [`#[derive(Handler)]`](derive@Handler) |
 //! | `setup`, `handle`, `finish` | the same, returning [`HandleResult`] |
 //! | `self.request`, `self.client_address`, `self.server` | [`StreamRequest::connection`], [`StreamRequest::client_address`], [`StreamRequest::server`] |
 //! | `self.rfile`, `self.wfile` | `request.rfile`, `request.wfile` |
@@ -159,9 +166,8 @@
 #[doc(inline)]
 pub use server_core::*;
 
-/// Derives [`Handler`]: the shared state type and the per-request constructor.
-///
-/// See the [`server_derive`] crate for the attributes.
+// The derive's reference and example are its own docs (server-derive/src/lib.rs), shown on
+// this crate's page because the re-export is inlined.
 #[doc(inline)]
 pub use server_derive::Handler;
 
