@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod addr;
+pub mod aliases;
 pub mod error;
 pub mod handler;
 pub mod request;
@@ -14,6 +15,11 @@ pub mod strategy;
 pub mod transport;
 
 pub use addr::{Address, UnixAddress};
+pub use aliases::{
+    ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer, ForkingUnixStreamServer,
+    PoolTcpServer, PoolUdpServer, PoolUnixDatagramServer, PoolUnixStreamServer, ThreadingTcpServer,
+    ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+};
 pub use error::{BoxError, Error, RequestError, Result, Stage};
 pub use handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
 pub use request::{
@@ -25,4 +31,6 @@ pub use server::{
 };
 pub use shutdown::ShutdownHandle;
 pub use stats::Stats;
-pub use strategy::{DrainReport, Job, Readiness, Serial, Strategy};
+pub use strategy::{
+    Activity, DrainReport, Forking, Job, Pool, Readiness, Serial, Strategy, Threading,
+};

@@ -7,17 +7,42 @@
 //! | strategy | Python | where the job runs |
 //! |---|---|---|
 //! | [`Serial`] | plain `TCPServer` | on the serving thread, one request at a time |
+//! | [`Threading`] | `ThreadingMixIn` | on a new thread per request |
+//! | [`Forking`] | `ForkingMixIn` | in a new child process per request, at most `max_children` at once |
+//! | [`Pool`] | none | on a fixed set of worker threads, fed by a bounded queue |
 //!
-//! Further strategies (threads, processes, a pool) implement the same trait, so they are new
-//! types, never changes to the servers. A strategy can also hold back the loop: the loop asks
-//! [`Strategy::wait_ready`] before every request, which is how a bounded strategy applies
-//! backpressure (clients then wait in the kernel's backlog).
+//! Each is a type implementing the same trait, never a change to the servers; the aliases such
+//! as [`ThreadingTcpServer`](crate::ThreadingTcpServer) name the common combinations. A strategy
+//! can also hold back the loop: the loop asks [`Strategy::wait_ready`] before every request,
+//! which is how [`Forking`] (at `max_children`) and [`Pool`] (queue full) apply backpressure
+//! (clients then wait in the kernel's backlog).
+//!
+//! Closing a server lets the strategy wait for the requests still running, up to the server's
+//! `close_timeout`, and report them in a [`DrainReport`]. The strategies that run requests
+//! elsewhere count them in an [`Activity`], readable from any thread.
+//!
+//! | | [`Threading`] | [`Forking`] | [`Pool`] |
+//! |---|---|---|---|
+//! | concurrency cap | none | `max_children` (40) | `workers` (CPUs + 4, at most 32) |
+//! | waits on close | `block_on_close` (true) | `block_on_close` (true) | always |
+//! | handler panic | caught in its thread | caught in the child, exit status 1 | caught, the worker lives on |
+//! | shared state changes | seen by all | stay in the child | seen by all |
+
+mod activity;
+pub mod forking;
+pub mod pool;
+pub mod threading;
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+
+pub use activity::Activity;
+pub use forking::Forking;
+pub use pool::Pool;
+pub use threading::Threading;
 
 /// One request, ready to run: everything serving it needs, owned.
 ///
@@ -61,7 +86,8 @@ impl fmt::Debug for Job {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {
-    /// Requests that were still running when closing began and finished before the deadline.
+    /// Requests that were still running when closing began (or had finished since the serving
+    /// loop last checked) and finished before the deadline.
     pub completed: usize,
     /// Requests still running when the deadline passed (or when not waited for): they were left
     /// to finish on their own.

@@ -1,0 +1,367 @@
+//! One child process per request (Python's `ForkingMixIn`).
+
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::{Activity, DrainReport, Job, Readiness, Strategy};
+use crate::error::{Error, Result};
+
+/// Python's default `max_children`.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
+/// How often waiting for a child to exit checks again (at the limit, and when closing).
+const REAP_POLL: Duration = Duration::from_millis(10);
+
+/// How often the serving loop reaps while children run, even when no request comes.
+const REAP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs every request in a child process of its own (Python: `ForkingMixIn`, as in
+/// `ForkingTCPServer`).
+///
+/// Works with all four transports. The child gets a copy of the server's memory, serves the one
+/// request, and exits; a crash or a leak in a handler dies with its child. Stream children close
+/// their copy of the listening socket; datagram children reply through the server's socket, which
+/// they share with the parent, as in Python.
+///
+/// # Options
+///
+/// - [`max_children`](Self::max_children) (default 40, as Python): at the limit the server
+///   stops taking requests until a child exits; new clients wait in the kernel's backlog (or,
+///   for datagrams, in the socket's receive buffer). Python checks the limit after forking, so
+///   it can run one child more; here it is never exceeded.
+/// - [`block_on_close`](Self::block_on_close) (default `true`): closing the server waits for the
+///   children, up to the server's `close_timeout`.
+///
+/// # Reaping
+///
+/// Only this strategy's own children are waited for, each by its pid with `WNOHANG`. Python
+/// calls `waitpid(-1)` at the limit, which also reaps children that other code in the program
+/// started and is waiting for. Children are reaped on every pass of the serving loop, at least
+/// every 100 ms while any run, every 10 ms while the limit is reached, and when closing; so
+/// zombies do not pile up (Python's bpo-11109). Their exit statuses are counted:
+/// [`succeeded`](Self::succeeded) (status 0: every handler method succeeded) and
+/// [`failed`](Self::failed) (status 1: a handler failed or panicked, which the child reported to
+/// `handle_error` first; or killed by a signal).
+///
+/// # The child
+///
+/// After `fork`, the child closes the listening socket, sets SIGINT and SIGTERM back to their
+/// default action (so a Ctrl-C to the process group ends it, instead of running the parent's
+/// handlers, which would wake the parent's loop), runs the request, and leaves through
+/// `_exit(0)` or `_exit(1)`. It never returns into the serving loop, never unwinds, and runs no
+/// destructors or exit handlers: the parent's buffers, its Unix socket file and its threads'
+/// state are not the child's to flush or remove.
+///
+/// # Safety and threads
+///
+/// `fork` copies only the calling thread. POSIX allows the child of a multi-threaded process
+/// only async-signal-safe calls, because a lock another thread held at the moment of the fork
+/// stays locked forever in the child. Serving a request needs more than that (it allocates, and
+/// the handler may log), so this strategy relies on what Linux and glibc provide, and on the
+/// design below:
+///
+/// - glibc resets its `malloc` locks in the child (through its `fork` handlers), so allocating
+///   works; so does everything the request pipeline itself does (socket calls, formatting).
+/// - No lock of this library is held across `fork`: the serving thread forks between requests,
+///   holding nothing.
+/// - Handlers in the child must not rely on locks that other threads may hold: a `Mutex` in the
+///   shared state, `stdout`/`stderr` (and so a logger writing there) while another thread
+///   prints, or any library that keeps a global lock. If the parent has no other threads
+///   (serve on the main thread, no thread pools), none of this applies.
+/// - A handler that panics in the child runs the panic hook, which takes std's global hook and
+///   backtrace locks: if another thread of the parent was panicking at the moment of the fork,
+///   the child hangs (it holds only its own connection, so the server goes on, one child
+///   short of `max_children`). Report failures as errors rather than panics.
+/// - The child's changes to shared state stay in the child: counters and channels in
+///   [`Handler::State`](crate::Handler::State) are copies. Report back through a socket, a pipe
+///   or a file.
+///
+/// Prefer [`Threading`](super::Threading) or [`Pool`](super::Pool) unless the isolation of a
+/// process is what you need.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use socketserver::{Forking, ForkingTcpServer, HandleResult, Handler, StreamRequest, StreamRequestHandler};
+///
+/// /// Answers with the pid of the process that served the request.
+/// #[derive(Handler)]
+/// struct Pid;
+///
+/// impl StreamRequestHandler for Pid {
+///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+///         write!(request.wfile, "{}", std::process::id())?;
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut server = ForkingTcpServer::<Pid>::builder()
+///     .strategy(Forking::new().max_children(4))
+///     .bind("127.0.0.1:0")?;
+/// let addr = server.server_address().as_inet().expect("an internet address");
+/// let handle = server.shutdown_handle();
+/// let serving = std::thread::spawn(move || server.serve_forever().map(|()| server));
+///
+/// let mut pid = String::new();
+/// std::net::TcpStream::connect(addr)?.read_to_string(&mut pid)?;
+/// assert_ne!(pid.parse::<u32>()?, std::process::id(), "served by a child");
+///
+/// handle.shutdown();
+/// let server = serving.join().expect("serving thread")?;
+/// server.close(); // reaps the children
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "ForkingMixIn")]
+#[must_use = "a strategy does nothing until it is given to a server builder"]
+pub struct Forking {
+    max_children: usize,
+    block_on_close: bool,
+    /// Our children not yet reaped (Python: `active_children`).
+    children: Vec<Pid>,
+    activity: Activity,
+}
+
+impl Forking {
+    /// A process per request, with Python's defaults: at most 40 children, waited for on close.
+    pub fn new() -> Forking {
+        Forking {
+            max_children: DEFAULT_MAX_CHILDREN,
+            block_on_close: true,
+            children: Vec::new(),
+            activity: Activity::default(),
+        }
+    }
+
+    /// The most children running at once (Python: `max_children`). Default:
+    /// [`DEFAULT_MAX_CHILDREN`] (40). A value of 0 is taken as 1.
+    pub fn max_children(mut self, max: usize) -> Forking {
+        self.max_children = max.max(1);
+        self
+    }
+
+    /// Whether closing the server waits for the children (Python: `block_on_close`).
+    /// Default: `true`.
+    ///
+    /// With `false`, closing reaps the children that have exited and reports the others as
+    /// abandoned; they run on and are reaped by nobody, so they stay zombies until the program
+    /// exits.
+    pub fn block_on_close(mut self, block: bool) -> Forking {
+        self.block_on_close = block;
+        self
+    }
+
+    /// Children not yet reaped: running, or exited a moment ago (Python: `len(active_children)`).
+    pub fn active(&self) -> usize {
+        self.activity.active()
+    }
+
+    /// Children that exited with status 0.
+    pub fn succeeded(&self) -> u64 {
+        self.activity.succeeded()
+    }
+
+    /// Children that exited with a non-zero status or were killed by a signal.
+    pub fn failed(&self) -> u64 {
+        self.activity.failed()
+    }
+
+    /// A handle on this strategy's counters, readable from other threads while it serves.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Waits, without blocking, for each of our children; records the statuses of those that
+    /// exited.
+    fn reap(&mut self) {
+        let activity = &self.activity;
+        self.children.retain(|&pid| loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => return true,
+                Ok(WaitStatus::Exited(_, 0)) => {
+                    activity.record(true);
+                    return false;
+                }
+                Ok(WaitStatus::Exited(_, status)) => {
+                    log::debug!(target: "socketserver::forking", "child {pid} exited with status {status}");
+                    activity.record(false);
+                    return false;
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    log::warn!(target: "socketserver::forking", "child {pid} was killed by {signal}");
+                    activity.record(false);
+                    return false;
+                }
+                // Stopped or continued: still ours, still to be reaped.
+                Ok(_) => return true,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    // ECHILD: someone else (a `waitpid(-1)` elsewhere in the program) reaped
+                    // it, so its status is lost.
+                    log::warn!(target: "socketserver::forking", "cannot wait for child {pid}: {e}");
+                    return false;
+                }
+            }
+        });
+        activity.set_active(self.children.len());
+        activity.set_tracked(self.children.len());
+    }
+}
+
+impl Default for Forking {
+    fn default() -> Forking {
+        Forking::new()
+    }
+}
+
+impl fmt::Debug for Forking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forking")
+            .field("max_children", &self.max_children)
+            .field("block_on_close", &self.block_on_close)
+            .field("children", &self.children)
+            .field("activity", &self.activity)
+            .finish()
+    }
+}
+
+/// The child's side of `fork`: serve the request, then `_exit`. Never returns.
+fn child(job: Job) -> ! {
+    if let Some(listener) = job.listener_fd() {
+        // The child owns a copy of the listening socket it must not accept on. Closing the raw
+        // fd is fine: the object owning it is never dropped here, as the child `_exit`s.
+        let _ = nix::unistd::close(listener);
+    }
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler, and
+        // `sigaction` is async-signal-safe, so it is sound even in the child of a
+        // multi-threaded process.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    // Job::run catches handler panics; this guard covers anything else, so that the child
+    // never unwinds into the parent's serving loop.
+    let ok = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or(false);
+    // SAFETY: `_exit` is async-signal-safe and ends the process at once, running no
+    // destructors, atexit handlers or stdio flushes that belong to the parent.
+    unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+}
+
+impl Strategy for Forking {
+    /// Forks a child that serves the request (Python: `ForkingMixIn.process_request`). The
+    /// parent closes its copy of the connection and returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] when `fork` fails (`EAGAIN`: too many processes, or `ENOMEM`); the
+    /// request is closed unserved.
+    fn process_request(&mut self, job: Job) -> Result<()> {
+        // SAFETY: the child may only rely on what stays usable after a fork in a multi-threaded
+        // process (see "Safety and threads" on `Forking`): it runs `child`, which closes an fd,
+        // resets two signals, runs the request with glibc's malloc (reset in the child by
+        // glibc's fork handlers) and `_exit`s. No lock of this library is held here: the
+        // serving thread calls this between requests, and `self` is reached only through
+        // `&mut`. Handlers are documented not to rely on locks other threads may hold.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => child(job),
+            Ok(ForkResult::Parent { child }) => {
+                // The child owns the connection now; dropping the job closes the parent's copy
+                // (no shutdown, which would cut the child's connection too).
+                drop(job);
+                log::debug!(target: "socketserver::forking", "forked child {child}");
+                self.children.push(child);
+                self.activity.add_started();
+                self.activity.set_active(self.children.len());
+                self.activity.set_tracked(self.children.len());
+                Ok(())
+            }
+            Err(errno) => Err(Error::Spawn {
+                what: "a request child process",
+                source: errno.into(),
+            }),
+        }
+    }
+
+    /// Blocks while `max_children` children run, reaping every 10 ms, until one exits or the
+    /// server is asked to stop.
+    fn wait_ready(&mut self, waker: BorrowedFd<'_>) -> Readiness {
+        loop {
+            self.reap();
+            if self.children.len() < self.max_children {
+                return Readiness::Ready;
+            }
+            let mut fds = [PollFd::new(waker, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(REAP_POLL.as_millis() as u16)) {
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) => return Readiness::Woken,
+                Err(e) => {
+                    // The serving loop polls the same fd next and reports the error.
+                    log::error!(target: "socketserver::forking", "waiting for a child to exit: {e}");
+                    return Readiness::Woken;
+                }
+            }
+        }
+    }
+
+    /// Reaps children that have exited (Python: `collect_children` in `service_actions`).
+    fn service_actions(&mut self) {
+        self.reap();
+    }
+
+    /// 100 ms while children run, so they are reaped even when no request comes; `None`
+    /// otherwise.
+    fn service_interval(&self) -> Option<Duration> {
+        (!self.children.is_empty()).then_some(REAP_INTERVAL)
+    }
+
+    /// Reaps the children, waiting for them at most until `deadline` if `block_on_close`
+    /// (Python: `collect_children(blocking=True)` in `server_close`).
+    ///
+    /// `completed` counts the children reaped while closing; `abandoned` those still running
+    /// at the deadline. They are not killed.
+    fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
+        let before = self.activity.finished();
+        loop {
+            self.reap();
+            if self.children.is_empty() || !self.block_on_close {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let pause = match deadline {
+                None => REAP_POLL,
+                Some(d) => REAP_POLL.min(d.saturating_duration_since(Instant::now())),
+            };
+            // Library polling for our own pids only: `waitpid(-1)` would block properly but
+            // could reap other code's children.
+            std::thread::sleep(pause);
+        }
+        let completed = usize::try_from(self.activity.finished() - before).unwrap_or(usize::MAX);
+        let abandoned = self.children.len();
+        if abandoned > 0 {
+            log::warn!(target: "socketserver::forking",
+                "closing: {abandoned} children still running are left to finish on their own");
+        }
+        DrainReport {
+            completed,
+            abandoned,
+        }
+    }
+}
+
+impl Drop for Forking {
+    /// Reaps the children that have exited; never waits.
+    fn drop(&mut self) {
+        self.reap();
+    }
+}

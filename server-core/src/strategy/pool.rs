@@ -1,0 +1,509 @@
+//! A fixed set of worker threads fed by a bounded queue (no Python equivalent).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{Activity, DrainReport, Job, Readiness, Strategy};
+use crate::error::{Error, Result};
+
+/// The most workers [`Pool::new`] starts, however many CPUs there are.
+pub const MAX_DEFAULT_WORKERS: usize = 32;
+
+/// How long `wait_ready` sleeps at most between checks that its workers are alive. Room and the
+/// waker wake it at once; this is only a safety net.
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs requests on a fixed set of worker threads, fed by a bounded queue (beyond Python, which
+/// has no pool mix-in).
+///
+/// [`Threading`](super::Threading) starts a thread for every request, so a burst of clients
+/// becomes a burst of threads. A pool caps both threads and memory: at most
+/// [`size`](Self::size) requests run at once, and at most [`queue_bound`](Self::queue_bound)
+/// more wait for a worker. Works with all four transports.
+///
+/// # Backpressure
+///
+/// When every worker is busy and the queue is full, the serving loop stops taking requests (in
+/// [`Strategy::wait_ready`]) until a worker finishes one. New clients then wait in the kernel:
+/// stream clients in the listening socket's backlog (see the server's `backlog` option), where
+/// they cost the program nothing; datagrams in the socket's receive buffer, and the kernel drops
+/// those that do not fit (UDP gives no backpressure to senders). The wait is not a polling loop:
+/// workers write a byte to a socket pair when they finish a request, and the loop sleeps in
+/// `poll(2)` on that socket and on the shutdown waker, so a shutdown is never held up by a full
+/// pool.
+///
+/// # Defaults
+///
+/// - [`workers`](Self::workers): the number of CPUs (`available_parallelism`) plus 4, at most
+///   [`MAX_DEFAULT_WORKERS`]; so at least 5. This is Python's default for
+///   `concurrent.futures.ThreadPoolExecutor`. Handlers mostly wait on their sockets rather
+///   than compute, so a pool of exactly one thread per CPU would sit idle while slow clients
+///   hold every worker; the cap keeps a large machine from starting hundreds of idle threads.
+///   Size it to how many slow clients you want to serve at once.
+/// - [`queue`](Self::queue): as many as workers. Queued requests have been accepted but wait
+///   for a worker, so a long queue only adds latency and memory: beyond it, clients wait in the
+///   backlog for free. One request per worker is enough for a worker that finishes to find the
+///   next one waiting.
+///
+/// # Workers
+///
+/// The workers start with the first request, not in the constructor: a constructor that starts
+/// threads could not be `Default` (which cannot fail), and a server that never serves starts
+/// none. If no worker can be started, [`process_request`](Strategy::process_request) fails with
+/// [`Error::Spawn`] and the request is closed unserved; the next request tries again. A panicking
+/// handler is caught (by the request pipeline, and again by the worker), so it never costs the
+/// pool a worker; a worker that ends anyway is replaced on the next pass of the loop.
+///
+/// # Closing
+///
+/// [`close`](Strategy::close) stops feeding the queue and lets the workers finish the queued and
+/// running requests, up to the server's `close_timeout`, then joins them. At the deadline, queued
+/// requests that no worker has started are dropped (their connections closed unserved) and
+/// reported as abandoned along with those still running, whose workers are detached. Dropping
+/// the pool without closing lets the workers finish the queue on their own.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use socketserver::{HandleResult, Handler, Pool, PoolTcpServer, StreamRequest, StreamRequestHandler};
+///
+/// #[derive(Handler)]
+/// struct Hello;
+///
+/// impl StreamRequestHandler for Hello {
+///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+///         request.wfile.write_all(b"hello\n")?;
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Two workers and room for two more requests: the other clients wait in the backlog.
+/// let mut server = PoolTcpServer::<Hello>::builder()
+///     .strategy(Pool::new().workers(2).queue(2))
+///     .bind("127.0.0.1:0")?;
+/// let addr = server.server_address().as_inet().expect("an internet address");
+/// let handle = server.shutdown_handle();
+/// let serving = std::thread::spawn(move || server.serve_forever().map(|()| server));
+///
+/// let clients: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(addr)).collect::<Result<_, _>>()?;
+/// for mut client in clients {
+///     let mut reply = String::new();
+///     client.read_to_string(&mut reply)?;
+///     assert_eq!(reply, "hello\n");
+/// }
+///
+/// handle.shutdown();
+/// let server = serving.join().expect("serving thread")?;
+/// assert_eq!(server.close().abandoned, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "ThreadPool")]
+#[must_use = "a strategy does nothing until it is given to a server builder"]
+pub struct Pool {
+    workers: usize,
+    queue: Option<usize>,
+    stack_size: Option<usize>,
+    running: Option<Running>,
+    activity: Activity,
+    /// Requests finished as of the loop's last call; closing counts those finished since.
+    seen_finished: u64,
+}
+
+/// The pool once its workers have started.
+struct Running {
+    /// The queue's sending end; dropped when closing, which ends the workers once it is empty.
+    jobs: Option<Sender<Job>>,
+    /// A receiving end kept to drop the requests still queued at the close deadline.
+    queued: Receiver<Job>,
+    shared: Arc<Shared>,
+    /// The read end of the room socket pair.
+    room: UnixStream,
+    /// Join handles by worker number; `None` where a worker could not be started or ended.
+    handles: Vec<Option<JoinHandle<()>>>,
+    /// Workers send their number here as they end.
+    exits_tx: Sender<usize>,
+    exits: Receiver<usize>,
+}
+
+/// What the workers share with the pool.
+struct Shared {
+    /// Requests accepted and not yet finished: queued plus running.
+    in_flight: AtomicUsize,
+    /// The write end of the room socket pair: a byte for every finished request.
+    room: UnixStream,
+    activity: Activity,
+}
+
+/// Python's `ThreadPoolExecutor` default: CPUs + 4, at most 32.
+fn default_workers() -> usize {
+    thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .saturating_add(4)
+        .min(MAX_DEFAULT_WORKERS)
+}
+
+impl Pool {
+    /// A pool with the default size and queue bound (see [Defaults](#defaults)).
+    pub fn new() -> Pool {
+        Pool {
+            workers: default_workers(),
+            queue: None,
+            stack_size: None,
+            running: None,
+            activity: Activity::default(),
+            seen_finished: 0,
+        }
+    }
+
+    /// The number of worker threads, so the most requests that run at once. Default: CPUs + 4,
+    /// at most 32 (see [Defaults](#defaults)). A value of 0 is taken as 1.
+    pub fn workers(mut self, workers: usize) -> Pool {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The most requests that wait for a worker once taken from the socket. Default: as many
+    /// as workers. With 0, a request is taken only when a worker is free.
+    pub fn queue(mut self, bound: usize) -> Pool {
+        self.queue = Some(bound);
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes. Default: the standard library's (2 MiB,
+    /// or the `RUST_MIN_STACK` environment variable).
+    pub fn stack_size(mut self, bytes: usize) -> Pool {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The number of worker threads.
+    pub fn size(&self) -> usize {
+        self.workers
+    }
+
+    /// The most requests that wait for a worker.
+    pub fn queue_bound(&self) -> usize {
+        self.queue.unwrap_or(self.workers)
+    }
+
+    /// Requests running now (busy workers).
+    pub fn active(&self) -> usize {
+        self.activity.active()
+    }
+
+    /// Requests taken and waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.running.as_ref().map_or(0, |r| r.queued.len())
+    }
+
+    /// Worker threads alive.
+    pub fn tracked(&self) -> usize {
+        self.activity.tracked()
+    }
+
+    /// A handle on this strategy's counters, readable from other threads while it serves.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Starts the pool if needed and replaces workers that ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if there is no worker at all afterwards.
+    fn start(&mut self) -> Result<&mut Running> {
+        let running = match &mut self.running {
+            Some(running) => running,
+            slot @ None => {
+                let (room_rx, room_tx) = room_pair().map_err(|source| Error::Spawn {
+                    what: "the pool's wake-up socket pair",
+                    source,
+                })?;
+                let (jobs, queued) = bounded(self.queue.unwrap_or(self.workers));
+                let (exits_tx, exits) = unbounded();
+                slot.insert(Running {
+                    jobs: Some(jobs),
+                    queued,
+                    shared: Arc::new(Shared {
+                        in_flight: AtomicUsize::new(0),
+                        room: room_tx,
+                        activity: self.activity.clone(),
+                    }),
+                    room: room_rx,
+                    handles: (0..self.workers).map(|_| None).collect(),
+                    exits_tx,
+                    exits,
+                })
+            }
+        };
+        running.replace_workers(self.stack_size)?;
+        Ok(running)
+    }
+}
+
+/// A nonblocking socket pair: (read end, write end).
+fn room_pair() -> io::Result<(UnixStream, UnixStream)> {
+    let (rx, tx) = UnixStream::pair()?;
+    rx.set_nonblocking(true)?;
+    tx.set_nonblocking(true)?;
+    Ok((rx, tx))
+}
+
+impl Running {
+    fn live(&self) -> usize {
+        self.handles.iter().filter(|h| h.is_some()).count()
+    }
+
+    /// Joins workers that ended, and starts one for every empty slot.
+    fn replace_workers(&mut self, stack_size: Option<usize>) -> Result<()> {
+        while let Ok(index) = self.exits.try_recv() {
+            if let Some(handle) = self.handles.get_mut(index).and_then(Option::take) {
+                let _ = handle.join();
+                log::error!(target: "socketserver::pool", "worker {index} ended; starting another");
+            }
+        }
+        if self.jobs.is_none() {
+            // Closing: no more workers.
+            return Ok(());
+        }
+        let mut failure = None;
+        for (index, slot) in self.handles.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let mut builder = thread::Builder::new().name(format!("socketserver-pool-{index}"));
+            if let Some(size) = stack_size {
+                builder = builder.stack_size(size);
+            }
+            let receiver = self.queued.clone();
+            let shared = Arc::clone(&self.shared);
+            let exit = WorkerExit {
+                index,
+                exits: self.exits_tx.clone(),
+            };
+            match builder.spawn(move || work(receiver, &shared, exit)) {
+                Ok(handle) => *slot = Some(handle),
+                Err(source) => {
+                    log::error!(target: "socketserver::pool", "cannot start worker {index}: {source}");
+                    failure = Some(source);
+                }
+            }
+        }
+        let live = self.live();
+        self.shared.activity.set_tracked(live);
+        match failure {
+            Some(source) if live == 0 => Err(Error::Spawn {
+                what: "a pool worker thread",
+                source,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads every pending room byte.
+    fn drain_room(&self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match (&self.room).read(&mut buf) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Tells the pool a worker ended, even if it unwinds.
+struct WorkerExit {
+    index: usize,
+    exits: Sender<usize>,
+}
+
+impl Drop for WorkerExit {
+    fn drop(&mut self) {
+        let _ = self.exits.send(self.index);
+    }
+}
+
+/// A worker's loop: run queued requests until the queue is closed and empty.
+fn work(jobs: Receiver<Job>, shared: &Shared, exit: WorkerExit) {
+    let _exit = exit;
+    for job in jobs.iter() {
+        shared.activity.add_active();
+        // Job::run catches handler panics already; this keeps the worker alive should
+        // anything else in the request panic. AssertUnwindSafe: the job is consumed, and the
+        // worker touches nothing it could have left half-changed.
+        let ok = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|_| {
+            log::error!(target: "socketserver::pool", "a request panicked outside its handler");
+            false
+        });
+        shared.activity.end(ok);
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // After the decrement, so that `wait_ready` sees the room once woken. A full socket
+        // buffer means a wake-up is pending already.
+        let _ = (&shared.room).write(&[1]);
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool::new()
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.workers)
+            .field("queue_bound", &self.queue_bound())
+            .field("stack_size", &self.stack_size)
+            .field("started", &self.running.is_some())
+            .field("queued", &self.queued())
+            .field("activity", &self.activity)
+            .finish()
+    }
+}
+
+impl Strategy for Pool {
+    /// Queues the request for a worker, starting the workers on the first request.
+    ///
+    /// Blocks while the queue is full; the serving loop calls
+    /// [`wait_ready`](Strategy::wait_ready) first, so it never is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if no worker thread can be started; the request is closed unserved.
+    fn process_request(&mut self, job: Job) -> Result<()> {
+        self.seen_finished = self.activity.finished();
+        let running = self.start()?;
+        let Some(jobs) = &running.jobs else {
+            // Only after close, which consumes the pool's running state: unreachable.
+            return Ok(());
+        };
+        running.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        running.shared.activity.add_started();
+        if jobs.send(job).is_err() {
+            // The pool holds a receiver itself, so this cannot happen; the job was dropped,
+            // which closes the request.
+            running.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Blocks while every worker is busy and the queue is full, until a worker finishes a
+    /// request or `waker` becomes readable.
+    fn wait_ready(&mut self, waker: BorrowedFd<'_>) -> Readiness {
+        loop {
+            let Some(running) = &self.running else {
+                return Readiness::Ready;
+            };
+            let limit = running.live() + self.queue.unwrap_or(self.workers);
+            if running.shared.in_flight.load(Ordering::SeqCst) < limit {
+                return Readiness::Ready;
+            }
+            let mut fds = [
+                PollFd::new(waker, PollFlags::POLLIN),
+                PollFd::new(running.room.as_fd(), PollFlags::POLLIN),
+            ];
+            let timeout = PollTimeout::from(CHECK_INTERVAL.as_millis() as u16);
+            match poll(&mut fds, timeout) {
+                Err(Errno::EINTR) => {}
+                Ok(0) => {
+                    // Nothing finished for a while: make sure the workers are alive.
+                    let stack_size = self.stack_size;
+                    if let Some(running) = &mut self.running {
+                        if let Err(e) = running.replace_workers(stack_size) {
+                            log::error!(target: "socketserver::pool", "{e}");
+                        }
+                    }
+                }
+                Ok(_) => {
+                    if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                        return Readiness::Woken;
+                    }
+                    running.drain_room();
+                }
+                Err(e) => {
+                    // The serving loop polls the waker next and reports the error.
+                    log::error!(target: "socketserver::pool", "waiting for a free worker: {e}");
+                    return Readiness::Woken;
+                }
+            }
+        }
+    }
+
+    /// Replaces workers that ended.
+    fn service_actions(&mut self) {
+        self.seen_finished = self.activity.finished();
+        let stack_size = self.stack_size;
+        if let Some(running) = &mut self.running {
+            if let Err(e) = running.replace_workers(stack_size) {
+                log::error!(target: "socketserver::pool", "{e}");
+            }
+        }
+    }
+
+    /// Closes the queue, lets the workers finish the queued and running requests until
+    /// `deadline`, and joins them.
+    ///
+    /// `completed` counts the requests that finished since the serving loop last called the
+    /// pool (so those that finished after `serve_forever` returned count too); `abandoned` those
+    /// still running at the deadline plus the queued ones dropped unserved.
+    fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
+        let Some(mut running) = self.running.take() else {
+            return DrainReport::default();
+        };
+        running.jobs = None;
+        let mut live = running.live();
+        while live > 0 {
+            // The pool holds an exit sender itself, so these fail only at the deadline.
+            let exit = match deadline {
+                None => running.exits.recv().ok(),
+                Some(deadline) => running.exits.recv_deadline(deadline).ok(),
+            };
+            let Some(index) = exit else { break };
+            if let Some(handle) = running.handles.get_mut(index).and_then(Option::take) {
+                let _ = handle.join();
+                live -= 1;
+            }
+        }
+        let mut dropped = 0;
+        if live > 0 {
+            while let Ok(job) = running.queued.try_recv() {
+                drop(job);
+                dropped += 1;
+            }
+            running
+                .shared
+                .in_flight
+                .fetch_sub(dropped, Ordering::SeqCst);
+        }
+        let completed =
+            usize::try_from(self.activity.finished() - self.seen_finished).unwrap_or(usize::MAX);
+        let abandoned = running.shared.in_flight.load(Ordering::SeqCst) + dropped;
+        self.activity.set_tracked(0);
+        if abandoned > 0 {
+            log::warn!(target: "socketserver::pool",
+                "closing: {dropped} queued requests dropped unserved, {} running ones left to their {live} workers",
+                abandoned - dropped);
+        }
+        DrainReport {
+            completed,
+            abandoned,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! One thread per request (Python's `ThreadingMixIn`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::{Activity, DrainReport, Job, Strategy};
+use crate::error::{Error, Result};
+
+/// The name every handler thread gets (`std::thread::current().name()` in a handler).
+///
+/// Linux shows thread names cut to 15 bytes (`socketserver-ha` in `top -H` or
+/// `/proc/<pid>/task/*/comm`).
+pub const THREAD_NAME: &str = "socketserver-handler";
+
+/// How often the serving loop reaps finished threads while idle, when any are tracked.
+const REAP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs every request on a new thread (Python: `ThreadingMixIn`, as in `ThreadingTCPServer`).
+///
+/// Works with all four transports; for the datagram ones every datagram gets its own thread, as
+/// in Python. Nothing caps how many threads run at once: one slow client costs one thread, and a
+/// flood of clients a flood of threads. Use [`Pool`](super::Pool) to cap them.
+///
+/// # Options
+///
+/// Python's class attributes become builder methods:
+///
+/// - [`block_on_close`](Self::block_on_close) (default `true`): closing the server waits for
+///   every handler thread, up to the server's `close_timeout`, and reports how many finished
+///   and how many were still running ([`DrainReport`]).
+/// - [`daemon_threads`](Self::daemon_threads) (default `false`): daemon threads are never
+///   tracked, so closing does not wait for them. Rust has no daemon flag (every thread dies
+///   when `main` returns), so this is all it changes.
+/// - [`stack_size`](Self::stack_size): the handler threads' stack size.
+///
+/// # Bookkeeping
+///
+/// A finished thread reports on a channel and is joined on the next request or pass of the
+/// loop, so the strategy only ever holds the threads still running (Python before 3.10 kept
+/// every finished thread until the server closed, bpo-37193). [`active`](Self::active) and
+/// [`tracked`](Self::tracked) show the counts, and [`activity`](Self::activity) reads them from
+/// another thread.
+///
+/// # Bounds
+///
+/// The request runs on another thread, so the handler's shared state must be
+/// `Send + Sync + 'static` (which [`Handler::State`](crate::Handler::State) requires anyway);
+/// the handler itself is made on the handler thread and needs neither.
+///
+/// # Examples
+///
+/// Two clients served at once: each handler waits at a barrier until the other one runs too,
+/// which only works when they run on threads of their own.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpStream;
+/// use std::sync::Barrier;
+/// use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, Threading, ThreadingTcpServer};
+///
+/// #[derive(Handler)]
+/// #[handler(state = Barrier)]
+/// struct Meet;
+///
+/// impl StreamRequestHandler for Meet {
+///     fn handle(&mut self, request: &mut StreamRequest<'_, Barrier>) -> HandleResult {
+///         request.server().state().wait(); // until both handlers are running
+///         request.wfile.write_all(b"met\n")?;
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut server = ThreadingTcpServer::<Meet>::with_state(Barrier::new(2))
+///     .strategy(Threading::new().block_on_close(true))
+///     .bind("127.0.0.1:0")?;
+/// let addr = server.server_address().as_inet().expect("an internet address");
+/// let handle = server.shutdown_handle();
+/// let serving = std::thread::spawn(move || server.serve_forever().map(|()| server));
+///
+/// let mut clients = [TcpStream::connect(addr)?, TcpStream::connect(addr)?];
+/// for client in &mut clients {
+///     let mut reply = String::new();
+///     client.read_to_string(&mut reply)?;
+///     assert_eq!(reply, "met\n");
+/// }
+///
+/// handle.shutdown();
+/// let server = serving.join().expect("serving thread")?;
+/// let report = server.close(); // waits for handler threads still running
+/// assert_eq!(report.abandoned, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "ThreadingMixIn")]
+#[must_use = "a strategy does nothing until it is given to a server builder"]
+pub struct Threading {
+    daemon_threads: bool,
+    block_on_close: bool,
+    stack_size: Option<usize>,
+    /// Join handles of tracked threads that have not been seen to finish, by request number.
+    threads: HashMap<u64, JoinHandle<()>>,
+    next_id: u64,
+    /// Tracked threads send their request number here as they end.
+    done_tx: Sender<u64>,
+    done_rx: Receiver<u64>,
+    activity: Activity,
+}
+
+impl Threading {
+    /// A thread per request, with Python's defaults: non-daemon threads, waited for on close.
+    pub fn new() -> Threading {
+        let (done_tx, done_rx) = unbounded();
+        Threading {
+            daemon_threads: false,
+            block_on_close: true,
+            stack_size: None,
+            threads: HashMap::new(),
+            next_id: 0,
+            done_tx,
+            done_rx,
+            activity: Activity::default(),
+        }
+    }
+
+    /// Whether closing the server waits for running handler threads (Python: `block_on_close`).
+    /// Default: `true`.
+    ///
+    /// With `false`, no thread is tracked; closing returns at once and reports every running
+    /// request as abandoned. Python added this opt-out (bpo-33540) after closing began to wait
+    /// and hung applications; here closing waits at most the server's `close_timeout`, which is
+    /// usually the better fix.
+    pub fn block_on_close(mut self, block: bool) -> Threading {
+        self.block_on_close = block;
+        self
+    }
+
+    /// Whether handler threads are daemon threads (Python: `daemon_threads`). Default: `false`.
+    ///
+    /// Daemon threads are never tracked, so closing never waits for them. Unlike Python's,
+    /// they do not change how the process exits: in Rust, every thread ends when `main`
+    /// returns.
+    pub fn daemon_threads(mut self, daemon: bool) -> Threading {
+        self.daemon_threads = daemon;
+        self
+    }
+
+    /// The stack size of each handler thread, in bytes. Default: `None`, the standard
+    /// library's default (2 MiB, or the `RUST_MIN_STACK` environment variable).
+    ///
+    /// The system rounds it up to its page size and minimum.
+    pub fn stack_size(mut self, bytes: usize) -> Threading {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Requests running now (one handler thread each, daemon threads included).
+    pub fn active(&self) -> usize {
+        self.activity.active()
+    }
+
+    /// Join handles held: tracked threads not yet seen to finish. Bounded by what runs at once.
+    pub fn tracked(&self) -> usize {
+        self.activity.tracked()
+    }
+
+    /// A handle on this strategy's counters, readable from other threads while it serves.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Whether threads are tracked, and so waited for on close.
+    fn tracks(&self) -> bool {
+        self.block_on_close && !self.daemon_threads
+    }
+
+    /// Joins the threads that reported their end.
+    fn reap(&mut self) {
+        while let Ok(id) = self.done_rx.try_recv() {
+            self.join(id);
+        }
+        self.activity.set_tracked(self.threads.len());
+    }
+
+    /// Joins one thread that has reported its end (it is exiting, so this does not block
+    /// for long). `true` if it was tracked.
+    fn join(&mut self, id: u64) -> bool {
+        let Some(handle) = self.threads.remove(&id) else {
+            return false;
+        };
+        if handle.join().is_err() {
+            // Job::run catches handler panics, so only a panic outside the handler lands here.
+            log::error!(target: "socketserver::threading", "handler thread for request {id} panicked");
+        }
+        true
+    }
+}
+
+impl Default for Threading {
+    fn default() -> Threading {
+        Threading::new()
+    }
+}
+
+impl fmt::Debug for Threading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Threading")
+            .field("daemon_threads", &self.daemon_threads)
+            .field("block_on_close", &self.block_on_close)
+            .field("stack_size", &self.stack_size)
+            .field("activity", &self.activity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a request's bookkeeping when its thread is done, even if it unwinds.
+struct Finished {
+    activity: Activity,
+    done: Option<Sender<u64>>,
+    id: u64,
+    /// `None` until the thread runs the request: a request whose thread never started is no
+    /// longer active, but did not fail either.
+    ok: Option<bool>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        match self.ok {
+            Some(ok) => self.activity.end(ok),
+            None => self.activity.remove_active(),
+        }
+        if let Some(done) = &self.done {
+            // The strategy holds a receiver until it is dropped; after that nobody listens.
+            let _ = done.send(self.id);
+        }
+    }
+}
+
+impl Strategy for Threading {
+    /// Starts a thread for the request (Python: `ThreadingMixIn.process_request`), after
+    /// joining the threads that have finished.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] when the thread cannot be created; the request is closed unserved.
+    fn process_request(&mut self, job: Job) -> Result<()> {
+        self.reap();
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let track = self.tracks();
+        let finished = Finished {
+            activity: self.activity.clone(),
+            done: track.then(|| self.done_tx.clone()),
+            id,
+            ok: None,
+        };
+        let mut builder = thread::Builder::new().name(THREAD_NAME.to_owned());
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        self.activity.add_active();
+        let spawned = builder.spawn(move || {
+            let mut finished = finished;
+            // Failed, should the request unwind (it catches handler panics itself).
+            finished.ok = Some(false);
+            finished.ok = Some(job.run());
+        });
+        match spawned {
+            Ok(handle) => {
+                self.activity.add_started();
+                if track {
+                    self.threads.insert(id, handle);
+                    self.activity.set_tracked(self.threads.len());
+                }
+                Ok(())
+            }
+            Err(source) => {
+                // The closure was dropped unrun, and with it the request (closed unserved) and
+                // the guard, whose drop took back the `add_active` above.
+                self.reap();
+                Err(Error::Spawn {
+                    what: "a request handler thread",
+                    source,
+                })
+            }
+        }
+    }
+
+    fn service_actions(&mut self) {
+        self.reap();
+    }
+
+    /// 100 ms while handler threads are tracked, so finished ones are joined even when the
+    /// server is idle; `None` otherwise.
+    fn service_interval(&self) -> Option<Duration> {
+        (!self.threads.is_empty()).then_some(REAP_INTERVAL)
+    }
+
+    /// Waits for the tracked handler threads, at most until `deadline` (Python: the mix-in's
+    /// `server_close`, which waits without a limit).
+    ///
+    /// `completed` counts the tracked threads that ended before the deadline; `abandoned`
+    /// counts the requests still running after it (including daemon threads and, with
+    /// `block_on_close(false)`, every running request). Abandoned threads are detached: they
+    /// run on, and end on their own.
+    fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
+        let mut completed = 0;
+        while !self.threads.is_empty() {
+            // The strategy holds a sender itself, so these fail only at the deadline.
+            let id = match deadline {
+                None => self.done_rx.recv().ok(),
+                Some(deadline) => self.done_rx.recv_deadline(deadline).ok(),
+            };
+            let Some(id) = id else { break };
+            if self.join(id) {
+                completed += 1;
+            }
+        }
+        let left = self.threads.len();
+        // Dropping a JoinHandle detaches its thread.
+        self.threads.clear();
+        self.activity.set_tracked(0);
+        let abandoned = left.max(self.activity.active());
+        if abandoned > 0 {
+            log::warn!(target: "socketserver::threading",
+                "closing: {abandoned} handler threads still running are left to finish on their own");
+        }
+        DrainReport {
+            completed,
+            abandoned,
+        }
+    }
+}
