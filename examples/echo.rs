@@ -78,7 +78,8 @@ struct Args {
     /// HOST:PORT for tcp and udp (port 0 picks a free port); a socket path for unix and
     /// unix-datagram.
     address: String,
-    /// Where requests run.
+    /// Where requests run [default: threading for tcp and unix, sync for udp and
+    /// unix-datagram].
     #[arg(long, value_enum)]
     mode: Option<Mode>,
     /// Workers for the pool (and the most children for forking).
@@ -123,13 +124,41 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The strategy `--mode` asks for, chosen at run time, so boxed.
+///
+/// Without `--mode`, stream transports (tcp, unix) get a thread per connection, so one idle
+/// client cannot hold up the others; datagram transports (udp, unix-datagram) are served on the
+/// serving thread, as each datagram is answered at once. `--workers N` sizes the pool, or caps
+/// the children of `--mode forking`.
 fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
-    match args.mode.unwrap_or(Mode::Sync) {
-        Mode::Sync => Ok(Box::new(Serial)),
-        mode => {
-            Err(format!("--mode {mode:?} is not available yet; use --mode sync").to_lowercase())
+    let stream = matches!(args.transport, TransportArg::Tcp | TransportArg::Unix);
+    let mode = args
+        .mode
+        .unwrap_or(if stream { Mode::Threading } else { Mode::Sync });
+    let workers = match args.workers {
+        Some(0) => return Err("--workers must be at least 1".into()),
+        Some(_) if matches!(mode, Mode::Sync | Mode::Threading) => {
+            return Err("--workers applies to --mode pool and --mode forking".into())
         }
-    }
+        workers => workers,
+    };
+    Ok(match mode {
+        Mode::Sync => Box::new(Serial),
+        Mode::Threading => Box::new(socketserver::Threading::new()),
+        Mode::Forking => {
+            let forking = socketserver::Forking::new();
+            Box::new(match workers {
+                Some(n) => forking.max_children(n),
+                None => forking,
+            })
+        }
+        Mode::Pool => {
+            let pool = socketserver::Pool::new();
+            Box::new(match workers {
+                Some(n) => pool.workers(n),
+                None => pool,
+            })
+        }
+    })
 }
 
 /// Announces the address, then serves until Ctrl-C or SIGTERM.
