@@ -237,3 +237,25 @@ fn a_bad_address_is_one_line_naming_it() {
     let out = run_to_failure(&["udp", "localhost:http-not-a-port"]);
     assert_one_line_error(&out, "localhost:http-not-a-port");
 }
+
+#[test]
+fn every_mode_echoes_on_stream_and_datagram_transports() {
+    let dir = temp_dir();
+    for mode in ["sync", "threading", "forking", "pool"] {
+        let mut args = vec!["tcp", "127.0.0.1:0", "--mode", mode];
+        if matches!(mode, "forking" | "pool") {
+            args.extend(["--workers", "3"]);
+        }
+        let echo = Echo::start(&args);
+        python(PY_STREAM, &["tcp", &echo.address]);
+        let (status, _, err) = echo.stop(Signal::SIGTERM);
+        assert_eq!(status.code(), Some(0), "tcp --mode {mode}: {err}");
+
+        let path = dir.path().join(format!("{mode}.sock"));
+        let echo = Echo::start(&["unix-datagram", path.to_str().unwrap(), "--mode", mode]);
+        python(PY_DATAGRAM, &["unix-datagram", &echo.address]);
+        let (status, _, err) = echo.stop(Signal::SIGTERM);
+        assert_eq!(status.code(), Some(0), "unix-datagram --mode {mode}: {err}");
+        assert!(!path.exists(), "--mode {mode} removed its socket file");
+    }
+}

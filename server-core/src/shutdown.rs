@@ -96,9 +96,14 @@ impl ShutdownHandle {
     ///   `serve_forever` returns immediately, as in Python.
     pub fn shutdown(&self) {
         self.request();
+        // Checked before taking the lock: in a forked child the lock may have been held by
+        // another thread of the parent at fork time, and would never be released.
+        if self.in_handler() {
+            return;
+        }
         let me = thread::current().id();
         let mut serving = self.inner.serving.lock();
-        if self.in_handler() || *serving == Some(me) {
+        if *serving == Some(me) {
             return;
         }
         while serving.is_some() {
