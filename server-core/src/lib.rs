@@ -7,6 +7,8 @@ pub mod addr;
 pub mod aliases;
 pub mod error;
 pub mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod request;
 pub mod server;
 mod shutdown;

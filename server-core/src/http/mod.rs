@@ -1,0 +1,270 @@
+//! A small HTTP/1.1 layer on top of the stream handler (Python: `http.server`'s
+//! `BaseHTTPRequestHandler`). Enabled by the `http` cargo feature, on by default.
+//!
+//! Python builds `http.server` on `socketserver`: `HTTPServer` is a `TCPServer`, and
+//! `BaseHTTPRequestHandler` is a `StreamRequestHandler` whose `handle` parses requests from
+//! `rfile` and writes responses to `wfile`. This module is the same layering: an
+//! [`HttpHandler`] answers one parsed [`Request`] with a [`Response`], and the adapter
+//! [`Http<H>`](Http) makes it a [`StreamRequestHandler`] that any stream server runs, with any
+//! strategy:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use socketserver::http::{Http, HttpHandler, Request, Response};
+//! use socketserver::{Handler, ServerContext, TcpServer};
+//!
+//! #[derive(Handler)]
+//! struct Hello;
+//!
+//! impl HttpHandler for Hello {
+//!     fn respond(&mut self, request: &Request, _server: &ServerContext) -> Response {
+//!         match (request.method(), request.path()) {
+//!             ("GET" | "HEAD", "/hello") => Response::text(200, "hello\n"),
+//!             (_, "/hello") => Response::new(405).with_header("Allow", "GET, HEAD"),
+//!             _ => Response::text(404, "not found\n"),
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Python: HTTPServer(("127.0.0.1", 0), Hello). Add a strategy such as `Threading` as the
+//! // third type parameter to serve clients in parallel.
+//! let mut server = TcpServer::<Http<Hello>>::bind("127.0.0.1:0")?;
+//! let address = server.server_address().as_inet().expect("a TCP address");
+//! let stop = server.shutdown_handle();
+//! let serving = std::thread::spawn(move || server.serve_forever());
+//!
+//! let mut client = std::net::TcpStream::connect(address)?;
+//! client.write_all(b"GET /hello HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n")?;
+//! let mut reply = String::new();
+//! client.read_to_string(&mut reply)?;
+//! assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(reply.contains("\r\nContent-Length: 6\r\n"));
+//! assert!(reply.ends_with("\r\n\r\nhello\n"));
+//!
+//! stop.shutdown();
+//! serving.join().expect("serving thread")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What the layer does
+//!
+//! - **Parsing** with [`httparse`](https://docs.rs/httparse): the request line and headers.
+//!   The layer first looks for the empty line that ends the head, so `httparse` runs once per
+//!   request however slowly it arrives. Malformed heads get `400 Bad Request` with the reason in
+//!   a `text/plain` body; a version other than 1.0 and 1.1 gets `505`; HTTP/1.1 without exactly
+//!   one `Host` gets `400` (RFC 9112 section 3.2).
+//! - **Keep-alive**: HTTP/1.1 connections stay open for the next request unless the client or
+//!   the handler says `Connection: close`; HTTP/1.0 ones close unless the client asked for
+//!   `Connection: keep-alive`. Pipelined requests are served in order. One handler value serves
+//!   every request of its connection.
+//! - **Bodies** are framed by `Content-Length` only and handed over whole. A chunked request
+//!   body gets `411 Length Required` (the client can resend it with a length; RFC 9110 allows
+//!   refusing it) and other transfer codings `501`; `Transfer-Encoding` together with
+//!   `Content-Length` gets `400`, because disagreeing framings are how requests are smuggled.
+//!   `Expect: 100-continue` is answered with `100 Continue` before the body is read, or with the
+//!   refusal instead of it.
+//! - **Limits** ([`Limits`], from [`HttpHandler::limits`]): a body over `max_body` (1 MiB) gets
+//!   `413`; a head over `max_head` (64 KiB) gets `431` (`414` while still in the request line);
+//!   more than `max_headers` (100) header fields get `431`.
+//! - **Timeouts**: the whole request (head and body) must arrive within the connection's read
+//!   timeout, the server's [`request_timeout`](crate::ServerBuilder::request_timeout), or,
+//!   when that is not set, [`Limits::timeout`] (30 s). The timeout is a deadline, not a limit per
+//!   read, so a client sending a byte at a time cannot hold a thread past it. An idle keep-alive
+//!   connection is closed when it passes; a request cut short gets `408`.
+//! - **Responses**: the layer adds `Date` and `Content-Length`, announces `Connection: close`
+//!   when it will close, sends no body for `HEAD` (the handler answers `HEAD` as `GET`; the
+//!   length stays that of the body) and never for 1xx, 204 and 304. Header names that are not
+//!   tokens and values with CR or LF are dropped, so a handler cannot be tricked into header
+//!   injection.
+//! - **After a refusal** the connection closes; the layer first shuts down its writing side and
+//!   reads what the client still sends (at most 2 s and 16 MiB), because closing a socket with
+//!   unread data sends a reset that can destroy the refusal before the client reads it.
+//! - **Panics** in [`HttpHandler::respond`] become `500 Internal Server Error` for that client,
+//!   a report to [`HttpHandler::handle_error`], and a closed connection; other clients never
+//!   notice.
+//! - **Protocol switches**: a `101` response (see [`Response::switching_protocols`]) ends HTTP on
+//!   the connection; the layer then calls [`HttpHandler::upgraded`] with the raw stream
+//!   ([`Upgraded`]). This is how the `websocket` example serves WebSocket on the same port.
+//!
+//! # Design
+//!
+//! Python's `BaseHTTPRequestHandler` dispatches to `do_GET`, `do_POST`... methods and lets the
+//! handler write the status line and headers itself (`send_response`, `send_header`,
+//! `end_headers`), which makes it easy to forget `Content-Length` or to send a body for `HEAD`.
+//! Here the handler *returns* a [`Response`] value and the layer writes it, so framing is always
+//! right, one method sees every method (a `match` on method and path is the router), and a
+//! handler is a plain function of the request that is easy to test. The cost is that a
+//! response is held in memory whole; that suits APIs and RPC, which this layer is for. A
+//! handler that needs to stream takes the raw connection through a `101` upgrade.
+//!
+//! Everything that is HTTP lives here, once; the `rest`, `jsonrpc`, `xmlrpc` and `websocket`
+//! examples only route and encode.
+
+mod connection;
+mod message;
+mod parse;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::addr::Address;
+use crate::error::RequestError;
+use crate::handler::{default_handle_error, HandleResult, Handler, StreamRequestHandler};
+use crate::request::StreamRequest;
+use crate::server::ServerContext;
+
+pub use connection::Upgraded;
+pub use message::{reason_phrase, Request, Response, Version};
+
+/// Limits on what a client may send, from [`HttpHandler::limits`].
+///
+/// Change them field by field on the default:
+///
+/// ```
+/// use socketserver::http::Limits;
+///
+/// let mut limits = Limits::default();
+/// limits.max_body = 16 * 1024 * 1024;
+/// limits.timeout = Some(std::time::Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest body accepted, in bytes; a larger `Content-Length` gets
+    /// `413 Content Too Large` before any of the body is read. Default: 1 MiB.
+    pub max_body: usize,
+    /// The largest request head (request line and headers), in bytes; a longer one gets
+    /// `431 Request Header Fields Too Large`, or `414 URI Too Long` if the request line alone
+    /// is that long. Default: 64 KiB (Python's `_MAXLINE` is 64 KiB per line).
+    pub max_head: usize,
+    /// The most header fields accepted; more get `431`. Default: 100 (Python's `_MAXHEADERS`).
+    pub max_headers: usize,
+    /// How long a whole request may take to arrive, and how long an idle keep-alive connection
+    /// stays open, when the server sets no
+    /// [`request_timeout`](crate::ServerBuilder::request_timeout) (which wins when set). Also
+    /// the write timeout in that case. `None` waits forever, as Python does, which lets idle
+    /// clients hold threads. Default: 30 s.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 1024 * 1024,
+            max_head: 64 * 1024,
+            max_headers: 100,
+            timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// A handler of HTTP requests (Python: a `BaseHTTPRequestHandler` subclass).
+///
+/// Implement [`respond`](Self::respond), then serve [`Http<Self>`](Http) on any stream server.
+/// One handler value is made (with [`Handler::new`], usually `#[derive(Handler)]`) per
+/// *connection* and answers every request on it, in order; shared state is reached through the
+/// server as for any handler.
+///
+/// See the [module documentation](self) for a complete server and what the layer checks before
+/// `respond` is called.
+pub trait HttpHandler: Handler {
+    /// Answers one request (Python: `do_GET`, `do_POST`... in one method).
+    ///
+    /// Answer `HEAD` as `GET`: the layer drops the body. Return `Response::new(405)` with an
+    /// `Allow` header for a method the path does not support, as RFC 9110 asks.
+    #[doc(alias = "do_GET")]
+    #[doc(alias = "do_POST")]
+    fn respond(&mut self, request: &Request, server: &ServerContext<Self::State>) -> Response;
+
+    /// The limits for requests on this connection. The default is [`Limits::default`].
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
+
+    /// Takes over the connection after a `101 Switching Protocols` response was sent
+    /// (see [`Response::switching_protocols`]). `request` is the request that asked to switch.
+    ///
+    /// The connection closes when this returns. Errors go to `handle_error`. The default
+    /// closes the connection at once.
+    fn upgraded(
+        &mut self,
+        request: &Request,
+        stream: Upgraded<'_>,
+        server: &ServerContext<Self::State>,
+    ) -> HandleResult {
+        let _ = (request, stream, server);
+        Ok(())
+    }
+
+    /// Decides whether to serve a new connection (Python: `server.verify_request`). The default
+    /// accepts every connection.
+    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
+        let _ = (server, client_address);
+        true
+    }
+
+    /// Reports a failed connection or a panic in `respond` (Python: `server.handle_error`).
+    /// The default logs it, as for stream handlers.
+    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
+        default_handle_error(server.server_address(), error);
+    }
+}
+
+/// The adapter that serves an [`HttpHandler`] on a stream server: `TcpServer<Http<MyApi>>`,
+/// `UnixStreamServer<Http<MyApi>, Threading>` and so on (Python: `HTTPServer` with a
+/// `BaseHTTPRequestHandler` subclass).
+///
+/// It is a [`StreamRequestHandler`] whose `handle` runs the keep-alive loop described in the
+/// [module documentation](self). `Http<H>` shares `H`'s state.
+pub struct Http<H> {
+    handler: H,
+}
+
+impl<H> Http<H> {
+    /// The wrapped handler.
+    pub fn get_ref(&self) -> &H {
+        &self.handler
+    }
+
+    /// The wrapped handler, mutably.
+    pub fn get_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+}
+
+impl<H: HttpHandler> Handler for Http<H> {
+    type State = H::State;
+
+    fn new(server: &ServerContext<Self::State>) -> Self {
+        Http {
+            handler: H::new(server),
+        }
+    }
+}
+
+impl<H: HttpHandler> StreamRequestHandler for Http<H> {
+    fn handle(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
+        connection::serve(&mut self.handler, request)
+    }
+
+    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
+        H::verify_request(server, client_address)
+    }
+
+    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
+        H::handle_error(server, error);
+    }
+}
+
+impl<H> fmt::Debug for Http<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("handler", &std::any::type_name::<H>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
