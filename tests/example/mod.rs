@@ -1,0 +1,227 @@
+//! Running an example as a user does: the binary built fresh, its `serving on` line read,
+//! client processes with deadlines, and a signal to stop it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long any client process may run before it is killed and the test fails.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The example binary `name`, built fresh: `cargo test --test rest` alone would not rebuild it.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = std::env::current_exe()
+            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", name])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the {name} example failed");
+        built.push(name.to_owned());
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    dir.join("examples").join(name)
+}
+
+/// A running example, killed if the test fails before stopping it.
+pub struct Example {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    /// What it printed after `serving on `.
+    pub address: String,
+}
+
+impl Example {
+    /// Starts example `name` with `args` and waits for its `serving on <address>` line.
+    pub fn start(name: &str, args: &[&str]) -> Example {
+        let mut child = Command::new(binary(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("first line");
+        let address = first
+            .trim_end()
+            .strip_prefix("serving on ")
+            .unwrap_or_else(|| panic!("first line of {name} is {first:?}"))
+            .to_owned();
+        Example {
+            child,
+            stdout,
+            address,
+        }
+    }
+
+    /// `http://<address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends `signal` and waits (at most 20 s) for the exit status.
+    pub fn stop(mut self, signal: Signal) -> ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let mut rest = String::new();
+                let _ = self.stdout.read_to_string(&mut rest);
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the example did not stop");
+            thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `command` to completion, killing it after `deadline`; stdout and stderr are captured.
+pub fn run(command: &mut Command, deadline: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let end = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} ran longer than {deadline:?}");
+        }
+        thread::park_timeout(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    }
+}
+
+/// Runs a Python client script with `args`; it must exit 0 and print `ok` last.
+pub fn python(script: &str, args: &[&str]) {
+    let out = run(
+        Command::new("python3").arg("-c").arg(script).args(args),
+        CLIENT_DEADLINE,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "python client failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTP response as curl reported it.
+#[derive(Debug)]
+pub struct CurlResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl CurlResponse {
+    /// The first header called `name`, ignoring case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Runs `curl -sS -i --max-time 10 ARGS` and parses its output; interim (1xx) responses are
+/// skipped.
+pub fn curl(args: &[&str]) -> CurlResponse {
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "10"])
+            .args(args),
+        CLIENT_DEADLINE,
+    );
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = String::from_utf8(out.stdout).expect("UTF-8 from curl");
+    loop {
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {text:?}"));
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        if (100..200).contains(&status) && status != 101 {
+            text = body.to_owned();
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        return CurlResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        };
+    }
+}
+
+/// Writes `contents` to `dir/name` and returns the path as a string.
+pub fn temp_file_of(dir: &tempfile::TempDir, name: &str, contents: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
