@@ -28,6 +28,23 @@
 //! | handler panic | caught in its thread | caught in the child, exit status 1 | caught, the worker lives on |
 //! | shared state changes | seen by all | stay in the child | seen by all |
 
+//! # Which strategy for which load
+//!
+//! Measured with the project's harness (`BENCHMARKS.md`), on 2 cores:
+//!
+//! - **Many long-lived connections** (chat, keep-alive HTTP, RPC sessions): [`Threading`]. A
+//!   connection holds its thread for its whole life, and threads are cheap here: about 18 KiB
+//!   of memory per idle connection, and 1000 persistent connections served faster than a tokio
+//!   server on the same machine. A [`Pool`] cannot serve more persistent connections at once
+//!   than it has workers: the rest wait until one closes.
+//! - **Many short requests, a new connection each** (classic socketserver clients, HTTP/1.0):
+//!   [`Pool`] or [`Threading`]; the pool saves starting a thread per request and bounds memory
+//!   under bursts.
+//! - **Untrusted or crash-prone handlers, or per-request isolation**: [`Forking`]; each request
+//!   costs a `fork`, several times cheaper than Python's forking server but well below threads.
+//! - **Datagrams, or tiny handlers**: [`Serial`]; one loop, no hand-off. A UDP echo on the
+//!   serial strategy keeps up with a hand-written `recv_from`/`send_to` loop.
+
 mod activity;
 pub mod forking;
 pub mod pool;
