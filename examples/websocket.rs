@@ -11,7 +11,12 @@
 //! (`pip install websockets`):
 //!
 //! ```text
-//! python3 -c "from websockets.sync.client import connect; ws = connect('ws://127.0.0.1:8003/ws'); ws.send('hi'); print(ws.recv())"
+//! python3 - <<'EOF'
+//! from websockets.sync.client import connect
+//! with connect("ws://127.0.0.1:8003/ws") as ws:
+//!     ws.send("hi")
+//!     print(ws.recv())
+//! EOF
 //! ```
 //!
 //! What it shows:
