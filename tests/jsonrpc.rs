@@ -2,6 +2,8 @@
 //! (<https://www.jsonrpc.org/specification>, section 7), each sent by curl over real HTTP;
 //! the answers are compared as JSON, batches in any order.
 
+#![cfg(feature = "http")]
+
 mod example;
 
 use example::{curl, Example};

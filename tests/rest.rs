@@ -1,6 +1,8 @@
 //! The rest example with real HTTP clients: curl and Python's `requests`, each as its own
 //! process, covering every status code the example promises, and 20 clients at once.
 
+#![cfg(feature = "http")]
+
 mod example;
 
 use std::process::Command;

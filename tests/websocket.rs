@@ -2,6 +2,8 @@
 //! clients, binary echo, ping, the close handshake, a client that vanishes), and once a real
 //! headless Chromium from Debian's packages, driven through chromedriver's W3C HTTP API.
 
+#![cfg(feature = "http")]
+
 mod example;
 
 use std::path::Path;

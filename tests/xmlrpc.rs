@@ -2,6 +2,8 @@
 //! process: every XML-RPC type round-trips through `echo`, faults are `xmlrpc.client.Fault`,
 //! multicall works, and malformed XML does not stop the server.
 
+#![cfg(feature = "http")]
+
 mod example;
 
 use example::{curl, python, Example};
