@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use socketserver::http::{Http, HttpHandler, Request, Response, Upgraded};
-use socketserver::{HandleResult, Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer, Threading};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -83,7 +83,7 @@ const PAGE: &str = r#"<!doctype html>
 
 /// One client in the room: a clone of its socket, for writing from any thread.
 struct Peer {
-    socket: Mutex<TcpStream>,
+    socket: Mutex<Connection>,
 }
 
 impl Peer {
@@ -200,11 +200,7 @@ impl HttpHandler for Chat {
         server: &ServerContext<Room>,
     ) -> HandleResult {
         let room = server.state();
-        let socket = stream
-            .connection()
-            .as_tcp()
-            .ok_or("the chat runs on TCP")?
-            .try_clone()?;
+        let socket = stream.connection().try_clone()?;
         // A client that stops reading holds up a broadcast at most this long, then is dropped.
         socket.set_write_timeout(Some(Duration::from_secs(5)))?;
         let peer = Arc::new(Peer {

@@ -185,15 +185,14 @@ fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
         Suite::Full => &[1, 16, 64, 256, 1000],
     };
     let mut all: Vec<Scenario> = levels.iter().map(|&c| persistent(c)).collect();
-    all.push(Scenario {
-        name: "floor: loopback ping-pong, no server, 1 conn".into(),
-        mode: Mode::Floor,
-        connections: 1,
-        servers: vec![ServerSpec {
-            name: "floor",
+    // The floor runs in the same rounds as the servers at one connection, so the machine's
+    // state is the same for both sides of the ratio.
+    if let Some(one) = all.iter_mut().find(|s| s.connections == 1) {
+        one.servers.push(ServerSpec {
+            name: "floor (no server)",
             argv: Vec::new(),
-        }],
-    });
+        });
+    }
     all.push(Scenario {
         name: "tcp connection per request, 16 clients".into(),
         mode: Mode::TcpConnect,
@@ -283,8 +282,14 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
         let mut reports: Vec<Vec<Report>> = vec![Vec::new(); scenario.servers.len()];
         for round in 0..args.rounds {
             for (i, server) in running.iter().enumerate() {
+                // A server with no command is the floor: the load generator's own echo thread.
+                let mode = if server.is_none() {
+                    Mode::Floor
+                } else {
+                    scenario.mode
+                };
                 let load = LoadArgs {
-                    mode: scenario.mode,
+                    mode,
                     target: server
                         .as_ref()
                         .map(|s| s.address.clone())
@@ -320,6 +325,7 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&results, args);
+    print_targets(&results);
     if let Some(path) = &args.chart {
         chart(&results, path)?;
         eprintln!("chart written to {}", path.display());
@@ -357,6 +363,117 @@ fn print_table(results: &Results, args: &CompareArgs) {
                 "| {name} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {ratio} |",
                 s.rps, s.p50, s.p99, s.p999, s.errors
             );
+        }
+    }
+}
+
+/// Looks up one server's medians in the scenario whose name starts with `scenario`.
+fn find<'a>(results: &'a Results, scenario: &str, server: &str) -> Option<&'a Summary> {
+    results
+        .iter()
+        .find(|r| r.name.starts_with(scenario))?
+        .summaries
+        .iter()
+        .find(|(name, _)| *name == server)
+        .map(|(_, s)| s)
+}
+
+/// The speed targets, as ratios of medians measured in this run.
+fn print_targets(results: &Results) {
+    let mut rows: Vec<(String, Option<f64>, f64)> = Vec::new();
+    let mut ratio = |label: String,
+                     a: Option<&Summary>,
+                     b: Option<&Summary>,
+                     want: f64,
+                     f: fn(&Summary) -> f64| {
+        let value = match (a, b) {
+            (Some(a), Some(b)) if f(b) > 0.0 => Some(f(a) / f(b)),
+            _ => None,
+        };
+        rows.push((label, value, want));
+    };
+    let rps = |s: &Summary| s.rps;
+    for c in [1, 16, 64, 256, 1000] {
+        let scenario = format!("tcp persistent, {c} conn");
+        let ours = find(results, &scenario, "ours threading");
+        ratio(
+            format!("persistent {c} conn: threading / tokio"),
+            ours,
+            find(results, &scenario, "tokio"),
+            1.0,
+            rps,
+        );
+        ratio(
+            format!("persistent {c} conn: threading / std threads"),
+            ours,
+            find(results, &scenario, "std threads"),
+            0.95,
+            rps,
+        );
+    }
+    ratio(
+        "persistent 1 conn: threading / floor (no server)".into(),
+        find(results, "tcp persistent, 1 conn", "ours threading"),
+        find(results, "tcp persistent, 1 conn", "floor (no server)"),
+        0.85,
+        rps,
+    );
+    let connect = "tcp connection per request";
+    ratio(
+        "connection per request: pool / tokio".into(),
+        find(results, connect, "ours pool"),
+        find(results, connect, "tokio"),
+        1.0,
+        rps,
+    );
+    ratio(
+        "connection per request: threading / tokio".into(),
+        find(results, connect, "ours threading"),
+        find(results, connect, "tokio"),
+        0.8,
+        rps,
+    );
+    ratio(
+        "connection per request: forking / python forking".into(),
+        find(results, connect, "ours forking"),
+        find(results, connect, "python forking"),
+        5.0,
+        rps,
+    );
+    for scenario in ["udp", "unix datagram"] {
+        let ours = find(results, scenario, "ours sync");
+        ratio(
+            format!("{scenario}: ours / std loop"),
+            ours,
+            find(results, scenario, "std loop"),
+            0.95,
+            rps,
+        );
+        ratio(
+            format!("{scenario}: ours / tokio"),
+            ours,
+            find(results, scenario, "tokio"),
+            1.0,
+            rps,
+        );
+    }
+    ratio(
+        "persistent 256 conn: tokio p99 / threading p99".into(),
+        find(results, "tcp persistent, 256 conn", "tokio"),
+        find(results, "tcp persistent, 256 conn", "ours threading"),
+        1.0,
+        |s| s.p99,
+    );
+    println!();
+    println!("| target | measured | wanted | met |");
+    println!("|---|---:|---:|---|");
+    for (label, value, want) in rows {
+        match value {
+            Some(v) => println!(
+                "| {label} | {v:.2} | >= {want:.2} | {} |",
+                if v >= want { "yes" } else { "**no**" }
+            ),
+            None => println!("| {label} | not run | >= {want:.2} | - |"),
         }
     }
 }
@@ -418,6 +535,7 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
                 String::new()
             }
         })
+        .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .x_desc("concurrent connections")
         .y_desc("requests/s")
         .draw()?;
@@ -434,6 +552,7 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;

@@ -33,6 +33,19 @@ impl Connection {
         }
     }
 
+    /// A second handle on the same connection (`dup(2)`), for example to write from another
+    /// thread while this one reads.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error, such as `EMFILE`.
+    pub fn try_clone(&self) -> io::Result<Connection> {
+        match self {
+            Connection::Tcp(s) => s.try_clone().map(Connection::Tcp),
+            Connection::Unix(s) => s.try_clone().map(Connection::Unix),
+        }
+    }
+
     /// Sets the read timeout (`SO_RCVTIMEO`); `None` blocks forever.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {

@@ -2,7 +2,6 @@
 //! handler, write the response; until either side closes, a limit is hit, or the timeout
 //! passes. Also the response writer and [`Upgraded`], the connection after a protocol switch.
 
-use std::any::Any;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -240,17 +239,6 @@ impl fmt::Debug for Upgraded<'_> {
     }
 }
 
-/// The text of a panic payload, when it has one.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
-    }
-}
-
 /// Serves HTTP requests on one connection until it closes. Called by `Http<H>::handle`.
 pub(crate) fn serve<H: HttpHandler>(
     handler: &mut H,
@@ -365,7 +353,7 @@ fn respond<H: HttpHandler>(
                 &RequestError::Panic {
                     client: client.clone(),
                     stage: Stage::Handle,
-                    message: panic_message(payload.as_ref()),
+                    message: crate::server::process::panic_message(payload.as_ref()),
                 },
             );
             (Response::text(500, "500 Internal Server Error\n"), true)
