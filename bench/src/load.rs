@@ -208,14 +208,14 @@ fn client(
     let deadline = Instant::now() + duration;
     while Instant::now() < deadline {
         let began = Instant::now();
-        let ok =
-            match (&mut transport, args.mode) {
-                (Some(conn), _) => conn.round_trip(&message, &mut reply),
-                (None, Mode::TcpConnect) => connect_tcp(target, timeout)
-                    .and_then(|mut c| once(&mut c, &message, &mut reply)),
-                (None, _) => connect_unix(target, timeout)
-                    .and_then(|mut c| once(&mut c, &message, &mut reply)),
-            };
+        let ok = match (&mut transport, args.mode) {
+            (Some(conn), _) => conn.round_trip(&message, &mut reply),
+            (None, Mode::TcpConnect) => connect_tcp_from(target, id, timeout)
+                .and_then(|mut c| once(&mut c, &message, &mut reply)),
+            (None, _) => {
+                connect_unix(target, timeout).and_then(|mut c| once(&mut c, &message, &mut reply))
+            }
+        };
         match ok {
             Ok(()) => {
                 let nanos = u64::try_from(began.elapsed().as_nanos())
@@ -248,6 +248,34 @@ fn client_path(id: usize) -> PathBuf {
 
 fn connect_tcp(target: &str, timeout: Option<Duration>) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect(target)?;
+    finish_tcp(stream, timeout)
+}
+
+/// Connects from a loopback source address of this client's own (127.0.0.2 and up).
+///
+/// A new connection per request leaves each closed connection in TIME_WAIT on the client side
+/// for a minute; from one source address the ~28k ephemeral ports run out within a few
+/// seconds at these rates, and connects then stall for seconds whichever server is measured.
+/// Each client thread has its own source address, so each has its own port range. IPv4
+/// loopback targets only; anything else connects normally.
+fn connect_tcp_from(
+    target: &str,
+    id: usize,
+    timeout: Option<Duration>,
+) -> std::io::Result<TcpStream> {
+    let addr: std::net::SocketAddr = match target.parse() {
+        Ok(addr @ std::net::SocketAddr::V4(v4)) if v4.ip().is_loopback() => addr,
+        _ => return connect_tcp(target, timeout),
+    };
+    let octets = [127, 0, (id / 250) as u8, (id % 250 + 2) as u8];
+    let source = std::net::SocketAddr::from((octets, 0));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&source.into())?;
+    socket.connect(&addr.into())?;
+    finish_tcp(socket.into(), timeout)
+}
+
+fn finish_tcp(stream: TcpStream, timeout: Option<Duration>) -> std::io::Result<TcpStream> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(timeout)?;
     Ok(stream)
