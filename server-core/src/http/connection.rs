@@ -247,6 +247,22 @@ pub(crate) fn serve<H: HttpHandler>(
     let server = request.server();
     let client = request.client_address();
     let connection = request.connection();
+    let StreamRequest { rfile, wfile, .. } = request;
+    serve_connection(handler, rfile, wfile, connection, client, server)
+}
+
+/// The keep-alive loop of [`serve`], on any reader and writer: `rfile` and `wfile` are the
+/// request's own in a server, a byte slice and a `Vec` under the fuzzer (`fuzz_connection`,
+/// behind the `fuzzing` feature). `connection` is only used for its timeouts, for shutting down
+/// the writing side, and by an [`Upgraded`] stream.
+pub(crate) fn serve_connection<H: HttpHandler>(
+    handler: &mut H,
+    rfile: &mut dyn Read,
+    wfile: &mut impl Write,
+    connection: &Connection,
+    client: &Address,
+    server: &ServerContext<H::State>,
+) -> HandleResult {
     let limits = handler.limits();
     // The server's request_timeout, when set, already is the socket's timeout; otherwise the
     // layer's own, so an idle keep-alive client never holds a thread forever.
@@ -257,7 +273,6 @@ pub(crate) fn serve<H: HttpHandler>(
     if configured_write.is_none() && timeout.is_some() {
         connection.set_write_timeout(timeout)?;
     }
-    let StreamRequest { rfile, wfile, .. } = request;
     let mut input = Input {
         rfile,
         connection,

@@ -266,5 +266,41 @@ impl<H> fmt::Debug for Http<H> {
     }
 }
 
+/// Runs the real keep-alive loop of [`Http<H>`](Http) on `bytes`, as if one client had sent
+/// them on a connection and then closed its writing side, and returns what the layer wrote
+/// back. For the `cargo fuzz` targets in `fuzz/` only (the `fuzzing` feature): no stability
+/// promise.
+///
+/// The connection is one end of a Unix socket pair, made non-blocking so that a handler
+/// writing to an [`Upgraded`] stream can never block on the unread other end; reading happens
+/// from `bytes`, so the timeouts never fire.
+///
+/// # Errors
+///
+/// Making the socket pair, and whatever error the loop itself returns.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_connection<H: HttpHandler>(
+    handler: &mut H,
+    bytes: &[u8],
+    server: &ServerContext<H::State>,
+) -> Result<Vec<u8>, crate::error::BoxError> {
+    let (ours, _peer) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let connection = crate::request::Connection::Unix(ours);
+    let client = Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+    let mut rfile = bytes;
+    let mut wfile = Vec::new();
+    connection::serve_connection(
+        handler,
+        &mut rfile,
+        &mut wfile,
+        &connection,
+        &client,
+        server,
+    )?;
+    Ok(wfile)
+}
+
 #[cfg(test)]
 mod tests;
