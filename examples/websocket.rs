@@ -46,11 +46,15 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use socketserver::http::{Http, HttpHandler, Request, Response, Upgraded};
 use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer, Threading};
-use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
+
+// The opening handshake; the fuzz target includes the same file.
+#[path = "protocol/websocket.rs"]
+mod protocol;
+use protocol::handshake;
 
 /// The page: connects to `/ws`, shows what arrives, sends what is typed.
 const PAGE: &str = r#"<!doctype html>
@@ -236,26 +240,6 @@ impl HttpHandler for Chat {
             }
         }
         Ok(())
-    }
-}
-
-/// Checks the opening handshake (RFC 6455 section 4.2.1) and accepts it.
-fn handshake(request: &Request) -> Response {
-    if !request.has_token("Upgrade", "websocket") || !request.has_token("Connection", "upgrade") {
-        return Response::text(426, "this is a WebSocket endpoint\n")
-            .with_header("Upgrade", "websocket")
-            .with_header("Connection", "Upgrade");
-    }
-    if request.header("Sec-WebSocket-Version") != Some("13") {
-        return Response::text(426, "WebSocket version 13 only\n")
-            .with_header("Sec-WebSocket-Version", "13");
-    }
-    match request.header("Sec-WebSocket-Key") {
-        Some(key) => Response::switching_protocols("websocket").with_header(
-            "Sec-WebSocket-Accept",
-            derive_accept_key(key.trim().as_bytes()),
-        ),
-        None => Response::text(400, "missing Sec-WebSocket-Key\n"),
     }
 }
 
