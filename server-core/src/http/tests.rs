@@ -397,3 +397,30 @@ fn a_client_closing_mid_request_is_not_an_error() {
     assert!(reply.ends_with("GET /still 0"), "{reply}");
     server.stop();
 }
+
+/// The loop run on bytes, as the fuzz targets in `fuzz/` run it (`fuzz_connection`); what the
+/// server wrote back, as text. Regression tests for inputs the fuzzers find go here.
+fn on_bytes(bytes: &[u8]) -> String {
+    let server = TcpServer::<Http<Probe>>::bind("127.0.0.1:0").unwrap();
+    let out = fuzz_connection(&mut Probe, bytes, server.context()).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_fuzzing_entry_point_runs_the_real_loop() {
+    let out = on_bytes(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
+    assert!(
+        out.contains("GET /a 0") && out.ends_with("POST /b 2"),
+        "{out}"
+    );
+    let refused = on_bytes(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(
+        refused.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{refused}"
+    );
+    let upgraded = on_bytes(b"GET /upgrade HTTP/1.1\r\nHost: x\r\n\r\nline\n");
+    assert!(upgraded.starts_with("HTTP/1.1 101 "), "{upgraded}");
+}
