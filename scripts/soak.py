@@ -37,8 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ECHO = ROOT / "target/release/examples/echo"
-BENCH = ROOT / "target/release/socketserver-bench"
+# Where cargo builds: CARGO_TARGET_DIR when set, as cargo itself reads it.
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+ECHO = TARGET / "release/examples/echo"
+BENCH = TARGET / "release/socketserver-bench"
 
 # The load cycle: (load mode, clients, message size, seconds). Then an idle gap.
 CYCLE = [
@@ -278,12 +280,18 @@ def main():
             t.join()
 
     command = " ".join(["python3", "scripts/soak.py"] + sys.argv[1:])
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
     text = [
         "# Soak: pool and forking echo servers",
         "",
         f"Run: `SOAK_SECONDS={args.seconds} {command}`, started {started}, "
         f"{'one after the other' if args.sequential else 'both servers at once'}, "
-        f"{args.seconds} s per server, `--workers {args.workers}`, on {os.cpu_count()} CPUs.",
+        f"{args.seconds} s per server, `--workers {args.workers}`, on {os.cpu_count()} CPUs, "
+        f"from `{ROOT}` at {revision}"
+        f"{' with uncommitted changes' if dirty else ' (clean)'}, binaries in `{TARGET}`.",
         "",
         "Load cycle per server (then an idle gap of "
         f"{IDLE_SECONDS} s): "
