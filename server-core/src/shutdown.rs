@@ -48,6 +48,9 @@ pub struct ShutdownHandle {
 #[derive(Debug)]
 struct Inner {
     requested: Arc<AtomicBool>,
+    /// Set with every stop request and kept after `serve_forever` returns, so handlers still
+    /// running can tell that the server is closing.
+    closing: AtomicBool,
     waker: UnixStream,
     serving: Mutex<Option<ThreadId>>,
     stopped: Condvar,
@@ -70,6 +73,7 @@ pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
     writer.set_nonblocking(true)?;
     let inner = Inner {
         requested: Arc::new(AtomicBool::new(false)),
+        closing: AtomicBool::new(false),
         waker: writer,
         serving: Mutex::new(None),
         stopped: Condvar::new(),
@@ -113,6 +117,7 @@ impl ShutdownHandle {
 
     /// Asks the server to stop and returns at once, without waiting.
     pub fn request(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.requested.store(true, Ordering::SeqCst);
         // A full socket buffer means a wake-up is pending already.
         let _ = (&self.inner.waker).write(&[1]);
@@ -121,6 +126,23 @@ impl ShutdownHandle {
     /// Whether a stop has been asked for and not yet acted on.
     pub fn is_requested(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server is stopping or closed: a stop was asked for (by this handle, a
+    /// signal, or [`Server::close`](crate::Server::close)), and the server has not started
+    /// serving again since.
+    ///
+    /// Unlike [`is_requested`](Self::is_requested), this stays set after `serve_forever` has
+    /// returned, so a handler in a keep-alive loop can poll it between requests and end its
+    /// connection early instead of holding up closing. See
+    /// [`ServerContext::is_closing`](crate::ServerContext::is_closing).
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst) || self.is_requested()
+    }
+
+    /// Marks the server as closing (from `close`).
+    pub(crate) fn set_closing(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
     }
 
     /// Forgets a stop request that was acted on outside `serve_forever`.
@@ -149,7 +171,13 @@ impl ShutdownHandle {
 
     /// Marks the loop as running on this thread until the guard drops.
     pub(crate) fn start_serving(&self) -> ServingGuard<'_> {
-        *self.inner.serving.lock() = Some(thread::current().id());
+        let mut serving = self.inner.serving.lock();
+        if !self.is_requested() {
+            // Serving again after an earlier stop: no longer closing.
+            self.inner.closing.store(false, Ordering::SeqCst);
+        }
+        *serving = Some(thread::current().id());
+        drop(serving);
         ServingGuard { handle: self }
     }
 
@@ -179,7 +207,10 @@ pub(crate) struct ServingGuard<'a> {
 impl Drop for ServingGuard<'_> {
     fn drop(&mut self) {
         let mut serving = self.handle.inner.serving.lock();
-        self.handle.inner.requested.store(false, Ordering::SeqCst);
+        // A stop that came through the signal flag set only `requested`: keep it as `closing`.
+        if self.handle.inner.requested.swap(false, Ordering::SeqCst) {
+            self.handle.inner.closing.store(true, Ordering::SeqCst);
+        }
         *serving = None;
         self.handle.inner.stopped.notify_all();
     }

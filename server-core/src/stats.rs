@@ -19,6 +19,10 @@ pub struct Stats {
     /// Requests refused before a handler ran: `verify_request` said no, or an oversized datagram
     /// was dropped.
     pub rejected: u64,
+    /// Requests taken from the socket and not yet finished in this process: running, or queued
+    /// for a worker. This is what the `max_connections` builder option caps. With
+    /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
+    pub open: usize,
 }
 
 /// The live counters behind [`Stats`].
@@ -37,6 +41,7 @@ impl Counters {
             served: self.served.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            open: 0,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::request::DatagramSocket;
+use crate::server::limits::{Gate, Registry};
 use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
 use crate::shutdown;
 use crate::stats::Counters;
@@ -54,6 +55,7 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
     max_packet_size: usize,
+    max_connections: Option<usize>,
     _types: PhantomData<fn() -> (T, H)>,
 }
 
@@ -94,13 +96,15 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             request: RequestOptions {
                 rbufsize: 8192,
                 wbufsize: 0,
-                request_timeout: None,
+                read_timeout: None,
+                write_timeout: None,
                 nodelay: false,
             },
             poll_interval: Duration::from_millis(500),
             timeout: None,
             close_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_connections: None,
             _types: PhantomData,
         }
     }
@@ -118,6 +122,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             timeout: self.timeout,
             close_timeout: self.close_timeout,
             max_packet_size: self.max_packet_size,
+            max_connections: self.max_connections,
             _types: PhantomData,
         }
     }
@@ -198,12 +203,76 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         self
     }
 
-    /// A read and write timeout on every stream connection (Python: the handler's `timeout`).
-    /// A read that waits longer fails with `WouldBlock`/`TimedOut`, which ends the request
-    /// through `handle_error`. Default: `None`.
+    /// Sets both [`read_timeout`](Self::read_timeout) and [`write_timeout`](Self::write_timeout)
+    /// on every stream connection (Python: the handler's `timeout`, which applies to both).
+    /// Default: `None`.
     #[doc(alias = "timeout")]
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.request.request_timeout = timeout;
+        self.request.read_timeout = timeout;
+        self.request.write_timeout = timeout;
+        self
+    }
+
+    /// The longest a read on a stream connection may wait for data (`SO_RCVTIMEO`), which is
+    /// also the connection's **idle timeout**. Default: `None`, wait forever.
+    ///
+    /// A read that waits longer fails with `WouldBlock`/`TimedOut`; unless the handler catches
+    /// it, that ends the request through `handle_error`, and the connection is closed. Because
+    /// every wait for the client's next bytes is such a read, this bounds how long a connection
+    /// may stay without the server receiving anything: between requests on a keep-alive
+    /// connection, and before the first byte. A client that connects and sends nothing holds a
+    /// thread (or a pool worker) for at most this long.
+    ///
+    /// There is no separate `idle_timeout` option: the library does not know where a stream's
+    /// requests begin and end (the handler does), so at the socket level "idle" is exactly "no
+    /// bytes for this long". A handler that wants a shorter wait between requests than within
+    /// one can set its own with [`Connection::set_read_timeout`](crate::Connection::set_read_timeout).
+    ///
+    /// With a [`Pool`](crate::Pool), clients that connect and send nothing each hold a worker
+    /// until this timeout passes, so a client behind `n` of them waits about
+    /// `n / workers × read_timeout`; see also [`max_connections`](Self::max_connections).
+    #[doc(alias = "idle_timeout")]
+    #[doc(alias = "SO_RCVTIMEO")]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request.read_timeout = timeout;
+        self
+    }
+
+    /// The longest a write on a stream connection may wait for room in the socket's send
+    /// buffer (`SO_SNDTIMEO`): a client that stops reading a large reply holds its request at
+    /// most this long per write. Default: `None`, wait forever. A write that waits longer fails
+    /// with `WouldBlock`/`TimedOut` and ends the request through `handle_error`.
+    #[doc(alias = "SO_SNDTIMEO")]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request.write_timeout = timeout;
+        self
+    }
+
+    /// The most requests (stream connections, or datagrams) taken from the socket and not yet
+    /// finished, whatever the strategy. Default: `None`, no cap beyond the strategy's own
+    /// ([`Pool`](crate::Pool)'s workers and queue, [`Forking`](crate::Forking)'s
+    /// `max_children`). Must be at least 1. [`Stats::open`](crate::Stats::open) shows the
+    /// current count.
+    ///
+    /// At the cap, the serving loop stops accepting until a request finishes; it sleeps in
+    /// `poll(2)` and is woken when one ends, so it does not spin, and a shutdown still wakes it
+    /// at once. New clients wait in the kernel's listen backlog (see [`backlog`](Self::backlog)),
+    /// where they cost the program nothing, and are served in order as requests end; datagrams
+    /// wait in the socket's receive buffer. Nothing is rejected, so
+    /// [`Stats::rejected`](crate::Stats::rejected) does not change.
+    ///
+    /// Why wait rather than accept and close at once: a client that waits is served later
+    /// instead of failing, as with the strategies' own caps; an accept-and-close loop would
+    /// cost the server work for every attempt a flood of clients makes; and a client that
+    /// wants to give up can use a connect timeout. Combine it with a
+    /// [`read_timeout`](Self::read_timeout), so that idle connections cannot hold the cap
+    /// forever.
+    ///
+    /// With [`Forking`](crate::Forking) a request counts only until its child has been forked
+    /// (the parent no longer holds the connection); use `max_children` there.
+    #[doc(alias = "max_clients")]
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max;
         self
     }
 
@@ -245,6 +314,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         if self.poll_interval.is_zero() {
             return invalid("poll_interval", "must be more than zero");
         }
+        if self.max_connections == Some(0) {
+            return invalid("max_connections", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -258,12 +330,18 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             what: "the shutdown waker",
             source,
         })?;
+        let gate = Gate::new(self.max_connections).map_err(|source| Error::Spawn {
+            what: "the connection limit's waker",
+            source,
+        })?;
         let datagram = T::listener_fd(&socket).is_none();
         let context = ServerContext {
             server_address,
             state: self.state,
             shutdown,
             counters: Counters::default(),
+            gate: Arc::new(gate),
+            connections: Registry::default(),
         };
         Ok(Server {
             socket,
@@ -479,6 +557,7 @@ impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H,
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
             .field("max_packet_size", &self.max_packet_size)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }

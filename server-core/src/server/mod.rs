@@ -1,6 +1,7 @@
 //! The server: binding, the serving loop, shutdown and closing (Python's `BaseServer`).
 
 mod builder;
+mod limits;
 pub(crate) mod process;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use crate::shutdown::{ShutdownHandle, Waker};
 use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
 use crate::transport::{self, Received, SocketFile, Transport};
+use limits::{Gate, Registry};
 
 /// What a handler sees of its server (Python: the handler's `server` attribute).
 ///
@@ -33,6 +35,10 @@ pub struct ServerContext<S = ()> {
     state: Arc<S>,
     pub(crate) shutdown: ShutdownHandle,
     pub(crate) counters: Counters,
+    /// Requests taken and not finished, and the `max_connections` cap.
+    pub(crate) gate: Arc<Gate>,
+    /// Live stream connections, shut down at the close deadline.
+    pub(crate) connections: Registry,
 }
 
 impl<S> ServerContext<S> {
@@ -54,7 +60,40 @@ impl<S> ServerContext<S> {
 
     /// The server's counters: requests running, served, failed and rejected.
     pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        stats.open = self.gate.open();
+        stats
+    }
+
+    /// Whether the server is stopping or closed: a shutdown was requested (through a
+    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or [`Server::close`]).
+    ///
+    /// It stays set after `serve_forever` returns (unlike the stop request itself, which the
+    /// loop clears as it acts on it). A handler that serves several requests on one connection
+    /// (keep-alive) should check it between requests and end the connection when it is set, so
+    /// that closing the server does not wait for the client to hang up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::io::{BufRead, Write};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler};
+    /// # struct Lines;
+    /// # impl Handler for Lines { type State = (); fn new(_: &ServerContext) -> Self { Lines } }
+    /// impl StreamRequestHandler for Lines {
+    ///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+    ///         let mut line = String::new();
+    ///         // One line per request, until the client hangs up or the server closes.
+    ///         while !request.server().is_closing() && request.rfile.read_line(&mut line)? > 0 {
+    ///             request.wfile.write_all(line.as_bytes())?;
+    ///             line.clear();
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shutdown.is_closing()
     }
 
     /// A handle that stops the server.
@@ -84,7 +123,8 @@ impl<S> fmt::Debug for ServerContext<S> {
 pub(crate) struct RequestOptions {
     pub rbufsize: usize,
     pub wbufsize: usize,
-    pub request_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
     pub nodelay: bool,
 }
 
@@ -144,6 +184,14 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
     _handler: PhantomData<fn() -> H>,
+}
+
+/// Whether the `max_connections` cap lets the loop take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    Free,
+    Woken,
+    Full,
 }
 
 /// A TCP server (Python: `TCPServer`, or with a strategy, `ThreadingTCPServer` and the like).
@@ -299,6 +347,16 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     break HandleOutcome::TimedOut;
                 }
                 Event::Readable => {
+                    let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    match self.wait_room(remaining) {
+                        Room::Free => {}
+                        Room::Woken => continue,
+                        Room::Full if deadline.is_some_and(|d| Instant::now() >= d) => {
+                            H::handle_timeout(&self.shared.context);
+                            break HandleOutcome::TimedOut;
+                        }
+                        Room::Full => continue,
+                    }
                     if self.strategy.wait_ready(self.waker.fd()) == Readiness::Woken {
                         continue;
                     }
@@ -322,6 +380,27 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// server created is removed; then the strategy waits for requests still running, at most
     /// `close_timeout` (builder option), and reports how many finished and how many it stopped
     /// waiting for. Call it after [`serve_forever`](Self::serve_forever) has returned.
+    ///
+    /// From the start, [`ServerContext::is_closing`] is true, so handlers in keep-alive loops
+    /// can end early.
+    ///
+    /// # At the deadline
+    ///
+    /// When `close_timeout` passes with requests still running, the reading side of their
+    /// connections is shut down (`shutdown(2)` with `SHUT_RD`): a handler blocked reading sees
+    /// end-of-file, so its thread ends soon after instead of running on for as long as the
+    /// client keeps the connection open. [`DrainReport::shut_down`] counts them.
+    ///
+    /// Only reading is shut down, not writing: a handler that is busy (not waiting for its
+    /// client) can still send the reply it owes, and abandoned requests keep their documented
+    /// meaning (left to finish on their own). A handler blocked writing to a client that does
+    /// not read is bounded by the `write_timeout` option instead.
+    /// This reaches the stream connections served on threads of this process (the
+    /// [`Serial`], [`Threading`](crate::Threading) and [`Pool`](crate::Pool)
+    /// strategies); requests that the strategy chose not to wait for (daemon threads,
+    /// `block_on_close(false)`) are left alone, and so are forked children, whose connections
+    /// live in other processes: give them a `read_timeout`, or have them check
+    /// [`ServerContext::is_closing`].
     #[doc(alias = "server_close")]
     pub fn close(self) -> DrainReport {
         let Server {
@@ -333,14 +412,18 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             ..
         } = self;
         let address = shared.context.server_address().clone();
+        shared.context.shutdown.set_closing();
         drop(socket);
         drop(socket_file);
         let deadline = close_timeout.map(|t| Instant::now() + t);
-        let report = strategy.close(deadline);
+        let mut report = strategy.close(deadline);
+        if report.abandoned > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            report.shut_down = shared.context.connections.shutdown_reads();
+        }
         if report.abandoned > 0 {
             log::warn!(target: "socketserver::server",
-                "closed {address}: {} requests completed, {} abandoned at the deadline",
-                report.completed, report.abandoned);
+                "closed {address}: {} requests completed, {} abandoned at the deadline ({} connections shut down)",
+                report.completed, report.abandoned, report.shut_down);
         } else {
             log::info!(target: "socketserver::server",
                 "closed {address}: {} running requests completed", report.completed);
@@ -436,7 +519,12 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         for _ in 0..MAX_REQUESTS_PER_WAKE {
             // Re-check after every request: a shutdown while serving must not take one more
             // (Python's bpo-35017).
-            if handle.is_requested()
+            if handle.is_requested() {
+                return;
+            }
+            // At the cap: sleep until a request ends, a stop, or the loop's interval (so that
+            // `service_actions` still runs), then go back to the loop.
+            if self.wait_room(self.loop_interval()) != Room::Free
                 || self.strategy.wait_ready(self.waker.fd()) == Readiness::Woken
             {
                 return;
@@ -460,8 +548,15 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     return true;
                 }
                 let shared = Arc::clone(&self.shared);
+                // Counts the request against `max_connections` until the job has run or been
+                // dropped (for forking: until the parent has handed it to the child).
+                let slot = context.gate.enter();
                 let job = Job::new(
-                    Box::new(move || H::finish_request(&shared, request)),
+                    Box::new(move || {
+                        let ok = H::finish_request(&shared, request);
+                        drop(slot);
+                        ok
+                    }),
                     T::listener_fd(&self.socket),
                 );
                 if let Err(e) = self.strategy.process_request(job) {
@@ -505,6 +600,43 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
                 }
                 self.pause(ACCEPT_BACKOFF);
+            }
+        }
+    }
+
+    /// Waits while `max_connections` requests are open, at most `timeout` (`None`: until there
+    /// is room or a stop). Never spins: it sleeps in `poll(2)` on the waker and on the gate's
+    /// socket, which gets a byte when a request ends at the cap.
+    fn wait_room(&self, timeout: Option<Duration>) -> Room {
+        let gate = &self.shared.context.gate;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            gate.drain();
+            if gate.has_room() {
+                return Room::Free;
+            }
+            let poll_timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Room::Full;
+                    }
+                    PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [
+                PollFd::new(self.waker.fd(), PollFlags::POLLIN),
+                PollFd::new(gate.room_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, poll_timeout) {
+                Ok(_) if fds[0].revents().is_some_and(|r| !r.is_empty()) => return Room::Woken,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    // The serving loop polls the waker next and reports the error.
+                    log::error!(target: "socketserver::server", "waiting for a connection to end: {e}");
+                    return Room::Woken;
+                }
             }
         }
     }

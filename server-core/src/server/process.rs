@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::addr::{Address, UnixAddress};
@@ -169,12 +170,14 @@ fn apply_options(connection: &Connection, options: &RequestOptions, client: &Add
             }
         }
     }
-    if let Some(timeout) = options.request_timeout {
-        let set = connection
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| connection.set_write_timeout(Some(timeout)));
-        if let Err(e) = set {
-            log::debug!(target: "socketserver::request", "timeout for {client}: {e}");
+    if let Some(timeout) = options.read_timeout {
+        if let Err(e) = connection.set_read_timeout(Some(timeout)) {
+            log::debug!(target: "socketserver::request", "read timeout for {client}: {e}");
+        }
+    }
+    if let Some(timeout) = options.write_timeout {
+        if let Err(e) = connection.set_write_timeout(Some(timeout)) {
+            log::debug!(target: "socketserver::request", "write timeout for {client}: {e}");
         }
     }
 }
@@ -188,6 +191,9 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
         client_address,
     } = accepted;
     let client = &client_address;
+    // Lets `close` shut the connection down at its deadline; removed (below) before the
+    // connection is closed.
+    let registered = server.connections.register(connection.as_fd().as_raw_fd());
     log::debug!(target: "socketserver::request", "connection from {client}");
     apply_options(&connection, &shared.options, client);
     let mut report = |error: RequestError| H::handle_error(server, &error);
@@ -225,6 +231,8 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     // Python's shutdown_request: the client sees end-of-file now, even if it shares the
     // socket with a forked process.
     let _ = connection.shutdown(std::net::Shutdown::Write);
+    drop(registered);
+    drop(connection);
     active.succeeded(ok);
     ok
 }

@@ -355,6 +355,7 @@ impl Strategy for Forking {
         DrainReport {
             completed,
             abandoned,
+            shut_down: 0,
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct DrainReport {
     /// Requests still running when the deadline passed (or when not waited for): they were left
     /// to finish on their own.
     pub abandoned: usize,
+    /// Connections of abandoned requests that [`Server::close`](crate::Server::close) shut down
+    /// at the deadline, so that their handlers stop waiting on them (see its docs). Strategies
+    /// leave it at 0; the server fills it in.
+    pub shut_down: usize,
 }
 
 /// Whether the loop may take another request now.

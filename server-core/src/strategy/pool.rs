@@ -504,6 +504,7 @@ impl Strategy for Pool {
         DrainReport {
             completed,
             abandoned,
+            shut_down: 0,
         }
     }
 }

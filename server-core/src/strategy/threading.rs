@@ -332,6 +332,7 @@ impl Strategy for Threading {
         DrainReport {
             completed,
             abandoned,
+            shut_down: 0,
         }
     }
 }
