@@ -7,11 +7,16 @@ mod util;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use socketserver::{
     Activity, Forking, HandleResult, Handler, Pool, Serial, Strategy, StreamRequest,
@@ -622,4 +627,249 @@ fn pool_survives_a_thousand_panics() {
 fn forking_survives_a_thousand_panics() {
     let _fork = fork_lock();
     thousand_panics(Forking::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: accept failing with EMFILE, SIGTERM on the echo example
+
+/// Runs the child side of a test in a process of its own, when `FAULTS_CHILD` names one; as an
+/// ordinary test it does nothing.
+#[test]
+fn child_process() {
+    if let Ok("emfile") = std::env::var("FAULTS_CHILD").as_deref() {
+        emfile_child();
+    }
+}
+
+/// Starts this test binary as a child running `mode`.
+fn spawn_child(mode: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FAULTS_CHILD", mode)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The child's stdout lines, on a channel (so that the test never blocks on a hung child).
+fn lines_of(stdout: std::process::ChildStdout) -> Receiver<String> {
+    let (tx, rx) = unbounded();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the first line with `prefix` in it; returns what follows.
+fn line_after(lines: &Receiver<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = lines.recv_deadline(deadline).expect("the child's line");
+        // libtest may print its "test child_process ... " on the same line.
+        if let Some((_, rest)) = line.split_once(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+/// Waits for the child to exit, killing it if it does not within [`PATIENCE`].
+fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    let exited = eventually(PATIENCE, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        panic!("the child did not exit");
+    }
+    status.unwrap()
+}
+
+/// A process's user and system CPU time, in clock ticks (`/proc/<pid>/stat`, fields 14 and 15;
+/// always 100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command name, field 3 is at index 0.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The child: a threading echo server that runs out of descriptors. It lowers its soft
+/// `RLIMIT_NOFILE` to just above its highest descriptor and fills every free number, so
+/// `accept` fails with `EMFILE`; on "free" from stdin it closes the spare descriptors.
+fn emfile_child() {
+    let _ = env_logger::builder()
+        .target(env_logger::Target::Stderr)
+        .parse_default_env()
+        .try_init();
+    let server = TcpServer::<Faulty>::builder()
+        .strategy(Threading::new())
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let running = serve(server);
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, highest + 1, hard).unwrap();
+    let mut spare = Vec::new();
+    for _ in 0..=highest {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => spare.push(file),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        std::fs::File::open("/dev/null").is_err(),
+        "no descriptor left"
+    );
+    println!("ready {}", running.inet());
+    io::stdout().flush().unwrap();
+    let mut stdin = BufReader::new(io::stdin());
+    let mut line = String::new();
+    stdin.read_line(&mut line).unwrap();
+    assert_eq!(line, "free\n");
+    drop(spare);
+    // Until the test closes stdin.
+    while stdin.read_line(&mut line).is_ok_and(|n| n > 0) {}
+    running.stop().close();
+}
+
+/// Python's open problem: `accept` fails with `EMFILE` while the listening socket stays
+/// readable. The server logs it, backs off without spinning, and serves again once
+/// descriptors are free.
+#[test]
+fn accept_emfile_is_logged_backed_off_and_recovered() {
+    let _shared = shared();
+    let mut child = spawn_child("emfile");
+    let lines = lines_of(child.stdout.take().unwrap());
+    let addr: SocketAddr = line_after(&lines, "ready ").parse().unwrap();
+    let pid = child.id();
+
+    // The connection completes in the kernel and waits for an `accept` that keeps failing.
+    let mut client = tcp_client(addr);
+    client.write_all(b"echo\nping").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    // The measuring window: a second in which the request must not be served.
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let waited = client.read(&mut [0u8; 16]).unwrap_err();
+    assert!(
+        matches!(waited.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{waited}"
+    );
+    let used = (cpu_ticks(pid) - before) as f64 / 100.0;
+    let share = used / started.elapsed().as_secs_f64();
+    assert!(
+        share < 0.2,
+        "the server used {:.0}% of a core while accept failed",
+        share * 100.0
+    );
+
+    // Descriptors free up: the waiting client is served.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"free\n").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "ping");
+
+    drop(stdin);
+    let status = exit_status(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("os error 24") && stderr.contains("WARN  socketserver::accept"),
+        "EMFILE was logged as a warning: {stderr}"
+    );
+}
+
+/// The echo example, built fresh (as tests/echo_example.rs does).
+fn echo_binary() -> std::path::PathBuf {
+    static BUILT: Once = Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = std::env::current_exe()
+            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", "echo"])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the echo example failed");
+    });
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    dir.join("examples").join("echo")
+}
+
+/// SIGTERM while a request is in flight: it completes, new connections are refused once the
+/// listener is closed, and the process exits 0.
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let _shared = shared();
+    let mut child = Command::new(echo_binary())
+        .args(["tcp", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let addr: SocketAddr = line_after(&lines, "serving on ").parse().unwrap();
+
+    let mut in_flight = tcp_client(addr);
+    in_flight.write_all(b"hi").unwrap();
+    let mut back = [0u8; 2];
+    in_flight.read_exact(&mut back).unwrap();
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(
+        eventually(PATIENCE, || TcpStream::connect(addr)
+            .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)),
+        "new connections are refused after SIGTERM"
+    );
+
+    // The request in flight is still served to its end.
+    in_flight.write_all(b"more").unwrap();
+    let mut more = [0u8; 4];
+    in_flight.read_exact(&mut more).unwrap();
+    assert_eq!(&more, b"more");
+    in_flight.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    in_flight.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+
+    let status = exit_status(&mut child);
+    assert_eq!(status.code(), Some(0), "{status}");
 }
