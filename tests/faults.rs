@@ -460,9 +460,7 @@ fn reset(client: TcpStream) {
     drop(client);
 }
 
-/// Runs the fault scenarios against a server with `strategy`; returns it stopped. Five
-/// requests: two echoes, one reset mid-request (fails), one half-closed echo, and one flood
-/// whose client resets after the first 64 KiB (succeeds: the handler gives up quietly).
+/// Runs the fault scenarios against a server with `strategy`; returns it stopped.
 fn survive_faults<S: Strategy>(
     strategy: S,
 ) -> socketserver::Server<socketserver::transport::Tcp, Faulty, S> {
@@ -471,7 +469,13 @@ fn survive_faults<S: Strategy>(
         .bind("127.0.0.1:0")
         .unwrap();
     let running = serve(server);
-    let addr = running.inet();
+    fault_scenarios(running.inet());
+    running.stop()
+}
+
+/// Five requests: two echoes, one reset mid-request (fails), one half-closed echo, and one
+/// flood whose client resets after the first 64 KiB (succeeds: the handler gives up quietly).
+fn fault_scenarios(addr: SocketAddr) {
     assert_eq!(echo(addr, "before"), "before");
 
     // An abrupt reset while the handler reads.
@@ -493,7 +497,6 @@ fn survive_faults<S: Strategy>(
     reset(client);
 
     assert_eq!(echo(addr, "after"), "after");
-    running.stop()
 }
 
 /// The requests of [`survive_faults`] as (succeeded, failed).
@@ -636,9 +639,48 @@ fn forking_survives_a_thousand_panics() {
 /// ordinary test it does nothing.
 #[test]
 fn child_process() {
-    if let Ok("emfile") = std::env::var("FAULTS_CHILD").as_deref() {
-        emfile_child();
+    match std::env::var("FAULTS_CHILD").as_deref() {
+        Ok("emfile") => emfile_child(),
+        Ok("forking") => forking_child(),
+        _ => {}
     }
+}
+
+/// The child: a forking server of [`Faulty`] until stdin closes; then it prints how its
+/// children exited.
+fn forking_child() {
+    let server = TcpServer::<Faulty>::builder()
+        .strategy(Forking::new())
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let activity = server.strategy().activity();
+    let running = serve(server);
+    println!("ready {}", running.inet());
+    io::stdout().flush().unwrap();
+    let mut line = String::new();
+    while io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    assert_eq!(running.stop().close().abandoned, 0);
+    println!("outcomes {} {}", activity.succeeded(), activity.failed());
+    io::stdout().flush().unwrap();
+}
+
+/// Forked children survive the faults too, and none dies of SIGPIPE: the flood child exits
+/// with status 0 (one killed by a signal would count as failed). The server runs in a process
+/// of its own, so that its children do not inherit the test's client sockets (a child holding
+/// a copy of a client's socket would keep the connection open after the client resets it).
+#[test]
+fn forking_survives_faults() {
+    let _shared = shared();
+    let mut child = spawn_child("forking");
+    let lines = lines_of(child.stdout.take().unwrap());
+    let addr: SocketAddr = line_after(&lines, "ready ").parse().unwrap();
+    fault_scenarios(addr);
+    drop(child.stdin.take());
+    let outcomes = line_after(&lines, "outcomes ");
+    let status = exit_status(&mut child);
+    assert!(status.success(), "{status}");
+    let (succeeded, failed) = FAULT_OUTCOMES;
+    assert_eq!(outcomes, format!("{succeeded} {failed}"));
 }
 
 /// Starts this test binary as a child running `mode`.
