@@ -351,6 +351,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             }),
             strategy: self.strategy,
             waker,
+            scarce_failures: 0,
             buf: if datagram {
                 // One spare byte tells an oversized datagram from one that fits exactly.
                 vec![0; self.max_packet_size + 1]

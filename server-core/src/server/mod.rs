@@ -179,6 +179,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     strategy: S,
     waker: Waker,
     buf: Vec<u8>,
+    /// `accept(2)` failures for lack of resources since the last request taken: the first is a
+    /// warning, the others debug messages, so a long shortage does not flood the log.
+    scarce_failures: u64,
     socket_file: Option<SocketFile>,
     poll_interval: Duration,
     timeout: Option<Duration>,
@@ -254,7 +257,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// Failed requests never end the loop: they go to `handle_error`. Failures of `accept(2)`
     /// are logged (target `socketserver::accept`); when they come from a lack of descriptors or
     /// memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) the loop pauses 100 ms before accepting
-    /// again, instead of spinning on a socket that stays readable.
+    /// again, instead of spinning on a socket that stays readable. Such a shortage is logged
+    /// once as a warning (further attempts at debug level), and once at info level when
+    /// requests are taken again.
     ///
     /// # Errors
     ///
@@ -540,6 +545,12 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         let context = &self.shared.context;
         match T::get_request(&self.socket, &mut self.buf) {
             Ok(Received::Request(request)) => {
+                if self.scarce_failures > 0 {
+                    log::info!(target: "socketserver::accept",
+                        "{}: taking requests again after {} failed attempts",
+                        context.server_address(), self.scarce_failures);
+                    self.scarce_failures = 0;
+                }
                 if !H::verify_request(context, T::client_address(&request)) {
                     log::debug!(target: "socketserver::request",
                         "verify_request rejected {}", T::client_address(&request));
@@ -576,8 +587,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         }
     }
 
-    fn get_request_failed(&self, error: io::Error) {
-        let addr = self.server_address();
+    fn get_request_failed(&mut self, error: io::Error) {
+        let shared = Arc::clone(&self.shared);
+        let addr = shared.context.server_address();
         match error.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
             io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
@@ -594,8 +606,14 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     )
                 );
                 if scarce {
-                    log::warn!(target: "socketserver::accept",
-                        "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?}");
+                    self.scarce_failures += 1;
+                    if self.scarce_failures == 1 {
+                        log::warn!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
+                    } else {
+                        log::debug!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error} (attempt {})", self.scarce_failures);
+                    }
                 } else {
                     log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
                 }
