@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::unistd::Pid;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use socketserver::{
     Activity, Forking, HandleResult, Handler, Pool, Serial, Strategy, StreamRequest,
-    StreamRequestHandler, TcpServer, Threading,
+    StreamRequestHandler, TcpServer, Threading, UnixStreamServer,
 };
 use util::{eventually, serve, tcp_client, PATIENCE};
 
@@ -393,7 +393,8 @@ fn is_closing_is_false_again_when_serving_restarts() {
 
 /// Its first line says what to do: `echo` copies the rest back until end-of-file, `flood`
 /// writes 32 MiB (giving up quietly when the client is gone, so that a child that survives
-/// exits with status 0), `panic` panics.
+/// exits with status 0), `floodv` does the same with vectored writes to the connection,
+/// `panic` panics.
 #[derive(Handler)]
 struct Faulty;
 
@@ -412,6 +413,17 @@ impl StreamRequestHandler for Faulty {
                 let chunk = vec![b'x'; 64 * 1024];
                 for _ in 0..512 {
                     if request.wfile.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+            "floodv" => {
+                // Vectored writes straight to the connection (`writev`-like).
+                let chunk = vec![b'v'; 32 * 1024];
+                let mut connection = request.connection();
+                for _ in 0..1024 {
+                    let slices = [io::IoSlice::new(&chunk), io::IoSlice::new(&chunk)];
+                    if !matches!(connection.write_vectored(&slices), Ok(n) if n > 0) {
                         break;
                     }
                 }
@@ -642,8 +654,82 @@ fn child_process() {
     match std::env::var("FAULTS_CHILD").as_deref() {
         Ok("emfile") => emfile_child(),
         Ok("forking") => forking_child(),
+        Ok("sigpipe") => sigpipe_child(),
         _ => {}
     }
+}
+
+/// The child: with `SIGPIPE` back at its default action (death), threading servers of
+/// [`Faulty`] on TCP and on a Unix socket, until stdin closes.
+fn sigpipe_child() {
+    // SAFETY: SIG_DFL runs no code of ours; the test's threads are not using signals.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.unwrap();
+    let dir = util::temp_dir();
+    let path = dir.path().join("faulty.sock");
+    let tcp = serve(
+        TcpServer::<Faulty>::builder()
+            .strategy(Threading::new())
+            .bind("127.0.0.1:0")
+            .unwrap(),
+    );
+    let unix = serve(
+        UnixStreamServer::<Faulty>::builder()
+            .strategy(Threading::new())
+            .bind(&path)
+            .unwrap(),
+    );
+    println!("ready {} {}", tcp.inet(), path.display());
+    io::stdout().flush().unwrap();
+    let mut line = String::new();
+    while io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    tcp.stop().close();
+    unix.stop().close();
+}
+
+/// A program that has not ignored `SIGPIPE` survives clients that vanish while it writes, on
+/// TCP and on Unix sockets (where `write(2)` would raise it: the library sends with
+/// `MSG_NOSIGNAL`).
+#[test]
+fn no_sigpipe_death_even_when_not_ignored() {
+    let _shared = shared();
+    let mut child = spawn_child("sigpipe");
+    let lines = lines_of(child.stdout.take().unwrap());
+    let ready = line_after(&lines, "ready ");
+    let (tcp, path) = ready.split_once(' ').unwrap();
+    let tcp: SocketAddr = tcp.parse().unwrap();
+
+    for _ in 0..3 {
+        let mut client = tcp_client(tcp);
+        client.write_all(b"flood\n").unwrap();
+        let mut first = vec![0u8; 64 * 1024];
+        client.read_exact(&mut first).unwrap();
+        reset(client);
+
+        for command in ["flood\n", "floodv\n"] {
+            let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
+            client.set_read_timeout(Some(PATIENCE)).unwrap();
+            client.write_all(command.as_bytes()).unwrap();
+            client.read_exact(&mut first).unwrap();
+            drop(client);
+        }
+
+        let mut client = tcp_client(tcp);
+        client.write_all(b"floodv\n").unwrap();
+        client.read_exact(&mut first).unwrap();
+        reset(client);
+    }
+    assert_eq!(echo(tcp, "alive"), "alive");
+    let mut client = std::os::unix::net::UnixStream::connect(path).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"echo\nalive").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "alive");
+
+    drop(child.stdin.take());
+    let status = exit_status(&mut child);
+    assert!(status.success(), "{status}");
 }
 
 /// The child: a forking server of [`Faulty`] until stdin closes; then it prints how its

@@ -4,7 +4,9 @@
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::sys::socket::MsgFlags;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
@@ -137,18 +139,21 @@ impl Read for &Connection {
 }
 
 impl Write for &Connection {
+    /// Sends with `MSG_NOSIGNAL`, so a client that has gone away makes the write fail with
+    /// `EPIPE` (`BrokenPipe`) instead of raising `SIGPIPE`, which would kill a program that has
+    /// not ignored it (Rust's `main` ignores it; a host program, or a binary built with
+    /// `-Zon-broken-pipe=kill`, may not). `std`'s `TcpStream` already does this for `write`,
+    /// but not for Unix streams or vectored writes.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match *self {
-            Connection::Tcp(s) => (&*s).write(buf),
-            Connection::Unix(s) => (&*s).write(buf),
-        }
+        let fd = self.as_fd().as_raw_fd();
+        nix::sys::socket::send(fd, buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
     }
 
+    /// `sendmsg(2)` with `MSG_NOSIGNAL`; see `write` above.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match *self {
-            Connection::Tcp(s) => (&*s).write_vectored(bufs),
-            Connection::Unix(s) => (&*s).write_vectored(bufs),
-        }
+        let fd = self.as_fd().as_raw_fd();
+        nix::sys::socket::sendmsg::<()>(fd, bufs, &[], MsgFlags::MSG_NOSIGNAL, None)
+            .map_err(io::Error::from)
     }
 
     fn flush(&mut self) -> io::Result<()> {
