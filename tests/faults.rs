@@ -655,8 +655,71 @@ fn child_process() {
         Ok("emfile") => emfile_child(),
         Ok("forking") => forking_child(),
         Ok("sigpipe") => sigpipe_child(),
+        Ok("cap") => cap_child(),
         _ => {}
     }
+}
+
+/// The child: a threading server of [`Faulty`] with `max_connections(1)`, until stdin closes.
+fn cap_child() {
+    let running = serve(
+        TcpServer::<Faulty>::builder()
+            .strategy(Threading::new())
+            .max_connections(Some(1))
+            .bind("127.0.0.1:0")
+            .unwrap(),
+    );
+    println!("ready {}", running.inet());
+    io::stdout().flush().unwrap();
+    let mut line = String::new();
+    while io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    running.stop().close();
+}
+
+/// At the cap, the serving loop sleeps: a client waiting in the backlog for a second costs
+/// the server process (almost) no CPU, and is served as soon as the open request ends.
+#[test]
+fn max_connections_waits_without_spinning() {
+    let _shared = shared();
+    let mut child = spawn_child("cap");
+    let lines = lines_of(child.stdout.take().unwrap());
+    let addr: SocketAddr = line_after(&lines, "ready ").parse().unwrap();
+    let pid = child.id();
+
+    let mut holding = tcp_client(addr);
+    holding.write_all(b"echo\nx").unwrap();
+    let mut x = [0u8; 1];
+    holding.read_exact(&mut x).unwrap();
+
+    let mut waiting = tcp_client(addr);
+    waiting.write_all(b"echo\nping").unwrap();
+    waiting.shutdown(Shutdown::Write).unwrap();
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let waited = waiting.read(&mut [0u8; 16]).unwrap_err();
+    assert!(
+        matches!(waited.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{waited}"
+    );
+    let share = (cpu_ticks(pid) - before) as f64 / 100.0 / started.elapsed().as_secs_f64();
+    assert!(
+        share < 0.2,
+        "the server used {:.0}% of a core at the cap",
+        share * 100.0
+    );
+
+    drop(holding);
+    waiting.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = String::new();
+    waiting.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "ping");
+
+    drop(child.stdin.take());
+    let status = exit_status(&mut child);
+    assert!(status.success(), "{status}");
 }
 
 /// The child: with `SIGPIPE` back at its default action (death), threading servers of

@@ -327,7 +327,11 @@ impl Strategy for Forking {
     /// (Python: `collect_children(blocking=True)` in `server_close`).
     ///
     /// `completed` counts the children reaped while closing; `abandoned` those still running
-    /// at the deadline. They are not killed.
+    /// at the deadline. They are not killed, and unlike requests on threads their connections
+    /// are not shut down at the deadline (they live in the children): bound them with the
+    /// server's `read_timeout`, or have keep-alive handlers check
+    /// [`ServerContext::is_closing`](crate::ServerContext::is_closing), which a child sees
+    /// only if the stop was requested before it was forked.
     fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
         let before = self.activity.finished();
         loop {
