@@ -162,6 +162,10 @@
 //!   the server's own removed on close.
 //! - A datagram handler that writes nothing sends nothing (Python sends an empty datagram).
 //! - Handler panics are caught per request, reported, and the server keeps serving.
+//! - Limits Python lacks: [`ServerBuilder::max_connections`], separate
+//!   [`ServerBuilder::read_timeout`] and [`ServerBuilder::write_timeout`], request counters
+//!   ([`Server::stats`]), and [`ServerContext::is_closing`] for handlers that should end
+//!   keep-alive loops when the server closes.
 
 #[doc(inline)]
 pub use server_core::*;
