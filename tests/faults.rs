@@ -46,7 +46,12 @@ fn shared() -> RwLockReadGuard<'static, ()> {
 }
 
 fn alone() -> RwLockWriteGuard<'static, ()> {
-    ALONE.write()
+    // A test thread waiting here is no thread of the test running now: count it as waiting too,
+    // or two overlapping `alone` tests see each other as a leaked thread.
+    WAITING.fetch_add(1, Ordering::SeqCst);
+    let guard = ALONE.write();
+    WAITING.fetch_sub(1, Ordering::SeqCst);
+    guard
 }
 
 /// What a forking test holds until its children are reaped.
