@@ -15,6 +15,7 @@ mod shutdown;
 mod stats;
 pub mod strategy;
 pub mod transport;
+mod wake;
 
 pub use addr::{Address, UnixAddress};
 pub use aliases::{

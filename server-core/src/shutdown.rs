@@ -9,13 +9,15 @@
 //! child (which shares the socket pair but not the parent's memory) and from a signal handler.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::wake;
 
 /// A cloneable, `Send` handle that stops a server's [`serve_forever`](crate::Server::serve_forever).
 ///
@@ -51,7 +53,7 @@ struct Inner {
     /// Set with every stop request and kept after `serve_forever` returns, so handlers still
     /// running can tell that the server is closing.
     closing: AtomicBool,
-    waker: UnixStream,
+    waker: wake::Notify,
     serving: Mutex<Option<ThreadId>>,
     stopped: Condvar,
 }
@@ -62,15 +64,10 @@ thread_local! {
 }
 
 /// The serving loop's end of the waker.
-#[derive(Debug)]
-pub(crate) struct Waker {
-    reader: UnixStream,
-}
+pub(crate) type Waker = wake::Wait;
 
 pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
-    let (reader, writer) = UnixStream::pair()?;
-    reader.set_nonblocking(true)?;
-    writer.set_nonblocking(true)?;
+    let (writer, reader) = wake::pair()?;
     let inner = Inner {
         requested: Arc::new(AtomicBool::new(false)),
         closing: AtomicBool::new(false),
@@ -82,7 +79,7 @@ pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
         ShutdownHandle {
             inner: Arc::new(inner),
         },
-        Waker { reader },
+        reader,
     ))
 }
 
@@ -119,8 +116,7 @@ impl ShutdownHandle {
     pub fn request(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.requested.store(true, Ordering::SeqCst);
-        // A full socket buffer means a wake-up is pending already.
-        let _ = (&self.inner.waker).write(&[1]);
+        self.inner.waker.notify();
     }
 
     /// Whether a stop has been asked for and not yet acted on.
@@ -182,7 +178,7 @@ impl ShutdownHandle {
     }
 
     pub(crate) fn raw_waker(&self) -> io::Result<UnixStream> {
-        self.inner.waker.try_clone()
+        self.inner.waker.try_clone_stream()
     }
 }
 
@@ -213,26 +209,5 @@ impl Drop for ServingGuard<'_> {
         }
         *serving = None;
         self.handle.inner.stopped.notify_all();
-    }
-}
-
-impl Waker {
-    /// Reads every pending wake-up byte; true if there was any.
-    pub(crate) fn drain(&self) -> bool {
-        let mut buf = [0u8; 64];
-        let mut any = false;
-        loop {
-            match (&self.reader).read(&mut buf) {
-                Ok(0) => return any,
-                Ok(_) => any = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return any,
-            }
-        }
-    }
-
-    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.reader.as_fd()
     }
 }

@@ -2,13 +2,14 @@
 //! (`max_connections`) and the registry of live stream connections that closing shuts down at
 //! its deadline.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+use crate::wake;
 
 /// Counts the requests taken and not yet finished in this process, and wakes the serving loop
 /// when one finishes while the count is at the cap.
@@ -16,17 +17,15 @@ use parking_lot::Mutex;
 pub(crate) struct Gate {
     max: Option<usize>,
     open: AtomicUsize,
-    /// Read end: the serving loop sleeps in `poll(2)` on it while at the cap.
-    room_rx: UnixStream,
-    /// Write end: a byte when a request ends with the count at the cap.
-    room_tx: UnixStream,
+    /// The serving loop sleeps in `poll(2)` on it while at the cap.
+    room_rx: wake::Wait,
+    /// Notified when a request ends with the count at the cap.
+    room_tx: wake::Notify,
 }
 
 impl Gate {
     pub(crate) fn new(max: Option<usize>) -> io::Result<Gate> {
-        let (room_rx, room_tx) = UnixStream::pair()?;
-        room_rx.set_nonblocking(true)?;
-        room_tx.set_nonblocking(true)?;
+        let (room_tx, room_rx) = wake::pair()?;
         Ok(Gate {
             max,
             open: AtomicUsize::new(0),
@@ -55,19 +54,12 @@ impl Gate {
 
     /// The fd that becomes readable when a request ends at the cap.
     pub(crate) fn room_fd(&self) -> BorrowedFd<'_> {
-        self.room_rx.as_fd()
+        self.room_rx.fd()
     }
 
     /// Reads every pending wake-up byte.
     pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 64];
-        loop {
-            match (&self.room_rx).read(&mut buf) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return,
-            }
-        }
+        self.room_rx.drain();
     }
 }
 
@@ -81,8 +73,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let before = self.gate.open.fetch_sub(1, Ordering::SeqCst);
         if self.gate.max.is_some_and(|max| before >= max) {
-            // A full socket buffer means a wake-up is pending already.
-            let _ = (&self.gate.room_tx).write(&[1]);
+            self.gate.room_tx.notify();
         }
     }
 }

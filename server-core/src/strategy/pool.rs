@@ -1,9 +1,7 @@
 //! A fixed set of worker threads fed by a bounded queue (no Python equivalent).
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
+use crate::wake;
 
 /// The most workers [`Pool::new`] starts, however many CPUs there are.
 pub const MAX_DEFAULT_WORKERS: usize = 32;
@@ -130,8 +129,8 @@ struct Running {
     /// A receiving end kept to drop the requests still queued at the close deadline.
     queued: Receiver<Job>,
     shared: Arc<Shared>,
-    /// The read end of the room socket pair.
-    room: UnixStream,
+    /// Woken for every finished request.
+    room: wake::Wait,
     /// Join handles by worker number; `None` where a worker could not be started or ended.
     handles: Vec<Option<JoinHandle<()>>>,
     /// Workers send their number here as they end.
@@ -143,8 +142,8 @@ struct Running {
 struct Shared {
     /// Requests accepted and not yet finished: queued plus running.
     in_flight: AtomicUsize,
-    /// The write end of the room socket pair: a byte for every finished request.
-    room: UnixStream,
+    /// Notified for every finished request.
+    room: wake::Notify,
     activity: Activity,
 }
 
@@ -229,7 +228,7 @@ impl Pool {
         let running = match &mut self.running {
             Some(running) => running,
             slot @ None => {
-                let (room_rx, room_tx) = room_pair().map_err(|source| Error::Spawn {
+                let (room_tx, room_rx) = wake::pair().map_err(|source| Error::Spawn {
                     what: "the pool's wake-up socket pair",
                     source,
                 })?;
@@ -253,14 +252,6 @@ impl Pool {
         running.replace_workers(self.stack_size)?;
         Ok(running)
     }
-}
-
-/// A nonblocking socket pair: (read end, write end).
-fn room_pair() -> io::Result<(UnixStream, UnixStream)> {
-    let (rx, tx) = UnixStream::pair()?;
-    rx.set_nonblocking(true)?;
-    tx.set_nonblocking(true)?;
-    Ok((rx, tx))
 }
 
 impl Running {
@@ -313,18 +304,6 @@ impl Running {
             _ => Ok(()),
         }
     }
-
-    /// Reads every pending room byte.
-    fn drain_room(&self) {
-        let mut buf = [0u8; 64];
-        loop {
-            match (&self.room).read(&mut buf) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return,
-            }
-        }
-    }
 }
 
 /// Tells the pool a worker ended, even if it unwinds.
@@ -353,9 +332,8 @@ fn work(jobs: Receiver<Job>, shared: &Shared, exit: WorkerExit) {
         });
         shared.activity.end(ok);
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        // After the decrement, so that `wait_ready` sees the room once woken. A full socket
-        // buffer means a wake-up is pending already.
-        let _ = (&shared.room).write(&[1]);
+        // After the decrement, so that `wait_ready` sees the room once woken.
+        shared.room.notify();
     }
 }
 
@@ -417,7 +395,7 @@ impl Strategy for Pool {
             }
             let mut fds = [
                 PollFd::new(waker, PollFlags::POLLIN),
-                PollFd::new(running.room.as_fd(), PollFlags::POLLIN),
+                PollFd::new(running.room.fd(), PollFlags::POLLIN),
             ];
             let timeout = PollTimeout::from(CHECK_INTERVAL.as_millis() as u16);
             match poll(&mut fds, timeout) {
@@ -435,7 +413,7 @@ impl Strategy for Pool {
                     if fds[0].revents().is_some_and(|r| !r.is_empty()) {
                         return Readiness::Woken;
                     }
-                    running.drain_room();
+                    running.room.drain();
                 }
                 Err(e) => {
                     // The serving loop polls the waker next and reports the error.
