@@ -488,16 +488,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Event> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let poll_timeout = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let ms = d
-                        .saturating_duration_since(Instant::now())
-                        .as_nanos()
-                        .div_ceil(1_000_000);
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
-            };
+            let poll_timeout = poll_timeout_until(deadline);
             let mut fds = [
                 PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.waker.fd(), PollFlags::POLLIN),
@@ -633,16 +624,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             if gate.has_room() {
                 return Room::Free;
             }
-            let poll_timeout = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Room::Full;
-                    }
-                    PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX)
-                }
-            };
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return Room::Full;
+            }
+            let poll_timeout = poll_timeout_until(deadline);
             let mut fds = [
                 PollFd::new(self.waker.fd(), PollFlags::POLLIN),
                 PollFd::new(gate.room_fd(), PollFlags::POLLIN),
@@ -664,6 +649,21 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         let mut fds = [PollFd::new(self.waker.fd(), PollFlags::POLLIN)];
         let ms = PollTimeout::try_from(duration).unwrap_or(PollTimeout::MAX);
         let _ = poll(&mut fds, ms);
+    }
+}
+
+/// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
+/// milliseconds so that a wait never ends just before its deadline and spins.
+fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
+    match deadline {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let ms = d
+                .saturating_duration_since(Instant::now())
+                .as_nanos()
+                .div_ceil(1_000_000);
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
     }
 }
 
