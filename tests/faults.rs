@@ -8,7 +8,6 @@ mod util;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,62 +16,15 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::unistd::Pid;
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use socketserver::{
     Activity, Forking, HandleResult, Handler, Pool, Serial, Strategy, StreamRequest,
     StreamRequestHandler, TcpServer, Threading, UnixStreamServer,
 };
+use util::isolation::{alone, fork_lock, own_threads, shared};
 use util::{eventually, serve, tcp_client, PATIENCE};
 
 // ---------------------------------------------------------------------------------------------
-// Test isolation
-
-/// Taken shared by every test; a test that counts the process's threads or descriptors takes it
-/// alone, and so does every forking test (no other test's thread may hold one of std's global
-/// locks at the moment of a fork; see `Forking`'s docs).
-static ALONE: RwLock<()> = parking_lot::const_rwlock(());
-
-/// Test threads blocked on [`ALONE`]: they exist, but belong to no running test.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
-
-/// Held by forking tests until their children are reaped (as nix's tests do).
-static FORK_MTX: Mutex<()> = parking_lot::const_mutex(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    WAITING.fetch_add(1, Ordering::SeqCst);
-    let guard = ALONE.read();
-    WAITING.fetch_sub(1, Ordering::SeqCst);
-    guard
-}
-
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    // A test thread waiting here is no thread of the test running now: count it as waiting too,
-    // or two overlapping `alone` tests see each other as a leaked thread.
-    WAITING.fetch_add(1, Ordering::SeqCst);
-    let guard = ALONE.write();
-    WAITING.fetch_sub(1, Ordering::SeqCst);
-    guard
-}
-
-/// What a forking test holds until its children are reaped.
-fn fork_lock() -> (RwLockWriteGuard<'static, ()>, MutexGuard<'static, ()>) {
-    (alone(), FORK_MTX.lock())
-}
-
-/// The process's threads, less test threads waiting for [`ALONE`] (read first, so that the
-/// result is never too low; see tests/strategies.rs).
-fn own_threads() -> usize {
-    let waiting = WAITING.load(Ordering::SeqCst);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let threads: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    threads - waiting
-}
+// Test isolation (the locks and thread counting are in tests/util/isolation.rs)
 
 /// The process's open descriptors (the directory's own descriptor not counted).
 fn open_fds() -> usize {

@@ -20,70 +20,16 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use socketserver::{
     DatagramRequest, DatagramRequestHandler, Forking, HandleResult, Handler, Pool, RequestError,
     ServerContext, Strategy, StreamRequest, StreamRequestHandler, TcpServer, Threading,
     ThreadingTcpServer, UdpServer, UnixDatagramServer, UnixStreamServer,
 };
+use util::isolation::{alone, fork_lock, own_threads, shared};
 use util::{eventually, serve, tcp_client, temp_dir, udp_client, PATIENCE};
 
 // ---------------------------------------------------------------------------------------------
-// Test isolation
-
-/// Held by every forking test until its children are reaped (as nix's tests do): tests are
-/// threads of one process, and a child must not be reaped or counted by another test.
-static FORK_MTX: Mutex<()> = parking_lot::const_mutex(());
-
-/// Shared by every test; the one that counts the process's threads takes it alone.
-static ALONE: RwLock<()> = parking_lot::const_rwlock(());
-
-/// Test threads blocked on [`ALONE`]: they exist, but belong to no running test.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    WAITING.fetch_add(1, Ordering::SeqCst);
-    let guard = ALONE.read();
-    WAITING.fetch_sub(1, Ordering::SeqCst);
-    guard
-}
-
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    // A test thread waiting here is no thread of the test running now: count it as waiting too,
-    // or two overlapping `alone` tests see each other as a leaked thread.
-    WAITING.fetch_add(1, Ordering::SeqCst);
-    let guard = ALONE.write();
-    WAITING.fetch_sub(1, Ordering::SeqCst);
-    guard
-}
-
-/// What a forking test holds until its children are reaped: [`FORK_MTX`], and [`ALONE`] so
-/// that no other test's thread holds one of std's global locks at the moment of a fork. A
-/// child that panics runs the panic hook, which takes the hook and backtrace locks: if another
-/// test's handler was panicking just then, the child would hang (see `Forking`'s docs).
-fn fork_lock() -> (RwLockWriteGuard<'static, ()>, MutexGuard<'static, ()>) {
-    let alone = alone();
-    (alone, FORK_MTX.lock())
-}
-
-/// The process's threads (`Threads:` in `/proc/self/status`), less test threads waiting for
-/// [`ALONE`].
-///
-/// `WAITING` is read first: with `ALONE` held, a thread counted there cannot have ended when
-/// the threads are counted, so the result is never too low (a test thread that libtest starts
-/// in between makes it too high until that thread counts itself as waiting).
-fn own_threads() -> usize {
-    let waiting = WAITING.load(Ordering::SeqCst);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let threads: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    threads - waiting
-}
+// Test isolation (the locks and thread counting are in tests/util/isolation.rs)
 
 /// Threads whose name starts with `prefix` (Linux cuts names to 15 bytes).
 fn threads_named(prefix: &str) -> usize {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run a server on a thread, stop it, wait for things.
 #![allow(dead_code)]
 
+pub mod isolation;
+
 use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
