@@ -199,18 +199,7 @@ fn verify_request_false_closes_the_connection_unhandled() {
             .bind("127.0.0.1:0")
             .unwrap(),
     );
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.2:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.connect(&running.inet().into()).unwrap();
-    let mut rejected: std::net::TcpStream = socket.into();
-    rejected.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rejected = util::tcp_client_from(std::net::Ipv4Addr::new(127, 0, 0, 2), running.inet());
     let mut buf = Vec::new();
     // End-of-file (or a reset if the server closed with unread data) and nothing else.
     let read = rejected.read_to_end(&mut buf);

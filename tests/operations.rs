@@ -71,18 +71,7 @@ fn stats_count_served_failed_and_rejected_requests() {
     assert_eq!(send(running.inet(), b"good"), "ok");
     assert_eq!(send(running.inet(), b"fail"), "");
     // A rejected client: verify_request refuses 127.0.0.2.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.2:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.connect(&running.inet().into()).unwrap();
-    let mut rejected: std::net::TcpStream = socket.into();
-    rejected.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rejected = util::tcp_client_from(std::net::Ipv4Addr::new(127, 0, 0, 2), running.inet());
     let _ = rejected.read_to_end(&mut Vec::new());
     assert_eq!(rx.try_iter().count(), 3, "three handlers ran");
     let server = running.stop();

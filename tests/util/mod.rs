@@ -113,3 +113,22 @@ pub fn udp_client(server: std::net::SocketAddr) -> std::net::UdpSocket {
         .expect("read timeout");
     client
 }
+
+/// A TCP client that connects from the loopback address `source` (such as 127.0.0.2, which
+/// the tests' `verify_request` hooks reject), with a read timeout.
+pub fn tcp_client_from(
+    source: std::net::Ipv4Addr,
+    server: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .expect("bind the client's source address");
+    socket.connect(&server.into()).expect("connect");
+    let client: std::net::TcpStream = socket.into();
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    client
+}
