@@ -1,6 +1,7 @@
 //! The echo example as a user runs it: a real process, Python's `socket` module as the client,
 //! signals to stop it, and its one-line errors.
 
+mod example;
 mod util;
 
 use std::io::{BufRead, BufReader, Read};
@@ -13,25 +14,7 @@ use util::temp_dir;
 
 /// The example binary, built fresh: `cargo test --test echo_example` alone would not rebuild it.
 fn echo_binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = std::env::current_exe()
-            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "echo"])
-            .args(release.then_some("--release"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the echo example failed");
-    });
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    dir.join("examples").join("echo")
+    example::binary("echo")
 }
 
 /// A running echo server, killed if the test fails before stopping it.

@@ -3,6 +3,7 @@
 //! abrupt resets, half-closed connections, clients that vanish mid-reply, panicking handlers in
 //! bulk, and `accept` failing with `EMFILE` (in a child process with a lowered `RLIMIT_NOFILE`).
 
+mod example;
 mod util;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -988,24 +989,9 @@ fn accept_emfile_is_logged_backed_off_and_recovered() {
     assert_eq!(stderr.matches("os error 24").count(), 1, "{stderr}");
 }
 
-/// The echo example, built fresh (as tests/echo_example.rs does).
+/// The echo example, built fresh.
 fn echo_binary() -> std::path::PathBuf {
-    static BUILT: Once = Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = std::env::current_exe()
-            .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "echo"])
-            .args(release.then_some("--release"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the echo example failed");
-    });
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    dir.join("examples").join("echo")
+    example::binary("echo")
 }
 
 /// SIGTERM while a request is in flight: it completes, new connections are refused once the
