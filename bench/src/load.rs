@@ -155,19 +155,10 @@ fn floor_echo() -> Result<std::net::SocketAddr, BoxError> {
     Ok(addr)
 }
 
-fn echo_stream(mut conn: TcpStream) {
+fn echo_stream(conn: TcpStream) {
     let _ = conn.set_nodelay(true);
-    let mut buf = vec![0; 65536];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    // The std peer's own loop: the floor is that peer without a server around it.
+    crate::peers::echo(conn);
 }
 
 fn client(

@@ -56,7 +56,8 @@ pub fn serve(args: &ServeArgs) -> Result<(), BoxError> {
     }
 }
 
-fn echo<S: Read + Write>(mut conn: S) {
+/// The std peer's echo loop: read, write it all back, until end-of-file or an error.
+pub(crate) fn echo<S: Read + Write>(mut conn: S) {
     let mut buf = [0u8; 8192];
     loop {
         match conn.read(&mut buf) {
