@@ -179,8 +179,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     strategy: S,
     waker: Waker,
     buf: Vec<u8>,
-    /// `accept(2)` failures for lack of resources since the last request taken: the first is a
-    /// warning, the others debug messages, so a long shortage does not flood the log.
+    /// `accept(2)` failures for lack of resources since the loop last caught up with the
+    /// waiting clients: the first is a warning, the others debug messages, so a long shortage
+    /// does not flood the log.
     scarce_failures: u64,
     socket_file: Option<SocketFile>,
     poll_interval: Duration,
@@ -258,8 +259,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// are logged (target `socketserver::accept`); when they come from a lack of descriptors or
     /// memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) the loop pauses 100 ms before accepting
     /// again, instead of spinning on a socket that stays readable. Such a shortage is logged
-    /// once as a warning (further attempts at debug level), and once at info level when
-    /// requests are taken again.
+    /// once as a warning (further attempts at debug level), and once at info level when the
+    /// loop has caught up with the waiting clients again. A server that hovers at its limit,
+    /// where every descriptor freed is taken at once, is one shortage: one warning.
     ///
     /// # Errors
     ///
@@ -536,12 +538,6 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         let context = &self.shared.context;
         match T::get_request(&self.socket, &mut self.buf) {
             Ok(Received::Request(request)) => {
-                if self.scarce_failures > 0 {
-                    log::info!(target: "socketserver::accept",
-                        "{}: taking requests again after {} failed attempts",
-                        context.server_address(), self.scarce_failures);
-                    self.scarce_failures = 0;
-                }
                 if !H::verify_request(context, T::client_address(&request)) {
                     log::debug!(target: "socketserver::request",
                         "verify_request rejected {}", T::client_address(&request));
@@ -579,12 +575,24 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     }
 
     fn get_request_failed(&mut self, error: io::Error) {
-        let shared = Arc::clone(&self.shared);
-        let addr = shared.context.server_address();
         match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
+            // Linux's `accept` looks for a free descriptor before it looks at the queue, so
+            // "nothing waiting" means descriptors were there: the loop has caught up and the
+            // shortage is over. (Not at the first request taken: at the limit, every
+            // descriptor freed is taken at once and the next `accept` fails again; that is
+            // the same shortage, and must not log a warning per request.)
+            io::ErrorKind::WouldBlock => {
+                if self.scarce_failures > 0 {
+                    let failures = std::mem::take(&mut self.scarce_failures);
+                    log::info!(target: "socketserver::accept",
+                        "{}: taking requests again after {failures} failed attempts",
+                        self.server_address());
+                }
+            }
+            io::ErrorKind::Interrupted => {}
             io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
-                log::debug!(target: "socketserver::accept", "{addr}: client left before accept: {error}");
+                log::debug!(target: "socketserver::accept",
+                    "{}: client left before accept: {error}", self.server_address());
             }
             _ => {
                 let scarce = matches!(
@@ -596,17 +604,18 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                             | nix::libc::ENOMEM
                     )
                 );
+                let addr = self.shared.context.server_address();
+                if !scarce {
+                    log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
+                } else if self.scarce_failures == 0 {
+                    log::warn!(target: "socketserver::accept",
+                        "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
+                } else {
+                    log::debug!(target: "socketserver::accept",
+                        "{addr}: cannot take a request: {error} (attempt {})", self.scarce_failures + 1);
+                }
                 if scarce {
                     self.scarce_failures += 1;
-                    if self.scarce_failures == 1 {
-                        log::warn!(target: "socketserver::accept",
-                            "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
-                    } else {
-                        log::debug!(target: "socketserver::accept",
-                            "{addr}: cannot take a request: {error} (attempt {})", self.scarce_failures);
-                    }
-                } else {
-                    log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
                 }
                 self.pause(ACCEPT_BACKOFF);
             }
