@@ -112,7 +112,7 @@ impl Drop for Busy<'_> {
 }
 
 /// Reads a line and acts on it: `panic`, `fail`, `hold` (wait for a release), `name` (reply with
-/// the thread's name), or anything else (echo it). Datagrams: `panic`, or echo.
+/// the thread's name), `thread` (reply with the thread's id), or anything else (echo it). Datagrams: `panic`, or echo.
 #[derive(Handler)]
 #[handler(state = Lab)]
 struct Line;
@@ -135,6 +135,11 @@ impl StreamRequestHandler for Line {
             "name" => {
                 let name = thread::current().name().unwrap_or("").to_owned();
                 request.wfile.write_all(format!("{name}\n").as_bytes())?;
+                Ok(())
+            }
+            "thread" => {
+                let id = thread::current().id();
+                request.wfile.write_all(format!("{id:?}\n").as_bytes())?;
                 Ok(())
             }
             _ => {
@@ -722,7 +727,10 @@ fn forking_close_waits_for_running_children() {
 fn threading_reaps_its_threads_over_1000_connections() {
     let _alone = alone();
     let baseline = own_threads();
-    let (server, _lab) = lab_server(Threading::new(), None);
+    let (server, _lab) = lab_server(
+        Threading::new().idle_thread_timeout(Duration::from_millis(100)),
+        None,
+    );
     let activity = server.strategy().activity();
     let running = serve(server);
     let addr = running.inet();
@@ -752,7 +760,7 @@ fn threading_reaps_its_threads_over_1000_connections() {
         most < 50,
         "up to {most} threads tracked for 4 clients at a time"
     );
-    // Reaped while the server idles, not only when it closes.
+    // Ended after the idle timeout and reaped while the server idles, not only when it closes.
     assert!(
         eventually(PATIENCE, || activity.tracked() == 0
             && activity.active() == 0),
@@ -768,6 +776,76 @@ fn threading_reaps_its_threads_over_1000_connections() {
         eventually(PATIENCE, || own_threads() <= baseline),
         "{} threads, {baseline} before",
         own_threads()
+    );
+}
+
+/// A thread that finished a request takes the next one; with `max_idle_threads(0)` every
+/// request gets a new thread, as in Python.
+#[test]
+fn threading_reuses_finished_threads_unless_told_not_to() {
+    let _shared = shared();
+    let (server, _lab) = lab_server(Threading::new(), None);
+    let running = serve(server);
+    let addr = running.inet();
+    // A request may come before the last thread is back waiting; but soon one finds it there.
+    let mut last = ask(addr, "thread");
+    assert!(
+        eventually(PATIENCE, || {
+            let now = ask(addr, "thread");
+            std::mem::replace(&mut last, now) == last
+        }),
+        "no two requests in a row ran on the same thread"
+    );
+    running.stop().close();
+
+    let (server, _lab) = lab_server(Threading::new().max_idle_threads(0), None);
+    let running = serve(server);
+    let addr = running.inet();
+    let threads: std::collections::HashSet<String> = (0..20).map(|_| ask(addr, "thread")).collect();
+    assert_eq!(threads.len(), 20, "{threads:?}");
+    running.stop().close();
+}
+
+/// At most `max_idle_threads` wait for a request, and closing ends them at once, however long
+/// they would still wait.
+#[test]
+fn threading_keeps_at_most_max_idle_threads_and_close_ends_them() {
+    let _alone = alone();
+    let (server, lab) = lab_server(
+        Threading::new()
+            .max_idle_threads(2)
+            .idle_thread_timeout(PATIENCE * 6),
+        None,
+    );
+    let activity = server.strategy().activity();
+    let running = serve(server);
+    let mut clients = hold(running.inet(), &lab, 6, 6);
+    assert_eq!(threads_named("socketserver-ha"), 6);
+    lab.release(6);
+    for client in &mut clients {
+        assert_eq!(read_reply(client), "held\n");
+    }
+    // Four threads end; two wait for the next request.
+    assert!(
+        eventually(PATIENCE, || activity.tracked() == 2
+            && threads_named("socketserver-ha") == 2),
+        "{activity:?}, {} threads",
+        threads_named("socketserver-ha")
+    );
+    let server = running.stop();
+    let started = Instant::now();
+    let report = server.close();
+    assert!(
+        started.elapsed() < PATIENCE,
+        "close waited {:?} for idle threads",
+        started.elapsed()
+    );
+    assert_eq!(report, Default::default());
+    assert_eq!(activity.tracked(), 0);
+    assert_eq!(
+        threads_named("socketserver-ha"),
+        0,
+        "waiting threads outlived close"
     );
 }
 

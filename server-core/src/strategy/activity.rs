@@ -32,14 +32,15 @@ struct Counters {
 }
 
 impl Activity {
-    /// Requests running now: handler threads alive (threading), worker threads busy (pool), or
-    /// child processes not yet reaped (forking).
+    /// Requests running now: handler threads running a request (threading), worker threads
+    /// busy (pool), or child processes not yet reaped (forking).
     pub fn active(&self) -> usize {
         self.inner.active.load(Ordering::Relaxed)
     }
 
-    /// What the strategy holds on to: join handles of handler threads (threading), worker
-    /// threads (pool), or child pids waiting to be reaped (forking).
+    /// What the strategy holds on to: join handles of handler threads, running a request or
+    /// waiting for the next one (threading), worker threads (pool), or child pids waiting to be
+    /// reaped (forking).
     ///
     /// This stays bounded by what runs at once, never by how many requests were served
     /// (Python's bpo-37193 kept every finished thread until the server closed).

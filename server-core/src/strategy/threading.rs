@@ -1,11 +1,13 @@
-//! One thread per request (Python's `ThreadingMixIn`).
+//! A thread for each request (Python's `ThreadingMixIn`), reusing finished threads.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
 use super::{Activity, DrainReport, Job, Strategy};
 use crate::error::{Error, Result};
@@ -19,7 +21,14 @@ pub const THREAD_NAME: &str = "socketserver-handler";
 /// How often the serving loop reaps finished threads while idle, when any are tracked.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Runs every request on a new thread (Python: `ThreadingMixIn`, as in `ThreadingTCPServer`).
+/// Default of [`Threading::max_idle_threads`].
+pub const DEFAULT_MAX_IDLE_THREADS: usize = 64;
+
+/// Default of [`Threading::idle_thread_timeout`].
+pub const DEFAULT_IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs every request on a thread of its own (Python: `ThreadingMixIn`, as in
+/// `ThreadingTCPServer`).
 ///
 /// Works with all four transports; for the datagram ones every datagram gets its own thread, as
 /// in Python. Nothing caps how many threads run at once: one slow client costs one thread, and a
@@ -36,14 +45,29 @@ const REAP_INTERVAL: Duration = Duration::from_millis(100);
 ///   tracked, so closing does not wait for them. Rust has no daemon flag (every thread dies
 ///   when `main` returns), so this is all it changes.
 /// - [`stack_size`](Self::stack_size): the handler threads' stack size.
+/// - [`max_idle_threads`](Self::max_idle_threads) and
+///   [`idle_thread_timeout`](Self::idle_thread_timeout): how many finished threads wait, and
+///   for how long, to run the next request (see below).
+///
+/// # Threads are reused
+///
+/// Starting a thread costs more than serving a short request: with a new connection per
+/// request, a thread per request spends most of its time being born. So a handler thread
+/// that has finished its request waits, up to `idle_thread_timeout` (default 5 s), for the
+/// next one, and a new request goes to a waiting thread when there is one; at most
+/// `max_idle_threads` (default 64) wait at once, the others end. Every request still runs on
+/// a thread of its own while it runs: nothing queues, and a slow request never delays another.
+/// What changes from Python is only that thread-local values may outlive a request; set
+/// `max_idle_threads(0)` for a fresh thread per request. Closing the server ends the waiting
+/// threads at once.
 ///
 /// # Bookkeeping
 ///
-/// A finished thread reports on a channel and is joined on the next request or pass of the
-/// loop, so the strategy only ever holds the threads still running (Python before 3.10 kept
-/// every finished thread until the server closed, bpo-37193). [`active`](Self::active) and
-/// [`tracked`](Self::tracked) show the counts, and [`activity`](Self::activity) reads them from
-/// another thread.
+/// A thread that ends reports on a channel and is joined on the next request or pass of the
+/// loop, so the strategy only ever holds the threads alive, running a request or waiting for
+/// one (Python before 3.10 kept every finished thread until the server closed, bpo-37193).
+/// [`active`](Self::active) and [`tracked`](Self::tracked) show the counts, and
+/// [`activity`](Self::activity) reads them from another thread.
 ///
 /// # Bounds
 ///
@@ -102,13 +126,61 @@ pub struct Threading {
     daemon_threads: bool,
     block_on_close: bool,
     stack_size: Option<usize>,
-    /// Join handles of tracked threads that have not been seen to finish, by request number.
+    max_idle_threads: usize,
+    idle_thread_timeout: Duration,
+    /// Hands a request to a thread waiting for one. Zero capacity: a send succeeds only when
+    /// an idle thread is there to take the request. `None` before the first thread starts and
+    /// once closed (dropping it ends the waiting threads).
+    handoff: Option<Sender<Task>>,
+    /// Where idle threads wait; made with the first thread, so that the options are set.
+    idle: Option<Arc<Idle>>,
+    /// Join handles of tracked threads that have not been seen to end, by thread number.
     threads: HashMap<u64, JoinHandle<()>>,
     next_id: u64,
-    /// Tracked threads send their request number here as they end.
+    /// Requests finished when the serving loop last looked: those that finish after it are
+    /// the ones `close` reports as completed.
+    seen_finished: u64,
+    /// Tracked threads send their number here as they end.
     done_tx: Sender<u64>,
     done_rx: Receiver<u64>,
     activity: Activity,
+}
+
+/// What the handler threads share: where idle ones wait, and how many do.
+struct Idle {
+    takers: Receiver<Task>,
+    waiting: AtomicUsize,
+    max: usize,
+    timeout: Duration,
+}
+
+impl Idle {
+    /// After a request: waits for the next one, if fewer than `max` threads wait already, at
+    /// most `timeout`. `None`: the thread should end.
+    fn next_task(&self) -> Option<Task> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let task = self.takers.recv_timeout(self.timeout).ok();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        task
+    }
+}
+
+/// A request and its bookkeeping, on its way to a thread.
+struct Task {
+    job: Job,
+    finished: Finished,
+}
+
+impl Task {
+    fn run(self) {
+        let Task { job, mut finished } = self;
+        // Failed, should the request unwind (it catches handler panics itself).
+        finished.ok = Some(false);
+        finished.ok = Some(job.run());
+    }
 }
 
 impl Threading {
@@ -119,8 +191,13 @@ impl Threading {
             daemon_threads: false,
             block_on_close: true,
             stack_size: None,
+            max_idle_threads: DEFAULT_MAX_IDLE_THREADS,
+            idle_thread_timeout: DEFAULT_IDLE_THREAD_TIMEOUT,
+            handoff: None,
+            idle: None,
             threads: HashMap::new(),
             next_id: 0,
+            seen_finished: 0,
             done_tx,
             done_rx,
             activity: Activity::default(),
@@ -158,12 +235,33 @@ impl Threading {
         self
     }
 
+    /// How many handler threads that finished a request may wait for the next one at once.
+    /// Default: [`DEFAULT_MAX_IDLE_THREADS`] (64). `0`: every request gets a new thread, which
+    /// ends with it, as in Python.
+    ///
+    /// Set it to about the number of requests that arrive together in a burst; more only holds
+    /// memory (each waiting thread keeps the stack pages it has touched).
+    pub fn max_idle_threads(mut self, threads: usize) -> Threading {
+        self.max_idle_threads = threads;
+        self
+    }
+
+    /// How long a handler thread that finished a request waits for the next one before it
+    /// ends. Default: [`DEFAULT_IDLE_THREAD_TIMEOUT`] (5 s). An idle server is back to no
+    /// handler threads after this long.
+    pub fn idle_thread_timeout(mut self, timeout: Duration) -> Threading {
+        self.idle_thread_timeout = timeout;
+        self
+    }
+
     /// Requests running now (one handler thread each, daemon threads included).
     pub fn active(&self) -> usize {
         self.activity.active()
     }
 
-    /// Join handles held: tracked threads not yet seen to finish. Bounded by what runs at once.
+    /// Join handles held: tracked threads not yet seen to end, whether running a request or
+    /// waiting for one. Bounded by what runs at once plus
+    /// [`max_idle_threads`](Self::max_idle_threads).
     pub fn tracked(&self) -> usize {
         self.activity.tracked()
     }
@@ -178,8 +276,69 @@ impl Threading {
         self.block_on_close && !self.daemon_threads
     }
 
+    /// Starts a thread for `task`; it then serves what [`Idle`] hands it.
+    fn spawn(&mut self, task: Task) -> Result<()> {
+        let idle = match &self.idle {
+            Some(idle) => Arc::clone(idle),
+            None => {
+                let (handoff, takers) = bounded(0);
+                self.handoff = Some(handoff);
+                let idle = Arc::new(Idle {
+                    takers,
+                    waiting: AtomicUsize::new(0),
+                    max: self.max_idle_threads,
+                    timeout: self.idle_thread_timeout,
+                });
+                self.idle = Some(Arc::clone(&idle));
+                idle
+            }
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let track = self.tracks();
+        let exit = track.then(|| Exit {
+            done: self.done_tx.clone(),
+            id,
+        });
+        let mut builder = thread::Builder::new().name(THREAD_NAME.to_owned());
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let spawned = builder.spawn(move || {
+            let _exit = exit;
+            let mut task = task;
+            loop {
+                task.run();
+                match idle.next_task() {
+                    Some(next) => task = next,
+                    None => break,
+                }
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                self.activity.add_started();
+                if track {
+                    self.threads.insert(id, handle);
+                    self.activity.set_tracked(self.threads.len());
+                }
+                Ok(())
+            }
+            Err(source) => {
+                // The closure was dropped unrun, and with it the request (closed unserved) and
+                // its guard, whose drop took back the `add_active` of `process_request`.
+                self.reap();
+                Err(Error::Spawn {
+                    what: "a request handler thread",
+                    source,
+                })
+            }
+        }
+    }
+
     /// Joins the threads that reported their end.
     fn reap(&mut self) {
+        self.seen_finished = self.activity.finished();
         while let Ok(id) = self.done_rx.try_recv() {
             self.join(id);
         }
@@ -187,16 +346,15 @@ impl Threading {
     }
 
     /// Joins one thread that has reported its end (it is exiting, so this does not block
-    /// for long). `true` if it was tracked.
-    fn join(&mut self, id: u64) -> bool {
+    /// for long), if it is tracked.
+    fn join(&mut self, id: u64) {
         let Some(handle) = self.threads.remove(&id) else {
-            return false;
+            return;
         };
         if handle.join().is_err() {
             // Job::run catches handler panics, so only a panic outside the handler lands here.
-            log::error!(target: "socketserver::threading", "handler thread for request {id} panicked");
+            log::error!(target: "socketserver::threading", "handler thread {id} panicked");
         }
-        true
     }
 }
 
@@ -212,17 +370,17 @@ impl fmt::Debug for Threading {
             .field("daemon_threads", &self.daemon_threads)
             .field("block_on_close", &self.block_on_close)
             .field("stack_size", &self.stack_size)
+            .field("max_idle_threads", &self.max_idle_threads)
+            .field("idle_thread_timeout", &self.idle_thread_timeout)
             .field("activity", &self.activity)
             .finish_non_exhaustive()
     }
 }
 
-/// Ends a request's bookkeeping when its thread is done, even if it unwinds.
+/// Ends a request's bookkeeping when it is done, even if it unwinds.
 struct Finished {
     activity: Activity,
-    done: Option<Sender<u64>>,
-    id: u64,
-    /// `None` until the thread runs the request: a request whose thread never started is no
+    /// `None` until a thread runs the request: a request whose thread never started is no
     /// longer active, but did not fail either.
     ok: Option<bool>,
 }
@@ -233,82 +391,72 @@ impl Drop for Finished {
             Some(ok) => self.activity.end(ok),
             None => self.activity.remove_active(),
         }
-        if let Some(done) = &self.done {
-            // The strategy holds a receiver until it is dropped; after that nobody listens.
-            let _ = done.send(self.id);
-        }
+    }
+}
+
+/// Reports a tracked thread's end, even if it unwinds.
+struct Exit {
+    done: Sender<u64>,
+    id: u64,
+}
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        // The strategy holds a receiver until it is dropped; after that nobody listens.
+        let _ = self.done.send(self.id);
     }
 }
 
 impl Strategy for Threading {
-    /// Starts a thread for the request (Python: `ThreadingMixIn.process_request`), after
-    /// joining the threads that have finished.
+    /// Hands the request to a thread waiting for one, or starts a thread for it (Python:
+    /// `ThreadingMixIn.process_request`), after joining the threads that have ended.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] when the thread cannot be created; the request is closed unserved.
     fn process_request(&mut self, job: Job) -> Result<()> {
         self.reap();
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let track = self.tracks();
-        let finished = Finished {
-            activity: self.activity.clone(),
-            done: track.then(|| self.done_tx.clone()),
-            id,
-            ok: None,
-        };
-        let mut builder = thread::Builder::new().name(THREAD_NAME.to_owned());
-        if let Some(size) = self.stack_size {
-            builder = builder.stack_size(size);
-        }
         self.activity.add_active();
-        let spawned = builder.spawn(move || {
-            let mut finished = finished;
-            // Failed, should the request unwind (it catches handler panics itself).
-            finished.ok = Some(false);
-            finished.ok = Some(job.run());
-        });
-        match spawned {
-            Ok(handle) => {
-                self.activity.add_started();
-                if track {
-                    self.threads.insert(id, handle);
-                    self.activity.set_tracked(self.threads.len());
+        let mut task = Task {
+            job,
+            finished: Finished {
+                activity: self.activity.clone(),
+                ok: None,
+            },
+        };
+        if let Some(handoff) = &self.handoff {
+            match handoff.try_send(task) {
+                Ok(()) => {
+                    self.activity.add_started();
+                    return Ok(());
                 }
-                Ok(())
-            }
-            Err(source) => {
-                // The closure was dropped unrun, and with it the request (closed unserved) and
-                // the guard, whose drop took back the `add_active` above.
-                self.reap();
-                Err(Error::Spawn {
-                    what: "a request handler thread",
-                    source,
-                })
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => task = back,
             }
         }
+        self.spawn(task)
     }
 
     fn service_actions(&mut self) {
         self.reap();
     }
 
-    /// 100 ms while handler threads are tracked, so finished ones are joined even when the
+    /// 100 ms while handler threads are tracked, so ended ones are joined even when the
     /// server is idle; `None` otherwise.
     fn service_interval(&self) -> Option<Duration> {
         (!self.threads.is_empty()).then_some(REAP_INTERVAL)
     }
 
-    /// Waits for the tracked handler threads, at most until `deadline` (Python: the mix-in's
-    /// `server_close`, which waits without a limit).
+    /// Ends the threads waiting for a request, and waits for the tracked handler threads to
+    /// finish their requests, at most until `deadline` (Python: the mix-in's `server_close`,
+    /// which waits without a limit).
     ///
-    /// `completed` counts the tracked threads that ended before the deadline; `abandoned`
+    /// `completed` counts the tracked requests that ended before the deadline; `abandoned`
     /// counts the requests still running after it (including daemon threads and, with
     /// `block_on_close(false)`, every running request). Abandoned threads are detached: they
     /// run on, and end on their own.
     fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
-        let mut completed = 0;
+        // Threads waiting for a request see the channel close, and end.
+        self.handoff = None;
         while !self.threads.is_empty() {
             // The strategy holds a sender itself, so these fail only at the deadline.
             let id = match deadline {
@@ -316,21 +464,25 @@ impl Strategy for Threading {
                 Some(deadline) => self.done_rx.recv_deadline(deadline).ok(),
             };
             let Some(id) = id else { break };
-            if self.join(id) {
-                completed += 1;
-            }
+            self.join(id);
         }
-        let left = self.threads.len();
         // Dropping a JoinHandle detaches its thread.
         self.threads.clear();
         self.activity.set_tracked(0);
-        let abandoned = left.max(self.activity.active());
+        let completed = if self.tracks() {
+            // Each request that ended since the serving loop last looked: those this close
+            // waited for, or found done. (Read before `active`, so none counts twice.)
+            self.activity.finished() - self.seen_finished
+        } else {
+            0
+        };
+        let abandoned = self.activity.active();
         if abandoned > 0 {
             log::warn!(target: "socketserver::threading",
                 "closing: {abandoned} handler threads still running are left to finish on their own");
         }
         DrainReport {
-            completed,
+            completed: usize::try_from(completed).unwrap_or(usize::MAX),
             abandoned,
             shut_down: 0,
         }
