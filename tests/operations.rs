@@ -6,6 +6,7 @@ mod util;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Sender};
 use socketserver::{
@@ -135,4 +136,78 @@ fn socket_mode_sets_the_socket_file_permissions() {
     assert_eq!(mode, 0o600);
     drop(server);
     assert!(!path.exists());
+}
+
+/// What a handler finds set on its connection: `TCP_NODELAY` and the read and write timeouts.
+#[derive(Handler)]
+#[handler(state = Sender<(bool, Option<Duration>, Option<Duration>)>)]
+struct Options;
+
+impl StreamRequestHandler for Options {
+    fn handle(
+        &mut self,
+        request: &mut StreamRequest<'_, Sender<(bool, Option<Duration>, Option<Duration>)>>,
+    ) -> HandleResult {
+        let seen = match (
+            request.connection().as_tcp(),
+            request.connection().as_unix(),
+        ) {
+            (Some(tcp), _) => (tcp.nodelay()?, tcp.read_timeout()?, tcp.write_timeout()?),
+            (_, Some(unix)) => (false, unix.read_timeout()?, unix.write_timeout()?),
+            _ => return Err("neither TCP nor Unix".into()),
+        };
+        request.server().state().send(seen)?;
+        Ok(())
+    }
+}
+
+/// `nodelay` and the timeouts reach every connection, whether the server bound its socket or
+/// adopted one, over IPv4, IPv6 and Unix sockets. (TCP connections get them from the listening
+/// socket, set once; this is what checks that they really do.)
+#[test]
+fn connection_options_reach_every_connection() {
+    let read = Some(Duration::from_millis(1500));
+    let write = Some(Duration::from_millis(2500));
+    let (tx, rx) = unbounded();
+    let builder = || {
+        TcpServer::<Options>::with_state(tx.clone())
+            .nodelay(true)
+            .read_timeout(read)
+            .write_timeout(write)
+    };
+    let adopted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let servers = [
+        builder().bind("127.0.0.1:0").unwrap(),
+        builder().bind("[::1]:0").unwrap(),
+        builder().from_listener(adopted).unwrap(),
+    ];
+    for server in servers {
+        let running = serve(server);
+        for _ in 0..2 {
+            drop(tcp_client(running.inet()));
+            assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (true, read, write));
+        }
+        running.stop();
+    }
+
+    let dir = temp_dir();
+    let path = dir.path().join("options.sock");
+    let server = UnixStreamServer::<Options>::with_state(tx.clone())
+        .read_timeout(read)
+        .write_timeout(write)
+        .bind(&path)
+        .unwrap();
+    let running = serve(server);
+    drop(UnixStream::connect(&path).unwrap());
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (false, read, write));
+    running.stop();
+
+    // Not asked for: left as the system has them.
+    let server = TcpServer::<Options>::with_state(tx)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let running = serve(server);
+    drop(tcp_client(running.inet()));
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (false, None, None));
+    running.stop();
 }

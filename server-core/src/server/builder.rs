@@ -99,6 +99,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 read_timeout: None,
                 write_timeout: None,
                 nodelay: false,
+                inherited: false,
             },
             poll_interval: Duration::from_millis(500),
             timeout: None,
@@ -278,6 +279,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
 
     /// Sets `TCP_NODELAY` on every TCP connection (Python: `disable_nagle_algorithm`).
     /// Default: off, as in Python. Ignored for Unix sockets.
+    ///
+    /// Like the read and write timeouts, it is set once on the listening socket, from which
+    /// Linux copies it to every accepted connection: no system call per connection. (Unix
+    /// stream connections do not inherit timeouts, so they get theirs one by one.)
     #[doc(alias = "disable_nagle_algorithm")]
     pub fn nodelay(mut self, on: bool) -> Self {
         self.request.nodelay = on;
@@ -335,6 +340,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             source,
         })?;
         let datagram = T::listener_fd(&socket).is_none();
+        let mut options = self.request;
+        if !datagram && matches!(server_address, Address::Inet(_)) {
+            options.inherited = set_on_listener(&socket, &options);
+        }
         let context = ServerContext {
             server_address,
             state: self.state,
@@ -345,10 +354,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         };
         Ok(Server {
             socket,
-            shared: Arc::new(Shared {
-                context,
-                options: self.request,
-            }),
+            shared: Arc::new(Shared { context, options }),
             strategy: self.strategy,
             waker,
             scarce_failures: 0,
@@ -364,6 +370,32 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             close_timeout: self.close_timeout,
             _handler: PhantomData,
         })
+    }
+}
+
+/// Sets `TCP_NODELAY` and the read and write timeouts on a TCP listening socket, for its
+/// connections to inherit; `false` (connections set them one by one) if any fails.
+fn set_on_listener(listener: &impl AsFd, options: &RequestOptions) -> bool {
+    let socket = socket2::SockRef::from(listener);
+    let set = (|| {
+        if options.nodelay {
+            socket.set_nodelay(true)?;
+        }
+        if options.read_timeout.is_some() {
+            socket.set_read_timeout(options.read_timeout)?;
+        }
+        if options.write_timeout.is_some() {
+            socket.set_write_timeout(options.write_timeout)?;
+        }
+        Ok::<(), std::io::Error>(())
+    })();
+    match set {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!(target: "socketserver::server",
+                "connection options on the listening socket: {e}; setting them per connection");
+            false
+        }
     }
 }
 

@@ -126,6 +126,10 @@ pub(crate) struct RequestOptions {
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
     pub nodelay: bool,
+    /// Whether `nodelay` and the timeouts were set on the TCP listening socket, from which
+    /// Linux copies them to every accepted connection: then no connection needs a system call
+    /// of its own for them. (Unix stream sockets do not inherit timeouts.)
+    pub inherited: bool,
 }
 
 /// What every request of a server shares.
@@ -629,6 +633,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         let gate = &self.shared.context.gate;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            // The common case costs no system call: the wake-up bytes matter only before a
+            // sleep in `poll`.
+            if gate.has_room() {
+                return Room::Free;
+            }
+            // Drop stale wake-ups, then look again: a request that ended in between may have
+            // had its byte drained.
             gate.drain();
             if gate.has_room() {
                 return Room::Free;

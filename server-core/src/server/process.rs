@@ -163,6 +163,9 @@ where
 }
 
 fn apply_options(connection: &Connection, options: &RequestOptions, client: &Address) {
+    if options.inherited && matches!(connection, Connection::Tcp(_)) {
+        return;
+    }
     if options.nodelay {
         if let Connection::Tcp(stream) = connection {
             if let Err(e) = stream.set_nodelay(true) {
