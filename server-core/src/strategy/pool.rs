@@ -3,7 +3,7 @@
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -129,7 +129,7 @@ struct Running {
     /// A receiving end kept to drop the requests still queued at the close deadline.
     queued: Receiver<Job>,
     shared: Arc<Shared>,
-    /// Woken for every finished request.
+    /// Woken when a request finishes while the serving loop waits for room.
     room: wake::Wait,
     /// Join handles by worker number; `None` where a worker could not be started or ended.
     handles: Vec<Option<JoinHandle<()>>>,
@@ -142,8 +142,11 @@ struct Running {
 struct Shared {
     /// Requests accepted and not yet finished: queued plus running.
     in_flight: AtomicUsize,
-    /// Notified for every finished request.
+    /// Notified when a request finishes while `waiting` is set.
     room: wake::Notify,
+    /// Set while the serving loop sleeps in `wait_ready` because the pool is full: only then
+    /// does a finished request cost a wake-up write.
+    waiting: AtomicBool,
     activity: Activity,
 }
 
@@ -240,6 +243,7 @@ impl Pool {
                     shared: Arc::new(Shared {
                         in_flight: AtomicUsize::new(0),
                         room: room_tx,
+                        waiting: AtomicBool::new(false),
                         activity: self.activity.clone(),
                     }),
                     room: room_rx,
@@ -332,8 +336,11 @@ fn work(jobs: Receiver<Job>, shared: &Shared, exit: WorkerExit) {
         });
         shared.activity.end(ok);
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        // After the decrement, so that `wait_ready` sees the room once woken.
-        shared.room.notify();
+        // After the decrement, so that `wait_ready` sees the room once woken. Both sides use
+        // SeqCst: either the loop's second look sees this decrement, or this sees `waiting`.
+        if shared.waiting.load(Ordering::SeqCst) {
+            shared.room.notify();
+        }
     }
 }
 
@@ -390,7 +397,15 @@ impl Strategy for Pool {
                 return Readiness::Ready;
             };
             let limit = running.live() + self.queue.unwrap_or(self.workers);
-            if running.shared.in_flight.load(Ordering::SeqCst) < limit {
+            let shared = &running.shared;
+            if shared.in_flight.load(Ordering::SeqCst) < limit {
+                return Readiness::Ready;
+            }
+            // Ask the workers for a wake-up, then look again: a request that finished before
+            // they could see the flag has left room already.
+            shared.waiting.store(true, Ordering::SeqCst);
+            if shared.in_flight.load(Ordering::SeqCst) < limit {
+                shared.waiting.store(false, Ordering::SeqCst);
                 return Readiness::Ready;
             }
             let mut fds = [
@@ -398,7 +413,9 @@ impl Strategy for Pool {
                 PollFd::new(running.room.fd(), PollFlags::POLLIN),
             ];
             let timeout = PollTimeout::from(CHECK_INTERVAL.as_millis() as u16);
-            match poll(&mut fds, timeout) {
+            let polled = poll(&mut fds, timeout);
+            shared.waiting.store(false, Ordering::SeqCst);
+            match polled {
                 Err(Errno::EINTR) => {}
                 Ok(0) => {
                     // Nothing finished for a while: make sure the workers are alive.
