@@ -210,6 +210,18 @@ pub trait HttpHandler: Handler {
     fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
         default_handle_error(server.server_address(), error);
     }
+
+    /// Called when [`handle_request`](crate::Server::handle_request) waited `timeout` and no
+    /// connection came (Python: `server.handle_timeout`). The default does nothing.
+    fn handle_timeout(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
+
+    /// Called on every pass of the serving loop, and at least every `poll_interval` while idle
+    /// (Python: `server.service_actions`). The default does nothing.
+    fn service_actions(server: &ServerContext<Self::State>) {
+        let _ = server;
+    }
 }
 
 /// The adapter that serves an [`HttpHandler`] on a stream server: `TcpServer<Http<MyApi>>`,
@@ -255,6 +267,14 @@ impl<H: HttpHandler> StreamRequestHandler for Http<H> {
 
     fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
         H::handle_error(server, error);
+    }
+
+    fn handle_timeout(server: &ServerContext<Self::State>) {
+        H::handle_timeout(server);
+    }
+
+    fn service_actions(server: &ServerContext<Self::State>) {
+        H::service_actions(server);
     }
 }
 

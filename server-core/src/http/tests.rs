@@ -424,3 +424,67 @@ fn the_fuzzing_entry_point_runs_the_real_loop() {
     let upgraded = on_bytes(b"GET /upgrade HTTP/1.1\r\nHost: x\r\n\r\nline\n");
     assert!(upgraded.starts_with("HTTP/1.1 101 "), "{upgraded}");
 }
+
+/// Counts the server hooks it is given; answers every request with 204.
+struct Hooks;
+
+#[derive(Default)]
+struct HookCounts {
+    timeouts: std::sync::atomic::AtomicUsize,
+    service_actions: std::sync::atomic::AtomicUsize,
+}
+
+impl Handler for Hooks {
+    type State = HookCounts;
+    fn new(_: &ServerContext<HookCounts>) -> Self {
+        Hooks
+    }
+}
+
+impl HttpHandler for Hooks {
+    fn respond(&mut self, _: &Request, _: &ServerContext<HookCounts>) -> Response {
+        Response::new(204)
+    }
+
+    fn handle_timeout(server: &ServerContext<HookCounts>) {
+        server
+            .state()
+            .timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn service_actions(server: &ServerContext<HookCounts>) {
+        server
+            .state()
+            .service_actions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_server_hooks_reach_the_http_handler() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut server = TcpServer::<Http<Hooks>>::builder()
+        .timeout(Some(Duration::from_millis(10)))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let state = std::sync::Arc::clone(server.context().state_arc());
+    assert_eq!(
+        server.handle_request().unwrap(),
+        crate::HandleOutcome::TimedOut
+    );
+    assert_eq!(state.timeouts.load(SeqCst), 1);
+    let address = server.server_address().as_inet().unwrap();
+    let stop = server.shutdown_handle();
+    let serving = thread::spawn(move || server.serve_forever());
+    let mut client = TcpStream::connect(address).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 204"), "{reply}");
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+    assert!(state.service_actions.load(SeqCst) >= 1);
+}
