@@ -61,7 +61,7 @@ enum TransportArg {
 enum Mode {
     /// Handle each request on the serving thread, one at a time.
     Sync,
-    /// A thread per request.
+    /// A thread per request (finished threads are reused).
     Threading,
     /// A process per request.
     Forking,
