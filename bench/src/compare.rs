@@ -621,7 +621,8 @@ fn chart(results: &Results, path: &Path) -> Result<(), BoxError> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        // Upper left: the lines start low at one connection, so nothing is hidden there.
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
