@@ -71,10 +71,18 @@ pub(crate) fn echo<S: Read + Write>(mut conn: S) {
     }
 }
 
+/// The listen backlog of every peer, as the library's default (`listen` again on a listening
+/// socket changes it).
+const BACKLOG: i32 = 1024;
+
 fn serve_std(transport: Transport, address: &str) -> Result<(), BoxError> {
     match transport {
         Transport::Tcp => {
             let listener = TcpListener::bind(address)?;
+            // std (and tokio) listen with a backlog of 128; ours and the Python peers use 1024.
+            // With 1000 clients connecting at once a short queue drops handshakes, and their
+            // retries land in the measured window: the comparison would measure the backlog.
+            socket2::SockRef::from(&listener).listen(BACKLOG)?;
             announce(listener.local_addr()?)?;
             for conn in listener.incoming() {
                 let conn = conn?;
@@ -85,6 +93,7 @@ fn serve_std(transport: Transport, address: &str) -> Result<(), BoxError> {
         Transport::Unix => {
             let _ = std::fs::remove_file(address);
             let listener = UnixListener::bind(address)?;
+            socket2::SockRef::from(&listener).listen(BACKLOG)?;
             announce(address)?;
             for conn in listener.incoming() {
                 let conn = conn?;
@@ -143,6 +152,7 @@ fn serve_tokio(transport: Transport, address: &str) -> Result<(), BoxError> {
         match transport {
             Transport::Tcp => {
                 let listener = tokio::net::TcpListener::bind(address).await?;
+                socket2::SockRef::from(&listener).listen(BACKLOG)?;
                 announce(listener.local_addr()?)?;
                 loop {
                     let (conn, _) = listener.accept().await?;
@@ -153,6 +163,7 @@ fn serve_tokio(transport: Transport, address: &str) -> Result<(), BoxError> {
             Transport::Unix => {
                 let _ = std::fs::remove_file(address);
                 let listener = tokio::net::UnixListener::bind(address)?;
+                socket2::SockRef::from(&listener).listen(BACKLOG)?;
                 announce(address)?;
                 loop {
                     let (conn, _) = listener.accept().await?;
