@@ -805,6 +805,35 @@ fn threading_reuses_finished_threads_unless_told_not_to() {
     running.stop().close();
 }
 
+/// After a burst, a trickle of requests keeps one thread busy, not all of them: the thread
+/// that finished last takes the next request, and the others time out.
+#[test]
+fn threading_lets_spare_threads_time_out_under_a_trickle() {
+    let _shared = shared();
+    let (server, lab) = lab_server(
+        Threading::new().idle_thread_timeout(Duration::from_millis(200)),
+        None,
+    );
+    let activity = server.strategy().activity();
+    let running = serve(server);
+    let addr = running.inet();
+    let mut clients = hold(addr, &lab, 6, 6);
+    lab.release(6);
+    for client in &mut clients {
+        assert_eq!(read_reply(client), "held\n");
+    }
+    // Requests one after the other, far more often than the idle timeout: taking turns, all
+    // six threads would stay alive.
+    assert!(
+        eventually(PATIENCE, || {
+            assert_eq!(ask(addr, "trickle"), "trickle\n");
+            activity.tracked() <= 2
+        }),
+        "{activity:?}"
+    );
+    running.stop().close();
+}
+
 /// At most `max_idle_threads` wait for a request, and closing ends them at once, however long
 /// they would still wait.
 #[test]

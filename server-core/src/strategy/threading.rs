@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use super::{Activity, DrainReport, Job, Strategy};
 use crate::error::{Error, Result};
@@ -54,12 +54,13 @@ pub const DEFAULT_IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starting a thread costs more than serving a short request: with a new connection per
 /// request, a thread per request spends most of its time being born. So a handler thread
 /// that has finished its request waits, up to `idle_thread_timeout` (default 5 s), for the
-/// next one, and a new request goes to a waiting thread when there is one; at most
-/// `max_idle_threads` (default 64) wait at once, the others end. Every request still runs on
-/// a thread of its own while it runs: nothing queues, and a slow request never delays another.
-/// What changes from Python is only that thread-local values may outlive a request; set
-/// `max_idle_threads(0)` for a fresh thread per request. Closing the server ends the waiting
-/// threads at once.
+/// next one, and a new request goes to the thread that started waiting last (its memory still
+/// in the CPU's caches; under a trickle of requests the others time out rather than take
+/// turns); at most `max_idle_threads` (default 64) wait at once, the others end. Every request
+/// still runs on a thread of its own while it runs: nothing queues, and a slow request never
+/// delays another. What changes from Python is only that thread-local values may outlive a
+/// request; set `max_idle_threads(0)` for a fresh thread per request. Closing the server (or
+/// dropping the strategy) ends the waiting threads at once.
 ///
 /// # Bookkeeping
 ///
@@ -128,11 +129,8 @@ pub struct Threading {
     stack_size: Option<usize>,
     max_idle_threads: usize,
     idle_thread_timeout: Duration,
-    /// Hands a request to a thread waiting for one. Zero capacity: a send succeeds only when
-    /// an idle thread is there to take the request. `None` before the first thread starts and
-    /// once closed (dropping it ends the waiting threads).
-    handoff: Option<Sender<Task>>,
-    /// Where idle threads wait; made with the first thread, so that the options are set.
+    /// Where finished threads wait for the next request; made with the first thread, once the
+    /// options are set.
     idle: Option<Arc<Idle>>,
     /// Join handles of tracked threads that have not been seen to end, by thread number.
     threads: HashMap<u64, JoinHandle<()>>,
@@ -146,25 +144,106 @@ pub struct Threading {
     activity: Activity,
 }
 
-/// What the handler threads share: where idle ones wait, and how many do.
+/// Handler threads waiting for a request: a stack, so the thread that finished last (its
+/// stack and caches still warm) takes the next request, and under a trickle of requests the
+/// threads at the bottom time out instead of taking turns and all staying alive.
 struct Idle {
-    takers: Receiver<Task>,
-    waiting: AtomicUsize,
+    /// The waiting threads' slots, the most recent last. Emptied, for good, on close.
+    waiting: Mutex<Waiting>,
     max: usize,
     timeout: Duration,
 }
 
+#[derive(Default)]
+struct Waiting {
+    slots: Vec<Arc<Slot>>,
+    closed: bool,
+}
+
+/// Where one waiting thread receives its next request.
+#[derive(Default)]
+struct Slot {
+    hand: Mutex<Hand>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+enum Hand {
+    #[default]
+    Empty,
+    Task(Task),
+    Closed,
+}
+
+impl Slot {
+    fn give(&self, hand: Hand) {
+        *self.hand.lock() = hand;
+        self.ready.notify_one();
+    }
+}
+
 impl Idle {
+    /// Hands `task` to the thread that started waiting last; gives it back if none waits.
+    fn offer(&self, task: Task) -> std::result::Result<(), Task> {
+        let slot = self.waiting.lock().slots.pop();
+        match slot {
+            Some(slot) => {
+                slot.give(Hand::Task(task));
+                Ok(())
+            }
+            None => Err(task),
+        }
+    }
+
     /// After a request: waits for the next one, if fewer than `max` threads wait already, at
     /// most `timeout`. `None`: the thread should end.
-    fn next_task(&self) -> Option<Task> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
+    fn next_task(&self, slot: &Arc<Slot>) -> Option<Task> {
+        {
+            let mut waiting = self.waiting.lock();
+            if waiting.closed || waiting.slots.len() >= self.max {
+                return None;
+            }
+            waiting.slots.push(Arc::clone(slot));
         }
-        let task = self.takers.recv_timeout(self.timeout).ok();
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        task
+        let deadline = Instant::now() + self.timeout;
+        let mut hand = slot.hand.lock();
+        loop {
+            match std::mem::take(&mut *hand) {
+                Hand::Task(task) => return Some(task),
+                Hand::Closed => return None,
+                Hand::Empty => {}
+            }
+            if !slot.ready.wait_until(&mut hand, deadline).timed_out() {
+                continue;
+            }
+            // Timed out: leave the stack, unless `offer` or `close` took this slot from it
+            // meanwhile; then its hand is on the way, and the thread waits for it. (The two
+            // locks are never held together.)
+            drop(hand);
+            {
+                let mut waiting = self.waiting.lock();
+                if let Some(i) = waiting.slots.iter().position(|s| Arc::ptr_eq(s, slot)) {
+                    waiting.slots.remove(i);
+                    return None;
+                }
+            }
+            hand = slot.hand.lock();
+            while matches!(*hand, Hand::Empty) {
+                slot.ready.wait(&mut hand);
+            }
+        }
+    }
+
+    /// Ends every waiting thread, and lets no other wait from now on.
+    fn close(&self) {
+        let slots = {
+            let mut waiting = self.waiting.lock();
+            waiting.closed = true;
+            std::mem::take(&mut waiting.slots)
+        };
+        for slot in slots {
+            slot.give(Hand::Closed);
+        }
     }
 }
 
@@ -193,7 +272,6 @@ impl Threading {
             stack_size: None,
             max_idle_threads: DEFAULT_MAX_IDLE_THREADS,
             idle_thread_timeout: DEFAULT_IDLE_THREAD_TIMEOUT,
-            handoff: None,
             idle: None,
             threads: HashMap::new(),
             next_id: 0,
@@ -278,21 +356,13 @@ impl Threading {
 
     /// Starts a thread for `task`; it then serves what [`Idle`] hands it.
     fn spawn(&mut self, task: Task) -> Result<()> {
-        let idle = match &self.idle {
-            Some(idle) => Arc::clone(idle),
-            None => {
-                let (handoff, takers) = bounded(0);
-                self.handoff = Some(handoff);
-                let idle = Arc::new(Idle {
-                    takers,
-                    waiting: AtomicUsize::new(0),
-                    max: self.max_idle_threads,
-                    timeout: self.idle_thread_timeout,
-                });
-                self.idle = Some(Arc::clone(&idle));
-                idle
-            }
-        };
+        let idle = Arc::clone(self.idle.get_or_insert_with(|| {
+            Arc::new(Idle {
+                waiting: Mutex::default(),
+                max: self.max_idle_threads,
+                timeout: self.idle_thread_timeout,
+            })
+        }));
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let track = self.tracks();
@@ -306,10 +376,11 @@ impl Threading {
         }
         let spawned = builder.spawn(move || {
             let _exit = exit;
+            let slot = Arc::new(Slot::default());
             let mut task = task;
             loop {
                 task.run();
-                match idle.next_task() {
+                match idle.next_task(&slot) {
                     Some(next) => task = next,
                     None => break,
                 }
@@ -361,6 +432,15 @@ impl Threading {
 impl Default for Threading {
     fn default() -> Threading {
         Threading::new()
+    }
+}
+
+impl Drop for Threading {
+    /// Ends the threads waiting for a request, as closing does; running ones go on.
+    fn drop(&mut self) {
+        if let Some(idle) = &self.idle {
+            idle.close();
+        }
     }
 }
 
@@ -424,13 +504,13 @@ impl Strategy for Threading {
                 ok: None,
             },
         };
-        if let Some(handoff) = &self.handoff {
-            match handoff.try_send(task) {
+        if let Some(idle) = &self.idle {
+            match idle.offer(task) {
                 Ok(()) => {
                     self.activity.add_started();
                     return Ok(());
                 }
-                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => task = back,
+                Err(back) => task = back,
             }
         }
         self.spawn(task)
@@ -455,8 +535,10 @@ impl Strategy for Threading {
     /// `block_on_close(false)`, every running request). Abandoned threads are detached: they
     /// run on, and end on their own.
     fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
-        // Threads waiting for a request see the channel close, and end.
-        self.handoff = None;
+        // Threads waiting for a request end at once.
+        if let Some(idle) = &self.idle {
+            idle.close();
+        }
         while !self.threads.is_empty() {
             // The strategy holds a sender itself, so these fail only at the deadline.
             let id = match deadline {
@@ -486,5 +568,104 @@ impl Strategy for Threading {
             abandoned,
             shut_down: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that reports on `ran` when it runs.
+    fn task(ran: Sender<()>) -> Task {
+        let run = move || ran.send(()).is_ok();
+        Task {
+            job: Job::new(Box::new(run), None),
+            finished: Finished {
+                activity: Activity::default(),
+                ok: None,
+            },
+        }
+    }
+
+    fn idle(max: usize, timeout: Duration) -> Arc<Idle> {
+        Arc::new(Idle {
+            waiting: Mutex::default(),
+            max,
+            timeout,
+        })
+    }
+
+    /// A thread waiting in `next_task`, once its slot is on the stack.
+    fn waiting_thread(idle: &Arc<Idle>) -> thread::JoinHandle<Option<Task>> {
+        let (idle, slot) = (Arc::clone(idle), Arc::new(Slot::default()));
+        let on_stack = |idle: &Idle, slot: &Arc<Slot>| {
+            idle.waiting
+                .lock()
+                .slots
+                .iter()
+                .any(|s| Arc::ptr_eq(s, slot))
+        };
+        let thread = {
+            let (idle, slot) = (Arc::clone(&idle), Arc::clone(&slot));
+            thread::spawn(move || idle.next_task(&slot))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !on_stack(&idle, &slot) {
+            assert!(Instant::now() < deadline, "the thread never waited");
+            thread::yield_now();
+        }
+        thread
+    }
+
+    #[test]
+    fn the_thread_that_waited_last_gets_the_next_request() {
+        let idle = idle(2, Duration::from_secs(60));
+        let older = waiting_thread(&idle);
+        let newer = waiting_thread(&idle);
+        let (ran, runs) = unbounded();
+        assert!(idle.offer(task(ran)).is_ok());
+        newer.join().unwrap().expect("a request").run();
+        assert!(runs.try_recv().is_ok());
+        assert!(!older.is_finished(), "the older thread still waits");
+        idle.close();
+        assert!(older.join().unwrap().is_none(), "close ends it");
+    }
+
+    #[test]
+    fn no_more_than_max_wait_and_none_after_close() {
+        let idle = idle(1, Duration::from_secs(60));
+        let waiter = waiting_thread(&idle);
+        // The second finds the stack full and ends at once.
+        assert!(idle.next_task(&Arc::new(Slot::default())).is_none());
+        idle.close();
+        assert!(waiter.join().unwrap().is_none());
+        let (ran, _runs) = unbounded();
+        assert!(idle.offer(task(ran)).is_err(), "nobody waits after close");
+        assert!(idle.next_task(&Arc::new(Slot::default())).is_none());
+    }
+
+    /// `offer` takes a slot off the stack just as its thread's wait times out: the thread must
+    /// wait for the request on its way, not end and lose it.
+    #[test]
+    fn a_request_given_as_the_wait_times_out_is_not_lost() {
+        let timeout = Duration::from_millis(50);
+        let idle = idle(1, timeout);
+        let waiter = waiting_thread(&idle);
+        // The first half of `offer`: the slot leaves the stack...
+        let slot = idle.waiting.lock().slots.pop().expect("the waiting slot");
+        // ...and its request comes only after the wait has timed out (the subject here).
+        thread::sleep(timeout * 4);
+        let (ran, runs) = unbounded();
+        slot.give(Hand::Task(task(ran)));
+        waiter.join().unwrap().expect("the request").run();
+        assert!(runs.try_recv().is_ok());
+    }
+
+    #[test]
+    fn an_unused_waiting_thread_ends_at_the_timeout() {
+        let idle = idle(1, Duration::from_millis(20));
+        let waiter = waiting_thread(&idle);
+        assert!(waiter.join().unwrap().is_none());
+        assert!(idle.waiting.lock().slots.is_empty(), "it left the stack");
     }
 }
