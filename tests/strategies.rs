@@ -848,7 +848,8 @@ fn threading_keeps_at_most_max_idle_threads_and_close_ends_them() {
     let activity = server.strategy().activity();
     let running = serve(server);
     let mut clients = hold(running.inet(), &lab, 6, 6);
-    assert_eq!(threads_named("socketserver-ha"), 6);
+    // Six at least: handler threads of an earlier test may still be ending.
+    assert!(threads_named("socketserver-ha") >= 6);
     lab.release(6);
     for client in &mut clients {
         assert_eq!(read_reply(client), "held\n");
@@ -868,11 +869,12 @@ fn threading_keeps_at_most_max_idle_threads_and_close_ends_them() {
         "close waited {:?} for idle threads",
         started.elapsed()
     );
-    assert_eq!(report, Default::default());
+    // The two waiting threads' requests may have ended after the loop last looked, so
+    // `completed` can count them; nothing was left running.
+    assert_eq!(report.abandoned, 0);
     assert_eq!(activity.tracked(), 0);
-    assert_eq!(
-        threads_named("socketserver-ha"),
-        0,
+    assert!(
+        eventually(PATIENCE, || threads_named("socketserver-ha") == 0),
         "waiting threads outlived close"
     );
 }

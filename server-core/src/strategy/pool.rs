@@ -26,8 +26,8 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Runs requests on a fixed set of worker threads, fed by a bounded queue (beyond Python, which
 /// has no pool mix-in).
 ///
-/// [`Threading`](super::Threading) starts a thread for every request, so a burst of clients
-/// becomes a burst of threads. A pool caps both threads and memory: at most
+/// [`Threading`](super::Threading) gives every running request a thread of its own, so a burst
+/// of clients becomes a burst of threads. A pool caps both threads and memory: at most
 /// [`size`](Self::size) requests run at once, and at most [`queue_bound`](Self::queue_bound)
 /// more wait for a worker. Works with all four transports.
 ///

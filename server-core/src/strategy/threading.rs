@@ -198,6 +198,8 @@ impl Idle {
     /// After a request: waits for the next one, if fewer than `max` threads wait already, at
     /// most `timeout`. `None`: the thread should end.
     fn next_task(&self, slot: &Arc<Slot>) -> Option<Task> {
+        // `None`: a timeout too long to represent, so no timeout at all.
+        let deadline = Instant::now().checked_add(self.timeout);
         {
             let mut waiting = self.waiting.lock();
             if waiting.closed || waiting.slots.len() >= self.max {
@@ -205,7 +207,6 @@ impl Idle {
             }
             waiting.slots.push(Arc::clone(slot));
         }
-        let deadline = Instant::now() + self.timeout;
         let mut hand = slot.hand.lock();
         loop {
             match std::mem::take(&mut *hand) {
@@ -213,6 +214,10 @@ impl Idle {
                 Hand::Closed => return None,
                 Hand::Empty => {}
             }
+            let Some(deadline) = deadline else {
+                slot.ready.wait(&mut hand);
+                continue;
+            };
             if !slot.ready.wait_until(&mut hand, deadline).timed_out() {
                 continue;
             }
@@ -326,7 +331,8 @@ impl Threading {
 
     /// How long a handler thread that finished a request waits for the next one before it
     /// ends. Default: [`DEFAULT_IDLE_THREAD_TIMEOUT`] (5 s). An idle server is back to no
-    /// handler threads after this long.
+    /// handler threads after this long (meanwhile its loop wakes every 100 ms to join the
+    /// threads that end). `Duration::MAX`: waiting threads never time out.
     pub fn idle_thread_timeout(mut self, timeout: Duration) -> Threading {
         self.idle_thread_timeout = timeout;
         self
@@ -409,10 +415,12 @@ impl Threading {
 
     /// Joins the threads that reported their end.
     fn reap(&mut self) {
-        self.seen_finished = self.activity.finished();
         while let Ok(id) = self.done_rx.try_recv() {
             self.join(id);
         }
+        // After the joins: a thread counts its request's end before it reports its own, so no
+        // request of a thread joined here is left for `close` to count as completed.
+        self.seen_finished = self.activity.finished();
         self.activity.set_tracked(self.threads.len());
     }
 
@@ -520,8 +528,9 @@ impl Strategy for Threading {
         self.reap();
     }
 
-    /// 100 ms while handler threads are tracked, so ended ones are joined even when the
-    /// server is idle; `None` otherwise.
+    /// 100 ms while handler threads are tracked (running a request, or waiting for one until
+    /// `idle_thread_timeout`), so ended ones are joined even when the server is idle; `None`
+    /// otherwise.
     fn service_interval(&self) -> Option<Duration> {
         (!self.threads.is_empty()).then_some(REAP_INTERVAL)
     }
@@ -595,22 +604,22 @@ mod tests {
         })
     }
 
-    /// A thread waiting in `next_task`, once its slot is on the stack.
+    /// A thread waiting in `next_task`, once its slot is on the stack (use a timeout far
+    /// longer than a test runs).
     fn waiting_thread(idle: &Arc<Idle>) -> thread::JoinHandle<Option<Task>> {
-        let (idle, slot) = (Arc::clone(idle), Arc::new(Slot::default()));
-        let on_stack = |idle: &Idle, slot: &Arc<Slot>| {
-            idle.waiting
-                .lock()
-                .slots
-                .iter()
-                .any(|s| Arc::ptr_eq(s, slot))
-        };
+        let slot = Arc::new(Slot::default());
         let thread = {
-            let (idle, slot) = (Arc::clone(&idle), Arc::clone(&slot));
+            let (idle, slot) = (Arc::clone(idle), Arc::clone(&slot));
             thread::spawn(move || idle.next_task(&slot))
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !on_stack(&idle, &slot) {
+        while !idle
+            .waiting
+            .lock()
+            .slots
+            .iter()
+            .any(|s| Arc::ptr_eq(s, &slot))
+        {
             assert!(Instant::now() < deadline, "the thread never waited");
             thread::yield_now();
         }
@@ -650,10 +659,27 @@ mod tests {
     fn a_request_given_as_the_wait_times_out_is_not_lost() {
         let timeout = Duration::from_millis(50);
         let idle = idle(1, timeout);
-        let waiter = waiting_thread(&idle);
-        // The first half of `offer`: the slot leaves the stack...
-        let slot = idle.waiting.lock().slots.pop().expect("the waiting slot");
-        // ...and its request comes only after the wait has timed out (the subject here).
+        // The first half of `offer`, as soon as the slot is on the stack. Should this thread
+        // be too slow to catch it before the wait times out, try again.
+        let (waiter, slot) = (0..100)
+            .find_map(|_| {
+                let slot = Arc::new(Slot::default());
+                let waiter = {
+                    let (idle, slot) = (Arc::clone(&idle), Arc::clone(&slot));
+                    thread::spawn(move || idle.next_task(&slot))
+                };
+                loop {
+                    if let Some(popped) = idle.waiting.lock().slots.pop() {
+                        return Some((waiter, popped));
+                    }
+                    if waiter.is_finished() {
+                        return None;
+                    }
+                    thread::yield_now();
+                }
+            })
+            .expect("a waiting slot");
+        // The request comes only after the wait has timed out (the subject here).
         thread::sleep(timeout * 4);
         let (ran, runs) = unbounded();
         slot.give(Hand::Task(task(ran)));
@@ -664,8 +690,23 @@ mod tests {
     #[test]
     fn an_unused_waiting_thread_ends_at_the_timeout() {
         let idle = idle(1, Duration::from_millis(20));
-        let waiter = waiting_thread(&idle);
+        let waiter = {
+            let idle = Arc::clone(&idle);
+            thread::spawn(move || idle.next_task(&Arc::new(Slot::default())))
+        };
         assert!(waiter.join().unwrap().is_none());
         assert!(idle.waiting.lock().slots.is_empty(), "it left the stack");
+    }
+
+    /// `Duration::MAX` means no timeout, not an overflow that kills the waiting thread and
+    /// leaves its slot to swallow the next request.
+    #[test]
+    fn a_timeout_too_long_to_represent_waits_forever() {
+        let idle = idle(1, Duration::MAX);
+        let waiter = waiting_thread(&idle);
+        let (ran, runs) = unbounded();
+        assert!(idle.offer(task(ran)).is_ok());
+        waiter.join().unwrap().expect("the request").run();
+        assert!(runs.try_recv().is_ok());
     }
 }
