@@ -198,6 +198,22 @@ fn bad_options_are_rejected_by_name() {
         ),
         "{err:?}"
     );
+    // A zero timeout would mean none at all; `None` says that.
+    let err = TcpServer::<Nothing>::builder()
+        .request_timeout(Some(std::time::Duration::ZERO))
+        .bind("127.0.0.1:0")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "read_timeout",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("more than zero"), "{err}");
 }
 
 #[test]

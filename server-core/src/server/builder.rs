@@ -232,6 +232,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
     /// With a [`Pool`](crate::Pool), clients that connect and send nothing each hold a worker
     /// until this timeout passes, so a client behind `n` of them waits about
     /// `n / workers × read_timeout`; see also [`max_connections`](Self::max_connections).
+    ///
+    /// A zero timeout is refused with [`Error::InvalidOption`] when binding: use `None`.
     #[doc(alias = "idle_timeout")]
     #[doc(alias = "SO_RCVTIMEO")]
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -242,7 +244,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
     /// The longest a write on a stream connection may wait for room in the socket's send
     /// buffer (`SO_SNDTIMEO`): a client that stops reading a large reply holds its request at
     /// most this long per write. Default: `None`, wait forever. A write that waits longer fails
-    /// with `WouldBlock`/`TimedOut` and ends the request through `handle_error`.
+    /// with `WouldBlock`/`TimedOut` and ends the request through `handle_error`. A zero
+    /// timeout is refused with [`Error::InvalidOption`] when binding: use `None`.
     #[doc(alias = "SO_SNDTIMEO")]
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request.write_timeout = timeout;
@@ -322,6 +325,19 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }
+        // As std's `set_read_timeout` says: a zero timeout would mean none at all.
+        if self.request.read_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid(
+                "read_timeout",
+                "must be more than zero (None waits forever)",
+            );
+        }
+        if self.request.write_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid(
+                "write_timeout",
+                "must be more than zero (None waits forever)",
+            );
+        }
         Ok(())
     }
 
@@ -357,7 +373,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             shared: Arc::new(Shared { context, options }),
             strategy: self.strategy,
             waker,
-            scarce_failures: 0,
+            shortage: None,
             buf: if datagram {
                 // One spare byte tells an oversized datagram from one that fits exactly.
                 vec![0; self.max_packet_size + 1]
@@ -381,11 +397,13 @@ fn set_on_listener(listener: &impl AsFd, options: &RequestOptions) -> bool {
         if options.nodelay {
             socket.set_nodelay(true)?;
         }
-        if options.read_timeout.is_some() {
-            socket.set_read_timeout(options.read_timeout)?;
+        // Rounded up to the microsecond, as std does: a timeval of zero means no timeout.
+        let at_least_1us = |t: Duration| t.max(Duration::from_micros(1));
+        if let Some(timeout) = options.read_timeout {
+            socket.set_read_timeout(Some(at_least_1us(timeout)))?;
         }
-        if options.write_timeout.is_some() {
-            socket.set_write_timeout(options.write_timeout)?;
+        if let Some(timeout) = options.write_timeout {
+            socket.set_write_timeout(Some(at_least_1us(timeout)))?;
         }
         Ok::<(), std::io::Error>(())
     })();
@@ -417,7 +435,10 @@ impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> 
 
     /// Serves on a listener bound elsewhere (Python: `bind_and_activate=False`; also what
     /// socket activation hands over, as an `OwnedFd`). A bound socket that is not listening yet
-    /// is put into listening state with the `backlog` option.
+    /// is put into listening state with the `backlog` option. The connection options
+    /// ([`nodelay`](Self::nodelay), [`read_timeout`](Self::read_timeout),
+    /// [`write_timeout`](Self::write_timeout)) that are set are set on the listener itself,
+    /// for its connections to inherit.
     ///
     /// # Errors
     ///

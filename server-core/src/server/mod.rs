@@ -160,6 +160,17 @@ const MAX_REQUESTS_PER_WAKE: usize = 64;
 /// so it does not spin while the listening socket stays readable.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// A shortage of descriptors or memory is over once requests are taken with no `accept(2)`
+/// failing for this long (or once the loop has caught up with the waiting clients).
+const SHORTAGE_OVER: Duration = Duration::from_secs(1);
+
+/// `accept(2)` failing for lack of resources: since when, and how often.
+#[derive(Debug, Clone, Copy)]
+struct Shortage {
+    failures: u64,
+    last: Instant,
+}
+
 /// A socket server: a transport `T`, a request handler `H` and a processing strategy `S`.
 ///
 /// Use the aliases: [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`],
@@ -183,10 +194,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     strategy: S,
     waker: Waker,
     buf: Vec<u8>,
-    /// `accept(2)` failures for lack of resources since the loop last caught up with the
-    /// waiting clients: the first is a warning, the others debug messages, so a long shortage
-    /// does not flood the log.
-    scarce_failures: u64,
+    /// The current shortage, if `accept(2)` is failing for lack of resources: its first failure
+    /// is a warning, the others debug messages, so a long shortage does not flood the log.
+    shortage: Option<Shortage>,
     socket_file: Option<SocketFile>,
     poll_interval: Duration,
     timeout: Option<Duration>,
@@ -263,9 +273,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// are logged (target `socketserver::accept`); when they come from a lack of descriptors or
     /// memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) the loop pauses 100 ms before accepting
     /// again, instead of spinning on a socket that stays readable. Such a shortage is logged
-    /// once as a warning (further attempts at debug level), and once at info level when the
-    /// loop has caught up with the waiting clients again. A server that hovers at its limit,
-    /// where every descriptor freed is taken at once, is one shortage: one warning.
+    /// once as a warning (further attempts at debug level), and once at info level when it is
+    /// over: when the loop has caught up with the waiting clients, or has taken requests
+    /// with no failure for a second. A server that hovers at its limit, where every
+    /// descriptor freed is taken at once, is one shortage: one warning.
     ///
     /// # Errors
     ///
@@ -539,9 +550,15 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
 
     /// Takes one request if one is waiting; `false` if none was.
     fn take_one(&mut self) -> bool {
-        let context = &self.shared.context;
         match T::get_request(&self.socket, &mut self.buf) {
             Ok(Received::Request(request)) => {
+                if self
+                    .shortage
+                    .is_some_and(|s| s.last.elapsed() >= SHORTAGE_OVER)
+                {
+                    self.end_shortage();
+                }
+                let context = &self.shared.context;
                 if !H::verify_request(context, T::client_address(&request)) {
                     log::debug!(target: "socketserver::request",
                         "verify_request rejected {}", T::client_address(&request));
@@ -567,6 +584,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 true
             }
             Ok(Received::Dropped(error)) => {
+                let context = &self.shared.context;
                 context.counters.reject();
                 H::handle_error(context, &error);
                 true
@@ -584,15 +602,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             // "nothing waiting" means descriptors were there: the loop has caught up and the
             // shortage is over. (Not at the first request taken: at the limit, every
             // descriptor freed is taken at once and the next `accept` fails again; that is
-            // the same shortage, and must not log a warning per request.)
-            io::ErrorKind::WouldBlock => {
-                if self.scarce_failures > 0 {
-                    let failures = std::mem::take(&mut self.scarce_failures);
-                    log::info!(target: "socketserver::accept",
-                        "{}: taking requests again after {failures} failed attempts",
-                        self.server_address());
-                }
-            }
+            // the same shortage, and must not log a warning per request. `take_one` ends it
+            // too once requests are taken with no failure for `SHORTAGE_OVER`, for
+            // `handle_request`, which never calls `accept` without a client waiting.)
+            io::ErrorKind::WouldBlock => self.end_shortage(),
             io::ErrorKind::Interrupted => {}
             io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
                 log::debug!(target: "socketserver::accept",
@@ -611,18 +624,31 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 let addr = self.shared.context.server_address();
                 if !scarce {
                     log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
-                } else if self.scarce_failures == 0 {
-                    log::warn!(target: "socketserver::accept",
-                        "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
                 } else {
-                    log::debug!(target: "socketserver::accept",
-                        "{addr}: cannot take a request: {error} (attempt {})", self.scarce_failures + 1);
-                }
-                if scarce {
-                    self.scarce_failures += 1;
+                    let failures = self.shortage.map_or(0, |s| s.failures) + 1;
+                    if failures == 1 {
+                        log::warn!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
+                    } else {
+                        log::debug!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error} (attempt {failures})");
+                    }
+                    self.shortage = Some(Shortage {
+                        failures,
+                        last: Instant::now(),
+                    });
                 }
                 self.pause(ACCEPT_BACKOFF);
             }
+        }
+    }
+
+    /// Ends the current shortage, if any, saying so.
+    fn end_shortage(&mut self) {
+        if let Some(shortage) = self.shortage.take() {
+            log::info!(target: "socketserver::accept",
+                "{}: taking requests again after {} failed attempts",
+                self.server_address(), shortage.failures);
         }
     }
 
