@@ -167,51 +167,37 @@ fn a_socket_file_replaced_by_someone_else_is_not_removed_on_close() {
     );
 }
 
+/// Asserts that binding failed with `InvalidOption` naming `option`.
+fn assert_invalid_option<T: std::fmt::Debug>(bound: Result<T, Error>, option: &str) -> Error {
+    let err = bound.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidOption { option: named, .. } if *named == option),
+        "{err:?}"
+    );
+    err
+}
+
 #[test]
 fn bad_options_are_rejected_by_name() {
     let dir = temp_dir();
-    let err = UnixStreamServer::<Nothing>::builder()
-        .reuse_port(true)
-        .bind(dir.path().join("x.sock"))
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "reuse_port",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_invalid_option(
+        UnixStreamServer::<Nothing>::builder()
+            .reuse_port(true)
+            .bind(dir.path().join("x.sock")),
+        "reuse_port",
     );
-    let err = TcpServer::<Nothing>::builder()
-        .rbufsize(0)
-        .bind("127.0.0.1:0")
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "rbufsize",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_invalid_option(
+        TcpServer::<Nothing>::builder()
+            .rbufsize(0)
+            .bind("127.0.0.1:0"),
+        "rbufsize",
     );
     // A zero timeout would mean none at all; `None` says that.
-    let err = TcpServer::<Nothing>::builder()
-        .request_timeout(Some(std::time::Duration::ZERO))
-        .bind("127.0.0.1:0")
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidOption {
-                option: "read_timeout",
-                ..
-            }
-        ),
-        "{err:?}"
+    let err = assert_invalid_option(
+        TcpServer::<Nothing>::builder()
+            .request_timeout(Some(std::time::Duration::ZERO))
+            .bind("127.0.0.1:0"),
+        "read_timeout",
     );
     assert!(err.to_string().contains("more than zero"), "{err}");
 }

@@ -13,7 +13,7 @@ use socketserver::{
     Address, HandleOutcome, HandleResult, Handler, RequestError, ServerContext, Stage,
     StreamRequest, StreamRequestHandler, TcpServer,
 };
-use util::{serve, tcp_client, PATIENCE};
+use util::{ask, serve, tcp_client, PATIENCE};
 
 /// What the probe handlers report.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,15 +99,6 @@ impl StreamRequestHandler for Scripted {
     fn handle_timeout(server: &ServerContext<Probe>) {
         let _ = server.state().events.send(Event::Timeout);
     }
-}
-
-/// Sends `line`, returns the reply line ("" on end-of-file).
-fn ask(addr: std::net::SocketAddr, line: &str) -> String {
-    let mut client = tcp_client(addr);
-    client.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).unwrap();
-    reply
 }
 
 fn events(rx: &Receiver<Event>, n: usize) -> Vec<Event> {

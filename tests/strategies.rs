@@ -26,7 +26,7 @@ use socketserver::{
     ThreadingTcpServer, UdpServer, UnixDatagramServer, UnixStreamServer,
 };
 use util::isolation::{alone, fork_lock, own_threads, shared};
-use util::{eventually, serve, tcp_client, temp_dir, udp_client, PATIENCE};
+use util::{ask, eventually, serve, tcp_client, temp_dir, udp_client, PATIENCE};
 
 // ---------------------------------------------------------------------------------------------
 // Test isolation (the locks and thread counting are in tests/util/isolation.rs)
@@ -166,15 +166,6 @@ impl DatagramRequestHandler for Line {
     fn handle_error(server: &ServerContext<Lab>, error: &RequestError) {
         let _ = server.state().errors.0.send(error.to_string());
     }
-}
-
-/// Sends `line` on a new connection and returns the whole reply ("" if closed without one).
-fn ask(addr: std::net::SocketAddr, line: &str) -> String {
-    let mut client = tcp_client(addr);
-    client.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).unwrap();
-    reply
 }
 
 /// Sends `line` on each connection.

@@ -100,6 +100,17 @@ pub fn tcp_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
     client
 }
 
+/// Sends `line` and a newline on a new connection and returns the whole reply, read until
+/// the server closes ("" if it closes without one).
+pub fn ask(addr: std::net::SocketAddr, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut client = tcp_client(addr);
+    client.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 /// A UDP client on the loopback of `server`'s family, with a read timeout.
 pub fn udp_client(server: std::net::SocketAddr) -> std::net::UdpSocket {
     let local = if server.is_ipv6() {
