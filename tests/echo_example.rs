@@ -4,12 +4,11 @@
 mod example;
 mod util;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use example::Example;
+use nix::sys::signal::Signal;
 use util::temp_dir;
 
 /// The example binary, built fresh: `cargo test --test echo_example` alone would not rebuild it.
@@ -17,68 +16,12 @@ fn echo_binary() -> PathBuf {
     example::binary("echo")
 }
 
-/// A running echo server, killed if the test fails before stopping it.
-struct Echo {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    address: String,
-}
-
-impl Echo {
-    fn start(args: &[&str]) -> Echo {
-        let mut child = Command::new(echo_binary())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the echo example");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        stdout.read_line(&mut first).expect("first line");
-        let address = first
-            .trim_end()
-            .strip_prefix("serving on ")
-            .unwrap_or_else(|| panic!("first line is {first:?}"))
-            .to_owned();
-        Echo {
-            child,
-            stdout,
-            address,
-        }
-    }
-
-    /// Sends `signal` and returns the exit status and what was left on stdout and stderr.
-    fn stop(mut self, signal: Signal) -> (std::process::ExitStatus, String, String) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
-        let status = self.child.wait().expect("wait");
-        let mut out = String::new();
-        self.stdout.read_to_string(&mut out).expect("stdout");
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut err)
-            .expect("stderr");
-        (status, out, err)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a Python client script; it must print "ok".
+/// Runs a Python client script; it must print "ok" and nothing else.
 fn python(script: &str, args: &[&str]) {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3");
+    let out = example::run(
+        Command::new("python3").arg("-c").arg(script).args(args),
+        example::CLIENT_DEADLINE,
+    );
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
         "python client failed: {}\n{}",
@@ -131,7 +74,7 @@ print("ok")
 
 #[test]
 fn tcp_echo_with_a_python_client_then_sigterm_exits_zero() {
-    let echo = Echo::start(&["tcp", "127.0.0.1:0"]);
+    let echo = Example::start_keeping_stderr("echo", &["tcp", "127.0.0.1:0"]);
     assert!(
         !echo.address.ends_with(":0"),
         "the real port is printed: {}",
@@ -139,7 +82,7 @@ fn tcp_echo_with_a_python_client_then_sigterm_exits_zero() {
     );
     python(PY_STREAM, &["tcp", &echo.address]);
     python(PY_STREAM, &["tcp", &echo.address]);
-    let (status, _, err) = echo.stop(Signal::SIGTERM);
+    let (status, err) = echo.stop_with_stderr(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "stderr: {err}");
 }
 
@@ -147,19 +90,19 @@ fn tcp_echo_with_a_python_client_then_sigterm_exits_zero() {
 fn unix_echo_then_sigint_exits_zero_and_removes_the_socket_file() {
     let dir = temp_dir();
     let path = dir.path().join("echo.sock");
-    let echo = Echo::start(&["unix", path.to_str().unwrap()]);
+    let echo = Example::start_keeping_stderr("echo", &["unix", path.to_str().unwrap()]);
     assert_eq!(echo.address, path.to_str().unwrap());
     python(PY_STREAM, &["unix", &echo.address]);
-    let (status, _, err) = echo.stop(Signal::SIGINT);
+    let (status, err) = echo.stop_with_stderr(Signal::SIGINT);
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(!path.exists(), "socket file removed on exit");
 }
 
 #[test]
 fn udp_echo_with_a_python_client() {
-    let echo = Echo::start(&["udp", "127.0.0.1:0"]);
+    let echo = Example::start_keeping_stderr("echo", &["udp", "127.0.0.1:0"]);
     python(PY_DATAGRAM, &["udp", &echo.address]);
-    let (status, _, _) = echo.stop(Signal::SIGTERM);
+    let (status, _) = echo.stop_with_stderr(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
 }
 
@@ -167,9 +110,9 @@ fn udp_echo_with_a_python_client() {
 fn unix_datagram_echo_with_a_python_client() {
     let dir = temp_dir();
     let path = dir.path().join("echo-dgram.sock");
-    let echo = Echo::start(&["unix-datagram", path.to_str().unwrap()]);
+    let echo = Example::start_keeping_stderr("echo", &["unix-datagram", path.to_str().unwrap()]);
     python(PY_DATAGRAM, &["unix-datagram", &echo.address]);
-    let (status, _, _) = echo.stop(Signal::SIGTERM);
+    let (status, _) = echo.stop_with_stderr(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0));
     assert!(!path.exists());
 }
@@ -229,15 +172,18 @@ fn every_mode_echoes_on_stream_and_datagram_transports() {
         if matches!(mode, "forking" | "pool") {
             args.extend(["--workers", "3"]);
         }
-        let echo = Echo::start(&args);
+        let echo = Example::start_keeping_stderr("echo", &args);
         python(PY_STREAM, &["tcp", &echo.address]);
-        let (status, _, err) = echo.stop(Signal::SIGTERM);
+        let (status, err) = echo.stop_with_stderr(Signal::SIGTERM);
         assert_eq!(status.code(), Some(0), "tcp --mode {mode}: {err}");
 
         let path = dir.path().join(format!("{mode}.sock"));
-        let echo = Echo::start(&["unix-datagram", path.to_str().unwrap(), "--mode", mode]);
+        let echo = Example::start_keeping_stderr(
+            "echo",
+            &["unix-datagram", path.to_str().unwrap(), "--mode", mode],
+        );
         python(PY_DATAGRAM, &["unix-datagram", &echo.address]);
-        let (status, _, err) = echo.stop(Signal::SIGTERM);
+        let (status, err) = echo.stop_with_stderr(Signal::SIGTERM);
         assert_eq!(status.code(), Some(0), "unix-datagram --mode {mode}: {err}");
         assert!(!path.exists(), "--mode {mode} removed its socket file");
     }

@@ -51,10 +51,20 @@ pub struct Example {
 impl Example {
     /// Starts example `name` with `args` and waits for its `serving on <address>` line.
     pub fn start(name: &str, args: &[&str]) -> Example {
+        Example::spawn(name, args, Stdio::inherit())
+    }
+
+    /// [`start`](Self::start), keeping what the example writes on stderr for
+    /// [`stop_with_stderr`](Self::stop_with_stderr).
+    pub fn start_keeping_stderr(name: &str, args: &[&str]) -> Example {
+        Example::spawn(name, args, Stdio::piped())
+    }
+
+    fn spawn(name: &str, args: &[&str], stderr: Stdio) -> Example {
         let mut child = Command::new(binary(name))
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start the {name} example: {e}"));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -90,6 +100,18 @@ impl Example {
             assert!(Instant::now() < deadline, "the example did not stop");
             thread::park_timeout(Duration::from_millis(10));
         }
+    }
+}
+
+impl Example {
+    /// [`stop`](Self::stop), and what the example wrote on stderr (started with
+    /// [`start_keeping_stderr`](Self::start_keeping_stderr)).
+    pub fn stop_with_stderr(mut self, signal: Signal) -> (ExitStatus, String) {
+        let mut stderr = self.child.stderr.take().expect("stderr kept");
+        let status = self.stop(signal);
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).expect("stderr");
+        (status, err)
     }
 }
 
