@@ -32,6 +32,9 @@
 //!   client's socket. Each client's socket is cloned once into a `Peer` whose mutex makes every
 //!   write a whole number of frames, whoever writes. A server's frames are never masked, so a
 //!   broadcast is encoded once and the same bytes go to everyone.
+//! - A client joins the room when its handshake is accepted, before the `101` goes out, so a
+//!   message sent the moment its handshake completes still reaches it: frames for it wait
+//!   until its connection is handed over, then follow the `101`.
 //! - A client that vanishes (its socket fails a read or a write) is dropped from the room, and
 //!   the others never notice.
 
@@ -85,16 +88,51 @@ const PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
-/// One client in the room: a clone of its socket, for writing from any thread.
+/// One client in the room, written to from any thread: a clone of its socket once the
+/// connection is handed over, frames waiting for it until then.
 struct Peer {
-    socket: Mutex<Connection>,
+    out: Mutex<Out>,
+}
+
+enum Out {
+    Waiting(Vec<u8>),
+    Open(Connection),
 }
 
 impl Peer {
+    /// A client whose `101` has not gone out yet.
+    fn waiting() -> Peer {
+        Peer {
+            out: Mutex::new(Out::Waiting(Vec::new())),
+        }
+    }
+
     /// Writes whole frames; the lock keeps two writers' frames from interleaving.
     fn send(&self, frames: &[u8]) -> io::Result<()> {
-        let mut socket = self.socket.lock();
-        socket.write_all(frames)
+        match &mut *self.out.lock() {
+            Out::Waiting(queued) => {
+                queued.extend_from_slice(frames);
+                Ok(())
+            }
+            Out::Open(socket) => socket.write_all(frames),
+        }
+    }
+
+    /// Hands over the connection, after its `101`: what waited goes out first.
+    fn open(&self, mut socket: Connection) -> io::Result<()> {
+        let mut out = self.out.lock();
+        if let Out::Waiting(queued) = &*out {
+            socket.write_all(queued)?;
+        }
+        *out = Out::Open(socket);
+        Ok(())
+    }
+
+    /// Wakes the client's thread if it is blocked reading.
+    fn shut_down(&self) {
+        if let Out::Open(socket) = &*self.out.lock() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -117,8 +155,7 @@ impl Room {
     fn leave(&self, id: u64) {
         let removed = self.peers.lock().remove(&id);
         if let Some(peer) = removed {
-            // Wakes that client's thread if it is blocked reading.
-            let _ = peer.socket.lock().shutdown(Shutdown::Both);
+            peer.shut_down();
             log::info!("client {id} left");
         }
     }
@@ -147,18 +184,6 @@ impl Room {
     }
 }
 
-/// Leaves the room when the connection's thread is done, however it ends.
-struct Membership<'a> {
-    room: &'a Room,
-    id: u64,
-}
-
-impl Drop for Membership<'_> {
-    fn drop(&mut self) {
-        self.room.leave(self.id);
-    }
-}
-
 /// What tungstenite reads from and writes to: reads come from the upgraded connection,
 /// writes go through the peer's lock (each write is whole frames: tungstenite hands over its
 /// buffer of complete frames at once).
@@ -183,15 +208,38 @@ impl Write for Duplex<'_> {
     }
 }
 
+/// One connection: a page request, or a client in the room from its handshake on.
 #[derive(Handler)]
 #[handler(state = Room)]
-struct Chat;
+struct Chat {
+    #[handler(state)]
+    room: Arc<Room>,
+    /// Its number and place in the room, once its handshake was accepted.
+    member: Option<(u64, Arc<Peer>)>,
+}
+
+/// Leaves the room when the connection ends, however it ends (even if the `101` could not be
+/// sent).
+impl Drop for Chat {
+    fn drop(&mut self) {
+        if let Some((id, _)) = self.member.take() {
+            self.room.leave(id);
+        }
+    }
+}
 
 impl HttpHandler for Chat {
     fn respond(&mut self, request: &Request, _: &ServerContext<Room>) -> Response {
         match (request.method(), request.path()) {
             ("GET" | "HEAD", "/") => Response::html(200, PAGE),
-            ("GET", "/ws") => handshake(request),
+            ("GET", "/ws") => {
+                let response = handshake(request);
+                if response.status() == 101 {
+                    let peer = Arc::new(Peer::waiting());
+                    self.member = Some((self.room.join(Arc::clone(&peer)), peer));
+                }
+                response
+            }
             (_, "/" | "/ws") => Response::new(405).with_header("Allow", "GET"),
             _ => Response::text(404, "not found\n"),
         }
@@ -201,19 +249,16 @@ impl HttpHandler for Chat {
         &mut self,
         _request: &Request,
         stream: Upgraded<'_>,
-        server: &ServerContext<Room>,
+        _: &ServerContext<Room>,
     ) -> HandleResult {
-        let room = server.state();
+        let Some((id, peer)) = self.member.clone() else {
+            return Ok(());
+        };
         let socket = stream.connection().try_clone()?;
         // A client that stops reading holds up a broadcast at most this long, then is dropped.
         socket.set_write_timeout(Some(Duration::from_secs(5)))?;
-        let peer = Arc::new(Peer {
-            socket: Mutex::new(socket),
-        });
-        let membership = Membership {
-            room,
-            id: room.join(Arc::clone(&peer)),
-        };
+        peer.open(socket)?;
+        let room = &self.room;
         let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
         let mut ws = WebSocket::from_raw_socket(
             Duplex {
@@ -233,7 +278,7 @@ impl HttpHandler for Chat {
                 // The close handshake is complete, or the client vanished: not an error.
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => break,
                 Err(WsError::Protocol(e)) => {
-                    log::info!("client {}: {e}", membership.id);
+                    log::info!("client {id}: {e}");
                     break;
                 }
                 Err(e) => return Err(e.into()),
