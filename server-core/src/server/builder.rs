@@ -384,6 +384,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             poll_interval: self.poll_interval,
             timeout: self.timeout,
             close_timeout: self.close_timeout,
+            on_ready: None,
             _handler: PhantomData,
         })
     }

@@ -201,8 +201,13 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     poll_interval: Duration,
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
+    /// Called once, when the loop first waits for requests.
+    on_ready: Option<ReadyCallback>,
     _handler: PhantomData<fn() -> H>,
 }
+
+/// What [`Server::on_ready`] runs.
+type ReadyCallback = Box<dyn FnOnce(&Address) + Send>;
 
 /// Whether the `max_connections` cap lets the loop take a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +268,50 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         &self.strategy
     }
 
+    /// Runs `ready` once, when the server first waits for requests: in
+    /// [`serve_forever`](Self::serve_forever), [`handle_request`](Self::handle_request) or
+    /// [`serve_until_signal`](Self::serve_until_signal), after everything they set up
+    /// (with `serve_until_signal`, its signal handlers) is in place.
+    ///
+    /// Announce the server here rather than before serving: a supervisor or a test that reads
+    /// the announcement and at once sends `SIGTERM` then finds the handlers installed, and a
+    /// stop always goes through the graceful path (without it, a signal in between kills the
+    /// process and leaves a Unix socket file behind). Setting it again replaces the callback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler, TcpServer};
+    /// # struct Echo;
+    /// # impl Handler for Echo { type State = (); fn new(_: &ServerContext) -> Self { Echo } }
+    /// # impl StreamRequestHandler for Echo {
+    /// #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = TcpServer::<Echo>::bind("127.0.0.1:0")?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// server.on_ready(move |address| {
+    ///     let _ = tx.send(address.to_string());
+    /// });
+    /// let stop = server.shutdown_handle();
+    /// let serving = std::thread::spawn(move || server.serve_forever());
+    /// println!("serving on {}", rx.recv()?);
+    /// stop.shutdown();
+    /// serving.join().expect("serving thread")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_ready(&mut self, ready: impl FnOnce(&Address) + Send + 'static) {
+        self.on_ready = Some(Box::new(ready));
+    }
+
+    /// Runs the `on_ready` callback, the first time only.
+    fn ready(&mut self) {
+        if let Some(ready) = self.on_ready.take() {
+            ready(self.shared.context.server_address());
+        }
+    }
+
     /// Serves requests until a shutdown is requested (Python: `serve_forever`).
     ///
     /// Returns `Ok(())` once [`ShutdownHandle::shutdown`] (or a signal, with
@@ -318,6 +367,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         let handle = self.shared.context.shutdown.clone();
         let _serving = handle.start_serving();
         log::info!(target: "socketserver::server", "serving {} on {}", T::NAME, self.server_address());
+        self.ready();
         let result = loop {
             if handle.is_requested() {
                 break Ok(());
@@ -353,6 +403,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     pub fn handle_request(&mut self) -> Result<HandleOutcome> {
         let handle = self.shared.context.shutdown.clone();
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        self.ready();
         let outcome = loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if handle.is_requested() {
