@@ -1,6 +1,10 @@
 //! Python's `socketserver`, for Rust: write a request handler, pick a transport and a processing
 //! strategy, and get a correct server.
 //!
+//! New to sockets in Rust, or coming from Python's socket tutorials? Start with
+//! [the guide](guide): raw sockets, bytes and framing, then `socketserver`, recipes, and HTTP,
+//! RPC and WebSocket, each chapter with the Python beside the Rust and a runnable example.
+//!
 //! # Hello, world
 //!
 //! An echo server on TCP, serving one client, then stopping:
@@ -169,6 +173,9 @@
 
 #[doc(inline)]
 pub use server_core::*;
+
+/// The guide: from raw sockets to `socketserver`, Python beside Rust, chapter by chapter.
+pub mod guide;
 
 // The derive's reference and example are its own docs (server-derive/src/lib.rs), shown on
 // this crate's page because the re-export is inlined.

@@ -1,0 +1,163 @@
+//! Guide, chapter 2: length-prefixed messages, the framing most binary protocols use.
+//!
+//! Run it:
+//!
+//! ```text
+//! cargo run --example guide-framing -- 127.0.0.1:9001
+//! ```
+//!
+//! and talk to it:
+//!
+//! ```text
+//! python3 -c "
+//! import socket, struct
+//! s = socket.create_connection(('127.0.0.1', 9001))
+//! msg = 'héllo'.encode()
+//! s.sendall(struct.pack('!I', len(msg)) + msg)
+//! f = s.makefile('rb')
+//! n, = struct.unpack('!I', f.read(4))
+//! print(f.read(n).decode())"
+//! ```
+//!
+//! A message is 4 bytes of length (big-endian, Python's `struct.pack('!I', n)`) followed by
+//! that many bytes of UTF-8 text. Each is answered with the text upper-cased, in the same
+//! framing. A message over the size limit, or that is not UTF-8, is answered with a message
+//! starting `error: `, and the connection closes: after a bad length there is no telling where
+//! the next message would start. The length is checked *before* anything is allocated, since
+//! the client chose it.
+//!
+//! Limits:
+//!
+//! | bound | default | flag |
+//! |---|---|---|
+//! | one message | 64 KiB | `--max-message BYTES` |
+//! | wait for a client's next bytes | 30 s | `--read-timeout SECS` |
+//! | wait to send a reply | 30 s | `--write-timeout SECS` |
+//! | clients served at once | 64 | `--max-connections N` |
+//!
+//! Stop it with Ctrl-C or SIGTERM; see `Server::serve_until_signal` for how connections
+//! still open are given time to finish.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use socketserver::{
+    HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer, Threading,
+};
+
+/// Length-prefixed messages, answered upper-cased.
+#[derive(Parser, Debug)]
+#[command(name = "guide-framing")]
+struct Args {
+    /// HOST:PORT to listen on (port 0 picks a free port).
+    address: String,
+    /// The longest message accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message: u32,
+    /// Seconds to wait for a client's next bytes before closing its connection.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    read_timeout: Duration,
+    /// Seconds to wait for a client to take a reply before closing its connection.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    write_timeout: Duration,
+    /// The most clients served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+/// A timeout flag: positive seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err("a timeout must be a positive number of seconds".into()),
+    }
+}
+
+/// What every connection shares: the size limit.
+struct Settings {
+    max_message: u32,
+}
+
+/// The handler, made fresh for every connection.
+#[derive(Handler)]
+#[handler(state = Settings)]
+struct Upper {
+    #[handler(state)]
+    settings: Arc<Settings>,
+}
+
+impl StreamRequestHandler for Upper {
+    fn handle(&mut self, request: &mut StreamRequest<'_, Settings>) -> HandleResult {
+        loop {
+            // The length: 4 bytes, big-endian. End-of-file here is a clean goodbye.
+            let mut prefix = [0; 4];
+            match request.rfile.read_exact(&mut prefix) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            let length = u32::from_be_bytes(prefix);
+            if length > self.settings.max_message {
+                let limit = self.settings.max_message;
+                send(
+                    request,
+                    &format!("error: {length} bytes is over the limit of {limit}"),
+                )?;
+                return Ok(());
+            }
+            // The payload: exactly `length` bytes, however they are split on the wire.
+            let mut payload = vec![0; length as usize];
+            request.rfile.read_exact(&mut payload)?;
+            match String::from_utf8(payload) {
+                Ok(text) => send(request, &text.to_uppercase())?,
+                Err(_) => {
+                    send(request, "error: the message is not UTF-8")?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Sends `text` as one message: the prefix and the payload in one buffer, one write.
+fn send(request: &mut StreamRequest<'_, Settings>, text: &str) -> io::Result<()> {
+    let length = u32::try_from(text.len())
+        .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "reply too long"))?;
+    let mut frame = Vec::with_capacity(4 + text.len());
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(text.as_bytes());
+    request.wfile.write_all(&frame)
+}
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guide-framing: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings {
+        max_message: args.max_message,
+    };
+    let mut server = TcpServer::<Upper, Threading>::with_state(settings)
+        .read_timeout(Some(args.read_timeout))
+        .write_timeout(Some(args.write_timeout))
+        .max_connections(Some(usize::try_from(args.max_connections)?))
+        .close_timeout(Some(Duration::from_secs(2)))
+        .bind(args.address.as_str())?;
+    // Announced once the server is really serving, its Ctrl-C handlers in place.
+    server.on_ready(|address| {
+        let _ = writeln!(io::stdout(), "serving on {address}");
+    });
+    server.serve_until_signal()?;
+    Ok(())
+}

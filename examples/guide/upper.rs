@@ -1,0 +1,147 @@
+//! Guide, chapter 3: Python's `MyTCPHandler`, made into a service with this crate.
+//!
+//! Run it:
+//!
+//! ```text
+//! cargo run --example guide-upper -- 127.0.0.1:9999
+//! ```
+//!
+//! and try it with the client from Python's `socketserver` documentation:
+//!
+//! ```text
+//! python3 -c "
+//! import socket
+//! with socket.create_connection(('127.0.0.1', 9999)) as sock:
+//!     sock.sendall(b'hello world\n')
+//!     print(sock.makefile('rb').readline())"
+//! ```
+//!
+//! Every line the client sends comes back upper-cased, until it hangs up. The three parts:
+//! the handler (`MyTcpHandler`, below: all this program has to say), the transport (TCP) and the
+//! strategy (`Threading`: a thread per client, so a slow one holds up nobody). Everything
+//! chapter 1's hand-written server did, accepting, threads, timeouts, the cap, stopping, is
+//! now the builder's options.
+//!
+//! Limits:
+//!
+//! | bound | default | flag |
+//! |---|---|---|
+//! | one line | 1 KiB | `--max-line BYTES` |
+//! | wait for a client's next bytes | 30 s | `--read-timeout SECS` |
+//! | wait to send a reply | 30 s | `--write-timeout SECS` |
+//! | clients served at once | 64 | `--max-connections N` |
+//!
+//! A line over the limit is answered `error: line too long` and the connection closes. Stop
+//! the server with Ctrl-C or SIGTERM: it stops accepting at once, clients between lines are let
+//! go, and it exits 0. `RUST_LOG=debug` shows every connection.
+
+use std::io::{self, BufRead, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use socketserver::{
+    HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer, Threading,
+};
+
+/// Upper-cases every line, on a thread per client.
+#[derive(Parser, Debug)]
+#[command(name = "guide-upper")]
+struct Args {
+    /// HOST:PORT to listen on (port 0 picks a free port).
+    address: String,
+    /// The longest line accepted, in bytes, newline included.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_line: u64,
+    /// Seconds to wait for a client's next bytes before closing its connection.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    read_timeout: Duration,
+    /// Seconds to wait for a client to take a reply before closing its connection.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    write_timeout: Duration,
+    /// The most clients served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+/// A timeout flag: positive seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err("a timeout must be a positive number of seconds".into()),
+    }
+}
+
+/// Shared by every connection: the line limit.
+struct Settings {
+    max_line: u64,
+}
+
+/// Python: `class MyTCPHandler(socketserver.StreamRequestHandler)`. One is made per client.
+#[derive(Handler)]
+#[handler(state = Settings)]
+struct MyTcpHandler {
+    #[handler(state)]
+    settings: Arc<Settings>,
+}
+
+impl StreamRequestHandler for MyTcpHandler {
+    fn handle(&mut self, request: &mut StreamRequest<'_, Settings>) -> HandleResult {
+        let mut line = Vec::new();
+        // Until the client hangs up, or the server is closing (then we stop between lines).
+        while !request.server().is_closing() {
+            line.clear();
+            // self.rfile.readline(limit): never more than max_line bytes held.
+            (&mut request.rfile)
+                .take(self.settings.max_line)
+                .read_until(b'\n', &mut line)?;
+            if line.is_empty() {
+                return Ok(()); // end-of-file: the client is done
+            }
+            if !line.ends_with(b"\n") && line.len() as u64 == self.settings.max_line {
+                request.wfile.write_all(b"error: line too long\n")?;
+                return Ok(());
+            }
+            log::debug!(
+                "{} wrote {:?}",
+                request.client_address(),
+                String::from_utf8_lossy(&line)
+            );
+            // self.wfile.write(self.data.upper()): one write, so one line leaves in one piece.
+            request.wfile.write_all(&line.to_ascii_uppercase())?;
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guide-upper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Python: ThreadingTCPServer((host, port), MyTCPHandler), with the limits Python lacks.
+    let settings = Settings {
+        max_line: args.max_line,
+    };
+    let mut server = TcpServer::<MyTcpHandler, Threading>::with_state(settings)
+        .read_timeout(Some(args.read_timeout))
+        .write_timeout(Some(args.write_timeout))
+        .max_connections(Some(usize::try_from(args.max_connections)?))
+        .close_timeout(Some(Duration::from_secs(2)))
+        .bind(args.address.as_str())?;
+    // Announced once the server is really serving, its Ctrl-C handlers in place.
+    server.on_ready(|address| {
+        let _ = writeln!(io::stdout(), "serving on {address}");
+    });
+    server.serve_until_signal()?;
+    Ok(())
+}
