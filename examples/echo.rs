@@ -16,16 +16,32 @@
 //! The three parts of every server are here: the handler (`Echo`, below), the transport (the
 //! first argument) and the strategy (`--mode`). Stop it with Ctrl-C: it closes gracefully,
 //! removes its socket file and exits 0. `RUST_LOG=debug` shows every connection.
+//!
+//! # Limits
+//!
+//! What one client can hold, and how to change it. Without them a client that connects and
+//! says nothing would hold `--mode sync` (one client), `--mode pool` (one per worker) or
+//! `--mode forking` (one per child) for ever.
+//!
+//! | bound | default | flag |
+//! |---|---|---|
+//! | a stream connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
+//! | a client that stops reading its echo is dropped after | 10 s | `--write-timeout SECS` |
+//! | connections (or datagrams) in hand at once; more wait in the listen backlog | 256 | `--max-connections N` |
+//! | pool workers / forked children | CPUs + 4 (at most 32) / 40 | `--workers N` |
+//!
+//! The timeouts apply to stream transports (tcp, unix); datagrams are answered at once.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use socketserver::transport::Transport;
 use socketserver::{
     DatagramRequest, DatagramRequestHandler, HandleResult, Handler, Serial, Serve, Server,
-    Strategy, StreamRequest, StreamRequestHandler, TcpServer, UdpServer, UnixDatagramServer,
-    UnixStreamServer,
+    ServerBuilder, Strategy, StreamRequest, StreamRequestHandler, TcpServer, UdpServer,
+    UnixDatagramServer, UnixStreamServer,
 };
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
@@ -85,6 +101,26 @@ struct Args {
     /// Workers for the pool (and the most children for forking).
     #[arg(long)]
     workers: Option<usize>,
+    /// Close a stream connection that sends nothing for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    read_timeout: Duration,
+    /// Drop a client that does not take its echo for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    write_timeout: Duration,
+    /// The most connections (or datagrams) in hand at once; more wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+}
+
+/// Parses a timeout flag: seconds, fractions allowed, more than zero.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than zero seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -104,23 +140,39 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.address.as_str();
     match args.transport {
         TransportArg::Tcp => serve(
-            TcpServer::<Echo>::builder()
+            limits(TcpServer::<Echo>::builder().strategy(strategy), args)
                 .nodelay(true)
-                .strategy(strategy)
                 .bind(addr)?,
         ),
-        TransportArg::Udp => serve(UdpServer::<Echo>::builder().strategy(strategy).bind(addr)?),
-        TransportArg::Unix => serve(
-            UnixStreamServer::<Echo>::builder()
-                .strategy(strategy)
-                .bind(addr)?,
-        ),
+        TransportArg::Udp => {
+            serve(limits(UdpServer::<Echo>::builder().strategy(strategy), args).bind(addr)?)
+        }
+        TransportArg::Unix => {
+            serve(limits(UnixStreamServer::<Echo>::builder().strategy(strategy), args).bind(addr)?)
+        }
         TransportArg::UnixDatagram => serve(
-            UnixDatagramServer::<Echo>::builder()
-                .strategy(strategy)
-                .bind(addr)?,
+            limits(
+                UnixDatagramServer::<Echo>::builder().strategy(strategy),
+                args,
+            )
+            .bind(addr)?,
         ),
     }
+}
+
+/// The limits of the table above, from the flags: what any one client can hold.
+fn limits<T: Transport>(
+    builder: ServerBuilder<T, Echo, Box<dyn Strategy>>,
+    args: &Args,
+) -> ServerBuilder<T, Echo, Box<dyn Strategy>>
+where
+    Echo: Serve<T>,
+{
+    builder
+        .read_timeout(Some(args.read_timeout))
+        .write_timeout(Some(args.write_timeout))
+        // A u32 always fits a usize on Linux's 32- and 64-bit targets.
+        .max_connections(Some(args.max_connections as usize))
 }
 
 /// The strategy `--mode` asks for, chosen at run time, so boxed.
@@ -161,17 +213,22 @@ fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
     })
 }
 
-/// Announces the address, then serves until Ctrl-C or SIGTERM.
+/// Serves until Ctrl-C or SIGTERM, announcing the address once the server really serves.
+///
+/// `on_ready` runs after the signal handlers are installed, so a SIGTERM sent as soon as
+/// `serving on` appears is a graceful stop, never the default action that would leave the
+/// socket file behind.
 fn serve<T: Transport>(
-    server: Server<T, Echo, Box<dyn Strategy>>,
+    mut server: Server<T, Echo, Box<dyn Strategy>>,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     Echo: Serve<T>,
 {
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "serving on {}", server.server_address())?;
-    stdout.flush()?;
-    drop(stdout);
+    server.on_ready(|address| {
+        let mut stdout = io::stdout().lock();
+        // Nobody reading stdout (closed, or a full pipe gone) is no reason to stop serving.
+        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
+    });
     server.serve_until_signal()?;
     Ok(())
 }

@@ -4,8 +4,11 @@
 mod example;
 mod util;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use example::Example;
 use nix::sys::signal::Signal;
@@ -186,5 +189,119 @@ fn every_mode_echoes_on_stream_and_datagram_transports() {
         let (status, err) = echo.stop_with_stderr(Signal::SIGTERM);
         assert_eq!(status.code(), Some(0), "unix-datagram --mode {mode}: {err}");
         assert!(!path.exists(), "--mode {mode} removed its socket file");
+    }
+}
+
+/// The default read timeout the example sets (`--read-timeout`), which is what frees a worker
+/// held by a silent client.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a probe may wait for its echo while silent clients sit there: the read timeout
+/// that frees a place for it, plus slack for a loaded machine.
+const PROBE_BOUND: Duration = Duration::from_secs(20);
+
+/// Connects `silent` clients that send nothing, then a probe; returns how long the probe
+/// waited for its echo, or fails the test if that took longer than [`PROBE_BOUND`].
+///
+/// The silent clients connect first, so the kernel hands them to the server before the probe:
+/// each takes the place (the one serving thread, a pool worker, a forked child, one of
+/// `--max-connections`) that the probe needs until the read timeout closes it.
+fn probe_behind_silent_clients(echo: &Example, silent: usize, what: &str) -> Duration {
+    let addr: SocketAddr = echo.address.parse().expect("a TCP address");
+    let quiet: Vec<TcpStream> = (0..silent)
+        .map(|_| TcpStream::connect(addr).expect("a silent client connects"))
+        .collect();
+    let started = Instant::now();
+    let mut probe = TcpStream::connect(addr).expect("the probe connects");
+    probe.set_read_timeout(Some(PROBE_BOUND)).unwrap();
+    probe.write_all(b"probe\n").expect("send the probe");
+    let mut echoed = [0; 6];
+    let got = probe.read_exact(&mut echoed);
+    let waited = started.elapsed();
+    eprintln!(
+        "{what}: probe echoed after {:.2} s behind {silent} silent client(s) (bound {} s)",
+        waited.as_secs_f64(),
+        PROBE_BOUND.as_secs()
+    );
+    assert!(
+        got.is_ok() && &echoed == b"probe\n" && waited < PROBE_BOUND,
+        "{what}: {silent} silent clients denied service: no echo within {PROBE_BOUND:?} ({got:?})"
+    );
+    drop(quiet);
+    waited
+}
+
+/// Stops the example with SIGTERM and checks it exits 0.
+fn stop_cleanly(echo: Example, what: &str) {
+    let (status, err) = echo.stop_with_stderr(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{what}: {err}");
+}
+
+#[test]
+fn one_silent_client_does_not_stop_mode_sync() {
+    let echo = Example::start_keeping_stderr("echo", &["tcp", "127.0.0.1:0", "--mode", "sync"]);
+    let waited = probe_behind_silent_clients(&echo, 1, "--mode sync");
+    assert!(
+        waited >= DEFAULT_READ_TIMEOUT / 2,
+        "the probe waited its turn"
+    );
+    stop_cleanly(echo, "--mode sync");
+}
+
+#[test]
+fn more_silent_clients_than_workers_do_not_stop_mode_pool() {
+    let echo = Example::start_keeping_stderr(
+        "echo",
+        &["tcp", "127.0.0.1:0", "--mode", "pool", "--workers", "2"],
+    );
+    probe_behind_silent_clients(&echo, 3, "--mode pool --workers 2");
+    stop_cleanly(echo, "--mode pool");
+}
+
+#[test]
+fn more_silent_clients_than_children_do_not_stop_mode_forking() {
+    let echo = Example::start_keeping_stderr(
+        "echo",
+        &["tcp", "127.0.0.1:0", "--mode", "forking", "--workers", "2"],
+    );
+    probe_behind_silent_clients(&echo, 3, "--mode forking --workers 2");
+    stop_cleanly(echo, "--mode forking");
+}
+
+#[test]
+fn the_connection_cap_holds_and_silent_clients_time_out_of_it() {
+    let args = [
+        "tcp",
+        "127.0.0.1:0",
+        "--max-connections",
+        "2",
+        "--read-timeout",
+        "1.5",
+    ];
+    let echo = Example::start_keeping_stderr("echo", &args);
+    let waited = probe_behind_silent_clients(&echo, 2, "--max-connections 2 --read-timeout 1.5");
+    // Without the cap the thread-per-connection default would echo at once: the probe waited
+    // in the listen backlog until a silent client's read timeout freed a place.
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "the probe was served past the cap after {waited:?}"
+    );
+    stop_cleanly(echo, "--max-connections 2");
+}
+
+#[test]
+fn a_zero_or_negative_limit_is_one_line_naming_the_flag() {
+    for (flag, value) in [
+        ("--read-timeout", "0"),
+        ("--write-timeout", "-1"),
+        ("--max-connections", "0"),
+    ] {
+        let out = run_to_failure(&["tcp", "127.0.0.1:0", &format!("{flag}={value}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}={value} is refused");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag}={value}: {err}"
+        );
     }
 }
