@@ -32,8 +32,8 @@
 //! | clients served at once | 64 | `--max-connections N` |
 //!
 //! A line over the limit is answered `error: line too long` and the connection closes. Stop
-//! the server with Ctrl-C or SIGTERM: it stops accepting at once, clients between lines are let
-//! go, and it exits 0. `RUST_LOG=debug` shows every connection.
+//! the server with Ctrl-C or SIGTERM: it stops accepting at once, clients waiting between lines
+//! are let go at once, and it exits 0. `RUST_LOG=debug` shows every connection.
 
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
@@ -89,13 +89,17 @@ struct MyTcpHandler {
 impl StreamRequestHandler for MyTcpHandler {
     fn handle(&mut self, request: &mut StreamRequest<'_, Settings>) -> HandleResult {
         let mut line = Vec::new();
-        // Until the client hangs up, or the server is closing (then we stop between lines).
-        while !request.server().is_closing() {
+        // Until the client hangs up, or the server stops. While nothing of the next line has
+        // arrived, the connection is marked idle: a stop then ends the wait at once (the read
+        // returns end-of-file) instead of waiting for the client. `set_idle` returns false
+        // when the server is already stopping.
+        while request.set_idle(request.rfile.buffer().is_empty()) {
             line.clear();
             // self.rfile.readline(limit): never more than max_line bytes held.
             (&mut request.rfile)
                 .take(self.settings.max_line)
                 .read_until(b'\n', &mut line)?;
+            request.set_idle(false);
             if line.is_empty() {
                 return Ok(()); // end-of-file: the client is done
             }
