@@ -10,27 +10,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use example::Example;
+// `python` runs a client on the Python that `scripts/test` sets up (target/test-venv).
+use example::{python, Example};
 use nix::sys::signal::Signal;
 use util::temp_dir;
 
 /// The example binary, built fresh: `cargo test --test echo_example` alone would not rebuild it.
 fn echo_binary() -> PathBuf {
     example::binary("echo")
-}
-
-/// Runs a Python client script; it must print "ok" and nothing else.
-fn python(script: &str, args: &[&str]) {
-    let out = example::run(
-        Command::new("python3").arg("-c").arg(script).args(args),
-        example::CLIENT_DEADLINE,
-    );
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
-        "python client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const PY_STREAM: &str = r#"

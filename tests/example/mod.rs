@@ -129,7 +129,7 @@ pub fn run(command: &mut Command, deadline: Duration) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}{}", missing_hint(&e)));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = thread::spawn(move || {
@@ -161,18 +161,51 @@ pub fn run(command: &mut Command, deadline: Duration) -> Output {
     }
 }
 
+/// What `scripts/test` installs, for a test that finds a tool or a package missing.
+pub const INSTALL_HINT: &str = "run the tests with `scripts/test`, which installs what they need \
+     (curl, chromium, chromium-driver; Python's requests and websockets into target/test-venv)";
+
+/// The hint for a client program that could not be started.
+fn missing_hint(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        format!(" (not installed: {INSTALL_HINT})")
+    } else {
+        String::new()
+    }
+}
+
+/// The venv `scripts/test` makes, `<target dir>/test-venv`, if it is there: found from this
+/// test binary's path (`<target dir>/<profile>/deps/<test>`), so that plain `cargo test` uses
+/// it too once the script has run.
+fn test_venv_python() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .map(|dir| dir.join("test-venv").join("bin").join("python3"))
+        .find(|python| python.is_file())
+}
+
+/// A command for the Python that runs the clients: the venv of `scripts/test` (which holds
+/// `requests` and `websockets`) when it exists, else `python3` from the `PATH`.
+pub fn python3() -> Command {
+    Command::new(test_venv_python().unwrap_or_else(|| "python3".into()))
+}
+
 /// Runs a Python client script with `args`; it must exit 0 and print `ok` last.
 pub fn python(script: &str, args: &[&str]) {
-    let out = run(
-        Command::new("python3").arg("-c").arg(script).args(args),
-        CLIENT_DEADLINE,
-    );
+    let out = run(python3().arg("-c").arg(script).args(args), CLIENT_DEADLINE);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hint = if stderr.contains("ModuleNotFoundError") {
+        format!("\n(a Python package is missing: {INSTALL_HINT})")
+    } else {
+        String::new()
+    };
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
-        "python client failed ({}):\n{stdout}\n{}",
+        "python client failed ({}):\n{stdout}\n{stderr}{hint}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
