@@ -256,3 +256,78 @@ print("ok")
     assert!(took < Duration::from_secs(1), "stop took {took:?}");
     assert_let_go(idle);
 }
+
+#[test]
+fn notes_serves_requests_and_stops_at_once_with_a_keep_alive_client() {
+    let server = Example::start(
+        "guide-notes",
+        &["127.0.0.1:0", "--max-notes", "3", "--max-body", "256"],
+    );
+    python(
+        r#"
+import requests, sys
+base = "http://" + sys.argv[1]
+with requests.Session() as s:            # one keep-alive connection for all of it
+    r = s.post(f"{base}/notes", json={"text": "buy milk"}, timeout=10)
+    assert r.status_code == 201, r.status_code
+    assert r.json() == {"id": 1, "text": "buy milk"}
+    location = r.headers["Location"]
+    assert location == "/notes/1"
+    assert s.get(base + location, timeout=10).json() == {"id": 1, "text": "buy milk"}
+    assert s.get(f"{base}/notes", timeout=10).json() == [1]
+    assert s.get(f"{base}/notes/99", timeout=10).status_code == 404
+    r = s.patch(f"{base}/notes", timeout=10)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST"
+    assert s.post(f"{base}/notes", data=b"not json", timeout=10).status_code == 400
+    assert s.post(f"{base}/notes", json={"txt": 1}, timeout=10).status_code == 400
+    # The limits: a body over 256 bytes, and a fourth note.
+    r = s.post(f"{base}/notes", json={"text": "x" * 300}, timeout=10)
+    print(f"a 300-byte note: {r.status_code} (max body 256 bytes)")
+    assert r.status_code == 413, r.status_code
+    for text in ["two", "three"]:
+        assert s.post(f"{base}/notes", json={"text": text}, timeout=10).status_code == 201
+    r = s.post(f"{base}/notes", json={"text": "four"}, timeout=10)
+    assert r.status_code == 503 and "full" in r.json()["error"], r.text
+    assert s.delete(base + location, timeout=10).status_code == 204
+    assert s.delete(base + location, timeout=10).status_code == 404
+    assert s.get(f"{base}/notes", timeout=10).json() == [2, 3]
+print("ok")
+"#,
+        &[&server.address],
+    );
+    // A keep-alive client that made one request and stays: SIGTERM must not wait for it.
+    let mut client = TcpStream::connect(&server.address).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    client
+        .write_all(b"GET /notes HTTP/1.1\r\nHost: guide\r\n\r\n")
+        .expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        client.read_exact(&mut byte).expect("answer head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("UTF-8 head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("connection: close"));
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("Content-Length");
+    let mut body = vec![0; length];
+    client.read_exact(&mut body).expect("answer body");
+    assert_eq!(body, b"[2,3]");
+    let took = stop_timed(server, Signal::SIGTERM);
+    eprintln!(
+        "notes stopped in {took:?} with an idle keep-alive client (bound 1 s; grace period 2 s)"
+    );
+    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    assert_let_go(client);
+}
