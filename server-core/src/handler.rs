@@ -21,8 +21,11 @@
 //! these hooks are associated functions of the handler traits, with Python's defaults. They get the
 //! [`ServerContext`], so they can reach the shared state.
 
+use log::Level;
+
 use crate::addr::Address;
 use crate::error::{BoxError, RequestError};
+use crate::report::say;
 use crate::request::{DatagramRequest, StreamRequest};
 use crate::server::ServerContext;
 
@@ -220,14 +223,26 @@ pub trait DatagramRequestHandler: Handler {
     }
 }
 
-/// The default `handle_error`: logs through `log`, naming the server and the client.
+/// The default `handle_error`: logs through `log`, naming the server and the client (Python
+/// prints the traceback to stderr).
+///
+/// Failures are logged at error level (target `socketserver::handler`); undeliverable replies
+/// and oversized datagrams at warn level. When no logger is installed (`log`'s level is off),
+/// the message goes to stderr instead, so a failing handler is never silent; override
+/// `handle_error` to report elsewhere or not at all.
 pub fn default_handle_error(server_address: &Address, error: &RequestError) {
     match error {
         RequestError::Truncated { .. }
         | RequestError::UnboundClient { .. }
-        | RequestError::Reply { .. } => {
-            log::warn!(target: "socketserver::handler", "server {server_address}: {error}");
-        }
-        _ => log::error!(target: "socketserver::handler", "server {server_address}: {error}"),
+        | RequestError::Reply { .. } => say(
+            Level::Warn,
+            "socketserver::handler",
+            format_args!("server {server_address}: {error}"),
+        ),
+        _ => say(
+            Level::Error,
+            "socketserver::handler",
+            format_args!("server {server_address}: {error}"),
+        ),
     }
 }

@@ -9,9 +9,11 @@ pub mod error;
 pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
+mod report;
 pub mod request;
 pub mod server;
 mod shutdown;
+mod signals;
 mod stats;
 pub mod strategy;
 pub mod transport;

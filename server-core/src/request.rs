@@ -11,6 +11,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use crate::addr::{Address, UnixAddress};
+use crate::server::limits::Registered;
 use crate::server::ServerContext;
 
 /// A connected stream socket: TCP or Unix (Python: the handler's `request`/`connection`).
@@ -191,13 +192,30 @@ pub struct PeerCredentials {
 
 /// The writing side of a stream request (Python: `wfile`).
 ///
-/// With `wbufsize` 0 (the default, as in Python) every `write` sends at once and sends all of
-/// its buffer, like Python's `_SocketWriter` (`sendall`): there are no partial writes. With
-/// `wbufsize` above 0 writes are buffered and sent when the buffer fills, on
+/// # When bytes go out
+///
+/// With `wbufsize` 0 (the default, as in Python) every call sends at once, and sends all of
+/// its bytes, like Python's `_SocketWriter` (`sendall`): there are no partial writes.
+///
+/// - `write` and `write_all`: one call, one send.
+/// - `write!` and `writeln!`: the whole formatted text is assembled first, then sent in one
+///   send, so `writeln!(request.wfile, "hello {name}")` reaches a client that does one
+///   `recv` as one piece (std's default would send every literal piece and argument on its
+///   own).
+///
+/// With `wbufsize` above 0, writes are buffered and sent when the buffer fills, on
 /// [`flush`](Write::flush), and after the handler's `finish`.
+///
+/// Either way, a send is one system call but TCP may still split or merge what arrives: a
+/// client must read until it has a whole message (a line, a length), never trust one `recv`.
 pub struct Wfile<'a> {
     inner: WfileInner<'a>,
+    /// Where `write!` assembles its text before the one send (unbuffered mode).
+    scratch: Vec<u8>,
 }
+
+/// The most scratch space a `Wfile` keeps between `write!` calls.
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 enum WfileInner<'a> {
     Direct(&'a Connection),
@@ -211,7 +229,10 @@ impl<'a> Wfile<'a> {
         } else {
             WfileInner::Buffered(BufWriter::with_capacity(wbufsize, connection))
         };
-        Wfile { inner }
+        Wfile {
+            inner,
+            scratch: Vec::new(),
+        }
     }
 }
 
@@ -234,6 +255,26 @@ impl Write for Wfile<'_> {
         match &mut self.inner {
             WfileInner::Direct(_) => Ok(()),
             WfileInner::Buffered(w) => w.flush(),
+        }
+    }
+
+    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+        if let Some(text) = args.as_str() {
+            return self.write_all(text.as_bytes());
+        }
+        match &mut self.inner {
+            WfileInner::Direct(connection) => {
+                let mut text = std::mem::take(&mut self.scratch);
+                text.clear();
+                let sent = text
+                    .write_fmt(args)
+                    .and_then(|()| connection.write_all(&text));
+                if text.capacity() <= SCRATCH_KEPT {
+                    self.scratch = text;
+                }
+                sent
+            }
+            WfileInner::Buffered(w) => w.write_fmt(args),
         }
     }
 }
@@ -263,6 +304,7 @@ pub struct StreamRequest<'a, S = ()> {
     connection: &'a Connection,
     client_address: &'a Address,
     server: &'a ServerContext<S>,
+    registered: Option<&'a Registered<'a>>,
 }
 
 impl<'a, S> StreamRequest<'a, S> {
@@ -270,8 +312,8 @@ impl<'a, S> StreamRequest<'a, S> {
         connection: &'a Connection,
         client_address: &'a Address,
         server: &'a ServerContext<S>,
-        rbufsize: usize,
-        wbufsize: usize,
+        registered: Option<&'a Registered<'a>>,
+        (rbufsize, wbufsize): (usize, usize),
     ) -> Self {
         StreamRequest {
             rfile: BufReader::with_capacity(rbufsize, connection),
@@ -279,7 +321,54 @@ impl<'a, S> StreamRequest<'a, S> {
             connection,
             client_address,
             server,
+            registered,
         }
+    }
+
+    /// Marks the connection idle (`true`: the handler waits for the client's next request and
+    /// has none in progress) or busy again (`false`).
+    ///
+    /// A stop closes idle connections at once: a [`ShutdownHandle`](crate::ShutdownHandle), a
+    /// signal with `serve_until_signal`, or [`Server::close`](crate::Server::close) shuts them
+    /// down, so the handler's pending read returns end-of-file and the handler can end, instead
+    /// of holding up the stop until the client hangs up or the close deadline passes. Busy
+    /// connections finish their request.
+    ///
+    /// Returns `false` when the server is already stopping: end the connection instead of
+    /// waiting for the client. The HTTP layer does this between keep-alive requests; a line
+    /// protocol can do it while it waits for the next line:
+    ///
+    /// ```
+    /// # use std::io::{BufRead, Write};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler};
+    /// # struct Lines;
+    /// # impl Handler for Lines { type State = (); fn new(_: &ServerContext) -> Self { Lines } }
+    /// impl StreamRequestHandler for Lines {
+    ///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+    ///         let mut line = String::new();
+    ///         // Idle while waiting for a line; a stop ends the wait with end-of-file.
+    ///         while request.set_idle(true) && request.rfile.read_line(&mut line)? > 0 {
+    ///             request.set_idle(false);
+    ///             request.wfile.write_all(line.as_bytes())?;
+    ///             line.clear();
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Mark a connection idle only while nothing of the next request has arrived: a client
+    /// whose request crosses the stop sees its connection closed without an answer, the race
+    /// every keep-alive protocol has (HTTP clients retry such requests when they are
+    /// idempotent). Only connections served on threads of this process are reached; a
+    /// forked child's are not.
+    pub fn set_idle(&self, idle: bool) -> bool {
+        self.registered.is_none_or(|r| r.set_idle(idle))
+    }
+
+    /// The connection's registration, for the HTTP layer's idle marks.
+    pub(crate) fn registered(&self) -> Option<&'a Registered<'a>> {
+        self.registered
     }
 
     /// The connection itself (Python: `request` / `connection`), for socket options and
@@ -430,5 +519,56 @@ impl<S> fmt::Debug for DatagramRequest<'_, S> {
             .field("len", &self.packet.len())
             .field("reply_len", &self.wfile.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{recv, socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::OwnedFd;
+
+    /// A connection whose every send arrives as its own record (`SOCK_SEQPACKET`), and the
+    /// other end: what one `recv` gets is exactly what one send sent.
+    fn records() -> (Connection, OwnedFd) {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        (Connection::Unix(UnixStream::from(ours)), theirs)
+    }
+
+    fn first_record(fd: &OwnedFd) -> String {
+        let mut buf = [0u8; 256];
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("recv");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn one_write_macro_is_one_send() {
+        let (connection, peer) = records();
+        let mut wfile = Wfile::new(&connection, 0);
+        let ip = "127.0.0.1";
+        let port = 4242;
+        writeln!(wfile, "hello {ip} on port {port}").expect("write");
+        assert_eq!(first_record(&peer), "hello 127.0.0.1 on port 4242\n");
+        // A plain string needs no formatting, and still is one send.
+        write!(wfile, "plain").expect("write");
+        assert_eq!(first_record(&peer), "plain");
+    }
+
+    #[test]
+    fn a_large_formatted_write_leaves_no_large_scratch_behind() {
+        let (connection, _peer) = records();
+        let mut wfile = Wfile::new(&connection, 0);
+        write!(wfile, "{}", "x".repeat(100)).expect("write");
+        assert!(wfile.scratch.capacity() >= 100, "small scratch kept for reuse");
+        let huge = "y".repeat(SCRATCH_KEPT + 1);
+        // Larger than a record may be, so the send fails; only the scratch's fate matters.
+        let _ = write!(wfile, "{huge}");
+        assert!(wfile.scratch.capacity() <= SCRATCH_KEPT);
     }
 }

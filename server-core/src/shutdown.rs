@@ -6,17 +6,17 @@
 //! other end, so the loop wakes at once.
 //!
 //! A byte on the waker is itself the request to stop, so a stop request also arrives from a forked
-//! child (which shares the socket pair but not the parent's memory) and from a signal handler.
+//! child (which shares the socket pair but not the parent's memory).
 
 use std::cell::Cell;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::server::limits::{Reach, Registry};
 use crate::wake;
 
 /// A cloneable, `Send` handle that stops a server's [`serve_forever`](crate::Server::serve_forever).
@@ -49,11 +49,13 @@ pub struct ShutdownHandle {
 
 #[derive(Debug)]
 struct Inner {
-    requested: Arc<AtomicBool>,
+    requested: AtomicBool,
     /// Set with every stop request and kept after `serve_forever` returns, so handlers still
     /// running can tell that the server is closing.
     closing: AtomicBool,
     waker: wake::Notify,
+    /// The server's live stream connections: a stop closes the idle ones at once.
+    connections: Registry,
     serving: Mutex<Option<ThreadId>>,
     stopped: Condvar,
 }
@@ -69,9 +71,10 @@ pub(crate) type Waker = wake::Wait;
 pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
     let (writer, reader) = wake::pair()?;
     let inner = Inner {
-        requested: Arc::new(AtomicBool::new(false)),
+        requested: AtomicBool::new(false),
         closing: AtomicBool::new(false),
         waker: writer,
+        connections: Registry::default(),
         serving: Mutex::new(None),
         stopped: Condvar::new(),
     };
@@ -113,10 +116,15 @@ impl ShutdownHandle {
     }
 
     /// Asks the server to stop and returns at once, without waiting.
+    ///
+    /// Connections whose handler marked them idle (an HTTP keep-alive connection between
+    /// requests; see [`StreamRequest::set_idle`](crate::StreamRequest::set_idle)) are closed
+    /// at once; busy ones finish their request.
     pub fn request(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.requested.store(true, Ordering::SeqCst);
         self.inner.waker.notify();
+        self.inner.connections.shutdown(Reach::Idle);
     }
 
     /// Whether a stop has been asked for and not yet acted on.
@@ -136,9 +144,15 @@ impl ShutdownHandle {
         self.inner.closing.load(Ordering::SeqCst) || self.is_requested()
     }
 
-    /// Marks the server as closing (from `close`).
+    /// Marks the server as closing (from `close`), and closes its idle connections.
     pub(crate) fn set_closing(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.connections.shutdown(Reach::Idle);
+    }
+
+    /// The server's live stream connections.
+    pub(crate) fn connections(&self) -> &Registry {
+        &self.inner.connections
     }
 
     /// Forgets a stop request that was acted on outside `serve_forever`.
@@ -146,10 +160,6 @@ impl ShutdownHandle {
         self.inner.requested.store(false, Ordering::SeqCst);
     }
 
-    /// The flag a signal handler sets to ask for a stop.
-    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.inner.requested)
-    }
 
     fn in_handler(&self) -> bool {
         IN_HANDLER.with(|h| h.get() == self.id())
@@ -171,15 +181,13 @@ impl ShutdownHandle {
         if !self.is_requested() {
             // Serving again after an earlier stop: no longer closing.
             self.inner.closing.store(false, Ordering::SeqCst);
+            self.inner.connections.reopen();
         }
         *serving = Some(thread::current().id());
         drop(serving);
         ServingGuard { handle: self }
     }
 
-    pub(crate) fn raw_waker(&self) -> io::Result<UnixStream> {
-        self.inner.waker.try_clone_stream()
-    }
 }
 
 /// Clears the in-handler mark on drop.
@@ -203,7 +211,8 @@ pub(crate) struct ServingGuard<'a> {
 impl Drop for ServingGuard<'_> {
     fn drop(&mut self) {
         let mut serving = self.handle.inner.serving.lock();
-        // A stop that came through the signal flag set only `requested`: keep it as `closing`.
+        // A stop that came as a byte on the waker (from a forked child) set only `requested`:
+        // keep it as `closing`.
         if self.handle.inner.requested.swap(false, Ordering::SeqCst) {
             self.handle.inner.closing.store(true, Ordering::SeqCst);
         }

@@ -1,9 +1,8 @@
 //! A wake-up signal for a `poll(2)` loop: one end of a non-blocking Unix socket pair.
 //!
-//! Any thread, a forked child (which shares the pair) or a signal handler (through a clone of
-//! the sending end) writes a byte; the loop sleeps in `poll(2)` on the receiving end and drains
-//! it. The serving loop's shutdown waker, the connection cap and the pool's "a worker is free"
-//! signal all use it.
+//! Any thread or a forked child (which shares the pair) writes a byte; the loop sleeps in
+//! `poll(2)` on the receiving end and drains it. The serving loop's shutdown waker, the
+//! connection cap and the pool's "a worker is free" signal all use it.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -26,11 +25,6 @@ impl Notify {
     /// already.
     pub(crate) fn notify(&self) {
         let _ = (&self.0).write(&[1]);
-    }
-
-    /// A second sending end, for a signal handler to write to.
-    pub(crate) fn try_clone_stream(&self) -> io::Result<UnixStream> {
-        self.0.try_clone()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::addr::Address;
 use crate::error::{RequestError, Stage};
 use crate::handler::HandleResult;
 use crate::request::{Connection, StreamRequest};
+use crate::server::limits::Registered;
 use crate::server::ServerContext;
 
 use super::message::{is_safe_value, is_token, reason_phrase, Request, Response, Version};
@@ -47,6 +48,10 @@ struct Input<'r> {
     connection: &'r Connection,
     buf: Vec<u8>,
     pos: usize,
+    /// The connection's registration, marked idle between requests (none under the fuzzer).
+    registered: Option<&'r Registered<'r>>,
+    /// Whether it is marked idle now.
+    idle: bool,
 }
 
 impl Input<'_> {
@@ -85,7 +90,22 @@ impl Input<'_> {
         };
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
+        if n > 0 {
+            // The next request has begun: a stop must let it finish.
+            self.set_idle(false);
+        }
         result
+    }
+
+    /// Marks the connection idle (waiting for a request, nothing of it read) or busy; `false`
+    /// if the server is stopping and the connection should end instead of waiting.
+    fn set_idle(&mut self, idle: bool) -> bool {
+        if self.idle == idle {
+            return true;
+        }
+        let marked = self.registered.is_none_or(|r| r.set_idle(idle));
+        self.idle = idle && marked;
+        marked
     }
 
     /// Reads the next request head. `Err(Closed)` when the client closed between requests.
@@ -247,15 +267,24 @@ pub(crate) fn serve<H: HttpHandler>(
     let server = request.server();
     let client = request.client_address();
     let connection = request.connection();
+    let registered = request.registered();
     let StreamRequest { rfile, wfile, .. } = request;
-    serve_connection(handler, rfile, wfile, connection, client, server)
+    let input = Input {
+        rfile,
+        connection,
+        buf: Vec::new(),
+        pos: 0,
+        registered,
+        idle: false,
+    };
+    serve_connection(handler, input, wfile, client, server)
 }
 
-/// The keep-alive loop of [`serve`], on any reader and writer: `rfile` and `wfile` are the
-/// request's own in a server, a byte slice and a `Vec` under the fuzzer (`fuzz_connection`,
-/// behind the `fuzzing` feature). `connection` is only used for its timeouts, for shutting down
-/// the writing side, and by an [`Upgraded`] stream.
-pub(crate) fn serve_connection<H: HttpHandler>(
+/// Serves HTTP requests read from `rfile` and answered on `wfile` (a byte slice and a `Vec`
+/// under the fuzzer: `fuzz_connection`, behind the `fuzzing` feature). `connection` is only used
+/// for its timeouts, for shutting down the writing side, and by an [`Upgraded`] stream.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn serve_bytes<H: HttpHandler>(
     handler: &mut H,
     rfile: &mut dyn Read,
     wfile: &mut impl Write,
@@ -263,6 +292,26 @@ pub(crate) fn serve_connection<H: HttpHandler>(
     client: &Address,
     server: &ServerContext<H::State>,
 ) -> HandleResult {
+    let input = Input {
+        rfile,
+        connection,
+        buf: Vec::new(),
+        pos: 0,
+        registered: None,
+        idle: false,
+    };
+    serve_connection(handler, input, wfile, client, server)
+}
+
+/// The keep-alive loop of [`serve`] and [`serve_bytes`].
+fn serve_connection<H: HttpHandler>(
+    handler: &mut H,
+    mut input: Input<'_>,
+    wfile: &mut impl Write,
+    client: &Address,
+    server: &ServerContext<H::State>,
+) -> HandleResult {
+    let connection = input.connection;
     let limits = handler.limits();
     // The server's request_timeout, when set, already is the socket's timeout; otherwise the
     // layer's own, so an idle keep-alive client never holds a thread forever.
@@ -273,13 +322,16 @@ pub(crate) fn serve_connection<H: HttpHandler>(
     if configured_write.is_none() && timeout.is_some() {
         connection.set_write_timeout(timeout)?;
     }
-    let mut input = Input {
-        rfile,
-        connection,
-        buf: Vec::new(),
-        pos: 0,
-    };
+    let mut served = false;
     loop {
+        // Between requests, with nothing of the next one read, the connection is idle: a stop
+        // closes it at once. Already stopping: end it now rather than wait for the client. A
+        // new connection is not idle: its client connected to send a request, so a stop gives
+        // it the grace period to arrive.
+        if served && input.pending().is_empty() && !input.set_idle(true) {
+            return Ok(());
+        }
+        served = true;
         let deadline = timeout.map(|t| Instant::now() + t);
         let head = match input.read_head(&limits, deadline) {
             Ok(head) => head,
@@ -306,9 +358,10 @@ pub(crate) fn serve_connection<H: HttpHandler>(
         let head_only = http_request.method == "HEAD";
         let (response, panicked) = respond(handler, &http_request, server, client);
         let upgrade = response.status() == 101 && !panicked;
-        // Closing while the server stops lets `close` finish without waiting for idle clients.
-        let close =
-            panicked || !keep_alive || response.asks_close() || server.shutdown.is_requested();
+        // While the server stops (and after `serve_forever` returned, while `close` drains),
+        // the response says `Connection: close`, so the client opens its next connection to a
+        // server that serves it, and `close` does not wait for it.
+        let close = panicked || !keep_alive || response.asks_close() || server.is_closing();
         log::debug!(target: LOG, "{client} \"{} {} {version}\" {} {}",
             http_request.method, http_request.target, response.status(), response.body().len());
         let written = write_response(wfile, &response, version, head_only, close && !upgrade)

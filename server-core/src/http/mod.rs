@@ -311,7 +311,7 @@ pub fn fuzz_connection<H: HttpHandler>(
     let client = Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
     let mut rfile = bytes;
     let mut wfile = Vec::new();
-    connection::serve_connection(
+    connection::serve_bytes(
         handler,
         &mut rfile,
         &mut wfile,

@@ -15,7 +15,7 @@ use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::request::DatagramSocket;
-use crate::server::limits::{Gate, Registry};
+use crate::server::limits::Gate;
 use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
 use crate::shutdown;
 use crate::stats::Counters;
@@ -63,6 +63,13 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
 /// and 65,527 over IPv6, so 64 KiB receives every UDP datagram whole. The buffer is allocated
 /// once per server and reused, so the larger size costs nothing per request.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 65_536;
+
+/// The grace period of [`Server::serve_until_signal`] when no
+/// [`close_timeout`](ServerBuilder::close_timeout) is set: how long running requests get to
+/// finish after SIGINT or SIGTERM. Ten seconds: long enough for ordinary requests, short
+/// enough that a person pressing Ctrl-C is not left waiting on an idle client (and a second
+/// Ctrl-C stops at once anyway). gunicorn's default is 30 s, systemd's stop timeout 90 s.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// The default `listen(2)` backlog. Python's 5 (gh-80184) drops connections under any burst;
 /// Linux caps the value at `net.core.somaxconn` (4096 on recent kernels).
@@ -185,6 +192,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
 
     /// How long [`Server::close`] waits for running requests before giving up on them.
     /// Default: `None`, wait for all of them.
+    ///
+    /// It is also the grace period of [`Server::serve_until_signal`], counted from the signal;
+    /// there `None` means [`DEFAULT_GRACE_PERIOD`], as a stop by signal must end. Use
+    /// `Some(Duration::MAX)` to wait for running requests however long they take.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.close_timeout = timeout;
         self
@@ -366,7 +377,6 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             shutdown,
             counters: Counters::default(),
             gate: Arc::new(gate),
-            connections: Registry::default(),
         };
         Ok(Server {
             socket,

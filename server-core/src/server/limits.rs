@@ -1,12 +1,13 @@
 //! What the serving side tracks across requests: the cap on open connections
-//! (`max_connections`) and the registry of live stream connections that closing shuts down at
-//! its deadline.
+//! (`max_connections`) and the registry of live stream connections that a stop shuts down: the
+//! idle ones at once, the others at the close deadline.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use nix::sys::socket::{shutdown, Shutdown};
 use parking_lot::Mutex;
 
 use crate::wake;
@@ -78,13 +79,18 @@ impl Drop for Slot {
     }
 }
 
-/// The stream connections whose requests are running in this process, by raw fd.
+/// The stream connections whose requests are running in this process, by raw fd, each marked
+/// busy or idle.
 ///
 /// A slab: a vector of slots and a free list, behind one lock, so registering and removing are
 /// O(1) and take the lock for a few instructions. Only the fd number is kept (no `dup`, which
 /// would cost a descriptor per connection); that is sound because an entry is removed, under the
-/// lock, before its connection is closed, and [`shutdown_all`](Self::shutdown_all) works under the
-/// same lock, so it never reaches a number the system has given to another file since.
+/// lock, before its connection is closed, and [`shutdown`](Self::shutdown) works under the same
+/// lock, so it never reaches a number the system has given to another file since.
+///
+/// "Idle" means the handler waits for the client's next request (an HTTP keep-alive connection
+/// between requests): a stop closes such connections at once instead of waiting for the client
+/// or the close deadline. See [`StreamRequest::set_idle`](crate::StreamRequest::set_idle).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     slots: Mutex<Slots>,
@@ -92,24 +98,46 @@ pub(crate) struct Registry {
 
 #[derive(Debug, Default)]
 struct Slots {
-    fds: Vec<Option<RawFd>>,
+    entries: Vec<Option<Entry>>,
     free: Vec<usize>,
+    /// Set once a stop has closed the idle connections: later ones are refused idleness.
+    closing: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    fd: RawFd,
+    idle: bool,
+}
+
+/// Which registered connections [`Registry::shutdown`] reaches, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Idle connections, reading side: their handlers see end-of-file and end. (Bytes that
+    /// arrived before are still read: Linux returns what is queued before end-of-file.)
+    Idle,
+    /// Every connection, reading side only: handlers blocked reading return, and one that owes
+    /// a reply can still send it.
+    Reads,
+    /// Every connection, both directions: nothing more is read or written.
+    All,
 }
 
 impl Registry {
     /// Records `fd` until the returned guard is dropped; drop the guard before closing the fd.
     pub(crate) fn register(&self, fd: RawFd) -> Registered<'_> {
         let mut slots = self.slots.lock();
+        let entry = Some(Entry { fd, idle: false });
         let key = match slots.free.pop() {
             Some(key) => {
-                if let Some(slot) = slots.fds.get_mut(key) {
-                    *slot = Some(fd);
+                if let Some(slot) = slots.entries.get_mut(key) {
+                    *slot = entry;
                 }
                 key
             }
             None => {
-                slots.fds.push(Some(fd));
-                slots.fds.len() - 1
+                slots.entries.push(entry);
+                slots.entries.len() - 1
             }
         };
         Registered {
@@ -118,21 +146,36 @@ impl Registry {
         }
     }
 
-    /// Shuts down the reading side of every registered connection, so that handlers blocked
-    /// reading return (they see end-of-file); writing still works, so a handler that owes a
-    /// reply can send it. Returns how many were shut down.
-    pub(crate) fn shutdown_reads(&self) -> usize {
-        let slots = self.slots.lock();
+    /// Shuts down the connections `reach` names; returns how many. [`Reach::Idle`] also
+    /// marks the registry closing: a connection that turns idle later is refused (see
+    /// [`Registered::set_idle`]), until [`reopen`](Self::reopen).
+    pub(crate) fn shutdown(&self, reach: Reach) -> usize {
+        let mut slots = self.slots.lock();
+        if reach == Reach::Idle {
+            slots.closing = true;
+        }
+        let how = match reach {
+            Reach::Idle | Reach::Reads => Shutdown::Read,
+            Reach::All => Shutdown::Both,
+        };
         let mut count = 0;
-        for fd in slots.fds.iter().flatten() {
-            match nix::sys::socket::shutdown(*fd, nix::sys::socket::Shutdown::Read) {
+        for entry in slots.entries.iter().flatten() {
+            if reach == Reach::Idle && !entry.idle {
+                continue;
+            }
+            match shutdown(entry.fd, how) {
                 Ok(()) => count += 1,
                 Err(e) => {
-                    log::debug!(target: "socketserver::server", "shutting down connection fd {fd}: {e}");
+                    log::debug!(target: "socketserver::server", "shutting down connection fd {}: {e}", entry.fd);
                 }
             }
         }
         count
+    }
+
+    /// Lets connections turn idle again (the server serves again after a stop).
+    pub(crate) fn reopen(&self) {
+        self.slots.lock().closing = false;
     }
 }
 
@@ -143,10 +186,25 @@ pub(crate) struct Registered<'a> {
     key: usize,
 }
 
+impl Registered<'_> {
+    /// Marks the connection idle or busy. Turning idle fails (`false`) once a stop has closed
+    /// the idle connections: the caller should end the connection rather than wait.
+    pub(crate) fn set_idle(&self, idle: bool) -> bool {
+        let mut slots = self.registry.slots.lock();
+        if idle && slots.closing {
+            return false;
+        }
+        if let Some(Some(entry)) = slots.entries.get_mut(self.key) {
+            entry.idle = idle;
+        }
+        true
+    }
+}
+
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         let mut slots = self.registry.slots.lock();
-        if let Some(slot) = slots.fds.get_mut(self.key) {
+        if let Some(slot) = slots.entries.get_mut(self.key) {
             *slot = None;
             slots.free.push(self.key);
         }

@@ -1,7 +1,7 @@
 //! The server: binding, the serving loop, shutdown and closing (Python's `BaseServer`).
 
 mod builder;
-mod limits;
+pub(crate) mod limits;
 pub(crate) mod process;
 
 use std::fmt;
@@ -14,17 +14,20 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_MAX_PACKET_SIZE};
+pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE};
 pub use process::Serve;
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
+use crate::report::say;
+use crate::signals;
 use crate::shutdown::{ShutdownHandle, Waker};
 use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
 use crate::transport::{self, Received, SocketFile, Transport};
-use limits::{Gate, Registry};
+use limits::{Gate, Reach};
+use log::Level;
 
 /// What a handler sees of its server (Python: the handler's `server` attribute).
 ///
@@ -37,8 +40,6 @@ pub struct ServerContext<S = ()> {
     pub(crate) counters: Counters,
     /// Requests taken and not finished, and the `max_connections` cap.
     pub(crate) gate: Arc<Gate>,
-    /// Live stream connections, shut down at the close deadline.
-    pub(crate) connections: Registry,
 }
 
 impl<S> ServerContext<S> {
@@ -476,11 +477,18 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// [`ServerContext::is_closing`].
     #[doc(alias = "server_close")]
     pub fn close(self) -> DrainReport {
+        let deadline = self
+            .close_timeout
+            .map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
+        self.close_by(deadline)
+    }
+
+    /// [`close`](Self::close), waiting for running requests until `deadline`.
+    fn close_by(self, deadline: Option<Instant>) -> DrainReport {
         let Server {
             socket,
             mut strategy,
             socket_file,
-            close_timeout,
             shared,
             ..
         } = self;
@@ -488,10 +496,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         shared.context.shutdown.set_closing();
         drop(socket);
         drop(socket_file);
-        let deadline = close_timeout.map(|t| Instant::now() + t);
         let mut report = strategy.close(deadline);
         if report.abandoned > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            report.shut_down = shared.context.connections.shutdown_reads();
+            report.shut_down = shared.context.shutdown.connections().shutdown(Reach::Reads);
         }
         if report.abandoned > 0 {
             log::warn!(target: "socketserver::server",
@@ -504,40 +511,67 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
         report
     }
 
-    /// Serves until SIGINT or SIGTERM arrives, then closes gracefully.
+    /// Serves until SIGINT or SIGTERM arrives, then closes gracefully within a grace period.
     ///
-    /// The signals wake the loop at once; [`close`](Self::close) then waits for running
-    /// requests (at most `close_timeout`) and removes the Unix socket file. The handlers are
-    /// removed again before this returns. Other code may stop the server through a
-    /// [`ShutdownHandle`] as well.
+    /// What happens, in order:
+    ///
+    /// 1. The handlers are installed, then the [`on_ready`](Self::on_ready) callback runs and
+    ///    the server serves.
+    /// 2. **The first signal** stops taking requests at once, and says so (through `log`, or
+    ///    on stderr when no logger is installed). Idle keep-alive connections (see
+    ///    [`StreamRequest::set_idle`](crate::StreamRequest::set_idle)) are closed at once;
+    ///    running requests get the **grace period** to finish: the builder's
+    ///    [`close_timeout`](ServerBuilder::close_timeout), or [`DEFAULT_GRACE_PERIOD`]
+    ///    (10 s) when that is `None`. When it passes, the reading side of every connection
+    ///    still open is shut down, so a handler blocked reading (a silent client, or a
+    ///    [`Serial`] handler waiting on the serving thread) sees end-of-file and ends; see
+    ///    [`close`](Self::close). Then the server is closed as `close` does.
+    /// 3. **A second signal** stops at once: every connection is shut down both ways, so
+    ///    handlers blocked reading or writing end now, `close` does not wait, and the previous
+    ///    handlers are put back, so a third signal does what it would have done without this
+    ///    server (by default, end the process).
+    /// 4. Before returning, the signal dispositions in place before are restored: SIGINT and
+    ///    SIGTERM work as before for the rest of the process.
+    ///
+    /// Other code may stop the server through a [`ShutdownHandle`] as well; the grace period
+    /// then counts from that stop.
+    ///
+    /// Forked children ([`Forking`](crate::Forking)) share the terminal's process group, so
+    /// Ctrl-C reaches them too, with the default action: they end at once.
     ///
     /// # Errors
     ///
     /// [`Error::Signal`] if the handlers cannot be installed, or what
     /// [`serve_forever`](Self::serve_forever) returns.
     pub fn serve_until_signal(mut self) -> Result<DrainReport> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        let (mut watch, quit) = signals::Watch::start().map_err(|source| Error::Signal { source })?;
+        let grace = self.close_timeout.unwrap_or(DEFAULT_GRACE_PERIOD);
         let handle = self.shutdown_handle();
-        let mut ids = Vec::new();
-        let mut register = || -> io::Result<()> {
-            for signal in [SIGINT, SIGTERM] {
-                ids.push(signal_hook::flag::register(signal, handle.flag())?);
-                ids.push(signal_hook::low_level::pipe::register(
-                    signal,
-                    handle.raw_waker()?,
-                )?);
-            }
-            Ok(())
+        let stop = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            let handle = handle.clone();
+            let address = self.server_address().clone();
+            let gate = Arc::clone(&self.shared.context.gate);
+            std::thread::Builder::new()
+                .name("socketserver-signals".into())
+                .spawn(move || watch_signals(&mut watch, &handle, &address, &gate, grace, &stop))
+                .map_err(|source| Error::Spawn {
+                    what: "the signal watching thread",
+                    source,
+                })?
         };
-        let registered = register();
-        let result = registered
-            .map_err(|source| Error::Signal { source })
-            .and_then(|()| self.serve_forever());
-        for id in ids {
-            signal_hook::low_level::unregister(id);
+        let served = self.serve_forever();
+        // The deadline counts from the stop: a signal's, or now for a stop by other means.
+        let deadline = *stop
+            .lock()
+            .get_or_insert_with(|| Instant::now().checked_add(grace).unwrap_or_else(far_future));
+        let report = served.map(|()| self.close_by(Some(deadline)));
+        quit.quit();
+        if watcher.join().is_err() {
+            log::error!(target: "socketserver::server", "the signal watching thread panicked");
         }
-        result?;
-        Ok(self.close())
+        report
     }
 
     fn loop_interval(&self) -> Option<Duration> {
@@ -749,9 +783,85 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     }
 }
 
+/// What the signal watching thread of [`Server::serve_until_signal`] does: on the first signal,
+/// asks the server to stop and sets the close deadline; at the deadline, shuts down the reading
+/// side of every connection still open; on a second signal, shuts every connection down both
+/// ways, makes the deadline now, and gives the signals back to their previous handlers.
+fn watch_signals(
+    watch: &mut signals::Watch,
+    handle: &ShutdownHandle,
+    address: &Address,
+    gate: &Gate,
+    grace: Duration,
+    stop: &parking_lot::Mutex<Option<Instant>>,
+) {
+    let target = "socketserver::server";
+    let first = match watch.wait(None) {
+        Ok(signals::Heard::Signal(signal)) => signal,
+        Ok(_) => return,
+        Err(e) => {
+            log::error!(target: target, "{address}: waiting for signals: {e}");
+            return;
+        }
+    };
+    let deadline = Instant::now().checked_add(grace).unwrap_or_else(far_future);
+    *stop.lock() = Some(deadline);
+    say(
+        Level::Info,
+        target,
+        format_args!(
+            "{first} received: stopping {address}; {} running requests get up to {grace:?} \
+             to finish (send {first} again to stop at once)",
+            gate.open()
+        ),
+    );
+    handle.request();
+    let mut cut = false;
+    loop {
+        match watch.wait((!cut).then_some(deadline)) {
+            Ok(signals::Heard::Timeout) => {
+                let shut = handle.connections().shutdown(Reach::Reads);
+                say(
+                    Level::Warn,
+                    target,
+                    format_args!(
+                        "{address}: the {grace:?} grace period is over; {shut} connections \
+                         still open have their reading side shut down"
+                    ),
+                );
+                cut = true;
+            }
+            Ok(signals::Heard::Signal(signal)) => {
+                *stop.lock() = Some(Instant::now());
+                let shut = handle.connections().shutdown(Reach::All);
+                say(
+                    Level::Warn,
+                    target,
+                    format_args!(
+                        "{signal} received again: stopping {address} now; {shut} connections \
+                         shut down"
+                    ),
+                );
+                watch.release();
+                return;
+            }
+            Ok(signals::Heard::Quit) => return,
+            Err(e) => {
+                log::error!(target: target, "{address}: waiting for signals: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// A deadline that never comes, for durations too long to add to now.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
 /// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
 /// milliseconds so that a wait never ends just before its deadline and spins.
-fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
+pub(crate) fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
     match deadline {
         None => PollTimeout::NONE,
         Some(d) => {

@@ -196,7 +196,7 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     let client = &client_address;
     // Lets `close` shut the connection down at its deadline; removed (below) before the
     // connection is closed.
-    let registered = server.connections.register(connection.as_fd().as_raw_fd());
+    let registered = server.shutdown.connections().register(connection.as_fd().as_raw_fd());
     log::debug!(target: "socketserver::request", "connection from {client}");
     apply_options(&connection, &shared.options, client);
     let mut report = |error: RequestError| H::handle_error(server, &error);
@@ -205,8 +205,8 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
         &connection,
         client,
         server,
-        options.rbufsize,
-        options.wbufsize,
+        Some(&registered),
+        (options.rbufsize, options.wbufsize),
     );
     let outcome = lifecycle::<H, _>(
         server,

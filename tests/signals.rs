@@ -1,0 +1,321 @@
+//! `serve_until_signal` and the default `handle_error`, in real processes: each test runs its
+//! server in a child process (this same test binary, re-run with `SIGNALS_CHILD` naming the
+//! test), sends it real signals, and reads what it prints. A child that mishandles a signal dies
+//! alone instead of taking the test runner with it.
+//!
+//! The children install no logger, as the README's first program does: what they report must
+//! reach stderr anyway.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
+
+/// How long any one step may take before the test fails.
+const STEP: Duration = Duration::from_secs(20);
+
+/// Echoes lines until the client closes.
+#[derive(Handler)]
+struct Lines;
+
+impl StreamRequestHandler for Lines {
+    fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+        let mut line = String::new();
+        while request.rfile.read_line(&mut line)? > 0 {
+            request.wfile.write_all(line.as_bytes())?;
+            line.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Fails every request, as a handler with a bug does.
+#[derive(Handler)]
+struct Fails;
+
+impl StreamRequestHandler for Fails {
+    fn handle(&mut self, _request: &mut StreamRequest<'_>) -> HandleResult {
+        Err(std::io::Error::other("the handler's own failure").into())
+    }
+}
+
+/// Whether this process is the child of test `name`.
+fn is_child(name: &str) -> bool {
+    std::env::var("SIGNALS_CHILD").as_deref() == Ok(name)
+}
+
+/// In the child: serves `server` until a signal, announcing `ready <address>` from `on_ready`,
+/// then prints `returned <completed> <abandoned>` and what follows.
+fn child_serve<H, S>(mut server: TcpServer<H, S>)
+where
+    H: socketserver::Serve<socketserver::transport::Tcp>,
+    S: socketserver::Strategy,
+{
+    server.on_ready(|address| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready {address}");
+        let _ = out.flush();
+    });
+    let report = server.serve_until_signal().expect("serve_until_signal");
+    println!("returned {} {}", report.completed, report.abandoned);
+}
+
+/// A child process running test `name` in child mode, with its stdout lines on a channel and
+/// its stderr collected.
+struct ChildServer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl ChildServer {
+    fn start(name: &str) -> (ChildServer, std::net::SocketAddr) {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("SIGNALS_CHILD", name)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the child");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut server = ChildServer {
+            child,
+            lines,
+            stderr: Some(stderr),
+        };
+        let ready = server.expect_line("ready ");
+        let address = ready.parse().expect("a socket address");
+        (server, address)
+    }
+
+    /// Waits for a stdout line holding `prefix` (the test harness may print before it on the
+    /// same line); returns what follows it.
+    fn expect_line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(at) = line.find(prefix) {
+                        return line[at + prefix.len()..].to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no {prefix:?} line from the child within {STEP:?}");
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, signal).expect("signal the child");
+    }
+
+    /// Waits for the child to exit (killing it after `STEP`); its status and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + STEP;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the child did not exit within {STEP:?}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|s| s.join().expect("stderr reader"))
+            .unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client whose line was echoed: the server's handler is now blocked reading from it.
+fn idle_client(address: std::net::SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(address).expect("connect");
+    client.set_read_timeout(Some(STEP)).expect("timeout");
+    client.write_all(b"hello\n").expect("send");
+    let mut echoed = [0u8; 6];
+    client.read_exact(&mut echoed).expect("echo");
+    assert_eq!(&echoed, b"hello\n");
+    client
+}
+
+#[test]
+fn ctrl_c_stops_a_serial_server_blocked_reading_an_idle_client_within_the_grace_period() {
+    const NAME: &str =
+        "ctrl_c_stops_a_serial_server_blocked_reading_an_idle_client_within_the_grace_period";
+    if is_child(NAME) {
+        child_serve(
+            TcpServer::<Lines>::builder()
+                .close_timeout(Some(Duration::from_millis(500)))
+                .bind("127.0.0.1:0")
+                .expect("bind"),
+        );
+        return;
+    }
+    let (mut server, address) = ChildServer::start(NAME);
+    let mut client = idle_client(address);
+    let started = Instant::now();
+    server.signal(Signal::SIGINT);
+    let returned = server.expect_line("returned ");
+    let took = started.elapsed();
+    println!("stopped {took:?} after SIGINT with a silent client (grace 500 ms): {returned}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // The handler saw end-of-file, ended, and the connection was closed in order.
+    let mut rest = Vec::new();
+    assert_eq!(client.read_to_end(&mut rest).expect("end of file"), 0);
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGINT received: stopping 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("grace period is over"), "{stderr}");
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once() {
+    const NAME: &str = "a_second_ctrl_c_stops_at_once";
+    if is_child(NAME) {
+        child_serve(
+            TcpServer::<Lines, socketserver::Threading>::builder()
+                .close_timeout(Some(Duration::from_secs(600)))
+                .bind("127.0.0.1:0")
+                .expect("bind"),
+        );
+        return;
+    }
+    let (mut server, address) = ChildServer::start(NAME);
+    let mut client = idle_client(address);
+    server.signal(Signal::SIGINT);
+    // The first one was heard once the client is still served but no one else is accepted:
+    // wait until a new connection is refused.
+    let refused = (0..2000).any(|_| {
+        let gone = TcpStream::connect(address).is_err();
+        if !gone {
+            thread::sleep(Duration::from_millis(5));
+        }
+        gone
+    });
+    assert!(refused, "the server kept accepting after SIGINT");
+    let started = Instant::now();
+    server.signal(Signal::SIGINT);
+    let returned = server.expect_line("returned ");
+    let took = started.elapsed();
+    println!("stopped {took:?} after the second SIGINT (grace 600 s): {returned}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let mut rest = Vec::new();
+    assert_eq!(client.read_to_end(&mut rest).unwrap_or(0), 0);
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGINT received again: stopping"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn signals_work_as_before_once_serve_until_signal_returned() {
+    const NAME: &str = "signals_work_as_before_once_serve_until_signal_returned";
+    if is_child(NAME) {
+        child_serve(TcpServer::<Lines>::bind("127.0.0.1:0").expect("bind"));
+        // Default dispositions again: the next SIGINT ends this process. Wait for it.
+        println!("waiting");
+        thread::sleep(STEP * 2);
+        println!("still alive");
+        return;
+    }
+    let (mut server, _address) = ChildServer::start(NAME);
+    server.signal(Signal::SIGTERM);
+    server.expect_line("returned ");
+    server.expect_line("waiting");
+    server.signal(Signal::SIGINT);
+    let (status, stderr) = server.finish();
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGINT as i32),
+        "SIGINT after serve_until_signal returned did not end the process: {status:?}\n{stderr}"
+    );
+}
+
+#[test]
+fn a_signal_right_after_on_ready_stops_gracefully() {
+    const NAME: &str = "a_signal_right_after_on_ready_stops_gracefully";
+    if is_child(NAME) {
+        child_serve(TcpServer::<Lines>::bind("127.0.0.1:0").expect("bind"));
+        return;
+    }
+    for _ in 0..10 {
+        let (mut server, _address) = ChildServer::start(NAME);
+        server.signal(Signal::SIGTERM);
+        server.expect_line("returned ");
+        let (status, stderr) = server.finish();
+        assert!(status.success(), "{status:?}\n{stderr}");
+    }
+}
+
+#[test]
+fn a_failing_handler_is_reported_on_stderr_without_a_logger() {
+    const NAME: &str = "a_failing_handler_is_reported_on_stderr_without_a_logger";
+    if is_child(NAME) {
+        child_serve(TcpServer::<Fails>::bind("127.0.0.1:0").expect("bind"));
+        return;
+    }
+    let (server, address) = ChildServer::start(NAME);
+    let mut client = TcpStream::connect(address).expect("connect");
+    let client_address = client.local_addr().expect("client address");
+    client.set_read_timeout(Some(STEP)).expect("timeout");
+    let mut rest = Vec::new();
+    // The handler failed and the connection closed: the request is over.
+    client.read_to_end(&mut rest).expect("end of file");
+    server.signal(Signal::SIGTERM);
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    let reported = stderr
+        .lines()
+        .find(|l| l.contains("the handler's own failure"))
+        .unwrap_or_else(|| panic!("no report of the failure on stderr:\n{stderr}"));
+    assert!(reported.starts_with("socketserver: error: "), "{reported}");
+    assert!(
+        reported.contains(&client_address.to_string()),
+        "the report does not name the client {client_address}: {reported}"
+    );
+    assert!(stderr.contains("no logger is installed"), "{stderr}");
+}
