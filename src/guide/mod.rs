@@ -7,11 +7,11 @@
 //!
 //! | chapter | what it covers | its example |
 //! |---|---|---|
-//! | [1. Sockets](ch01_sockets) | `socket`, `bind`, `listen`, `accept`, `recv`, `send`/`sendall`, `recvfrom`/`sendto`, timeouts, `setsockopt`, `fileno`, `connect_ex`; AF_UNIX against AF_INET | `guide-sockets`: an echo server on `std::net` alone |
-//! | [2. Bytes](ch02_bytes) | `b'..'`, `encode`/`decode`, numbers to bytes, framing by length and by line | `guide-framing`: length-prefixed messages |
-//! | [3. socketserver](ch03_socketserver) | the three parts (handler, transport, strategy) and the Python classes mapped | `guide-upper`: Python's `MyTCPHandler`, ported |
-//! | [4. Recipes](ch04_recipes) | a server on a background thread, a broadcast chat, stopping with idle clients, logging | `guide-chat`: a chat room that a slow client cannot stall |
-//! | [5. HTTP, RPC and WebSocket](ch05_protocols) | REST for `requests`, XML-RPC and JSON-RPC, a WebSocket from JavaScript | `guide-notes`: a small REST API |
+//! | [1. Sockets](crate::guide::ch01_sockets) | `socket`, `bind`, `listen`, `accept`, `recv`, `send`/`sendall`, `recvfrom`/`sendto`, timeouts, `setsockopt`, `fileno`, `connect_ex`; AF_UNIX against AF_INET | `guide-sockets`: an echo server on `std::net` alone |
+//! | [2. Bytes](crate::guide::ch02_bytes) | `b'..'`, `encode`/`decode`, numbers to bytes, framing by length and by line | `guide-framing`: length-prefixed messages |
+//! | [3. socketserver](crate::guide::ch03_socketserver) | the three parts (handler, transport, strategy) and the Python classes mapped | `guide-upper`: Python's `MyTCPHandler`, ported |
+//! | [4. Recipes](crate::guide::ch04_recipes) | a server on a background thread, a broadcast chat, stopping with idle clients, logging | `guide-chat`: a chat room that a slow client cannot stall |
+//! | [5. HTTP, RPC and WebSocket](crate::guide::ch05_protocols) | REST for `requests`, XML-RPC and JSON-RPC, a WebSocket from JavaScript | `guide-notes`: a small REST API |
 //!
 //! Run any example with `cargo run --example guide-<name> -- --help`; each one's opening
 //! comment gives the command, a Python client to try, and the limits it runs with (timeouts
