@@ -175,6 +175,7 @@
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let server = TcpListener::bind("127.0.0.1:0")?;
+//! assert!(SockRef::from(&server).reuse_address()?); // std's bind set SO_REUSEADDR
 //! let client = TcpStream::connect(server.local_addr()?)?;
 //! let (conn, _) = server.accept()?;
 //!

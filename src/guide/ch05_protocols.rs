@@ -127,7 +127,7 @@
 //! import requests
 //! r = requests.post("http://127.0.0.1:8001/", timeout=5,
 //!                   json={"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1})
-//! print(r.json())                          # {'jsonrpc': '2.0', 'result': 19, 'id': 1}
+//! print(r.json()["result"])                # 19
 //! ```
 //!
 //! ```text
