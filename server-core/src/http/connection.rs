@@ -161,12 +161,18 @@ impl Input<'_> {
                 Err(e) => return Err(ReadError::Io(e)),
             }
         }
-        let body = self
-            .buf
-            .get(self.pos..self.pos + length)
-            .unwrap_or_default()
-            .to_vec();
-        self.pos += length;
+        let end = self.pos + length;
+        if end == self.buf.len() && self.pos <= READ_CHUNK {
+            // Nothing read past the body (the common case): hand the buffer over instead of
+            // copying it, so a large body is held once, and the connection does not keep a
+            // body-sized buffer once the request is done.
+            let mut body = std::mem::take(&mut self.buf);
+            body.drain(..self.pos);
+            self.pos = 0;
+            return Ok(body);
+        }
+        let body = self.buf.get(self.pos..end).unwrap_or_default().to_vec();
+        self.pos = end;
         Ok(body)
     }
 
@@ -342,6 +348,20 @@ fn serve_connection<H: HttpHandler>(
             Err(reject) => return refuse(&reject, &mut input, wfile, client),
         };
         let keep_alive = parse::client_keeps_alive(&head);
+        // The body's bytes count against the server-wide budget until the response is out.
+        let _lease = match server
+            .bodies
+            .take(framing.length, limits.max_bodies_total)
+        {
+            Some(lease) => lease,
+            None => {
+                log::warn!(target: LOG,
+                    "{client}: refused a {} byte body: request bodies already hold {} of {} bytes",
+                    framing.length, server.bodies.held(), limits.max_bodies_total);
+                let busy = Reject::new(503, "too many request bodies at once; retry later");
+                return refuse(&busy, &mut input, wfile, client);
+            }
+        };
         let body = match read_body(&mut input, wfile, framing, deadline) {
             Ok(body) => body,
             Err(stop) => return stopped(stop, &mut input, wfile, client),
@@ -465,7 +485,7 @@ fn refuse(
     client: &Address,
 ) -> HandleResult {
     log::debug!(target: LOG, "{client}: {} {}", reject.status, reject.reason);
-    let response = Response::text(
+    let mut response = Response::text(
         reject.status,
         format!(
             "{} {}: {}\n",
@@ -474,6 +494,9 @@ fn refuse(
             reject.reason
         ),
     );
+    if reject.status == 503 {
+        response = response.with_header("Retry-After", "1");
+    }
     let sent =
         write_response(wfile, &response, Version::Http11, false, true).and_then(|()| wfile.flush());
     if let Err(e) = sent {

@@ -67,7 +67,15 @@
 //!   refusal instead of it.
 //! - **Limits** ([`Limits`], from [`HttpHandler::limits`]): a body over `max_body` (1 MiB) gets
 //!   `413`; a head over `max_head` (64 KiB) gets `431` (`414` while still in the request line);
-//!   more than `max_headers` (100) header fields get `431`.
+//!   more than `max_headers` (100) header fields get `431`. Bodies held at once, over all
+//!   connections, are bounded by `max_bodies_total` (64 MiB): past it a request gets `503` with
+//!   `Retry-After: 1` before its body is read. A finished body's buffer is not kept by its
+//!   connection.
+//! - **Stopping**: while the server stops, each response says `Connection: close`, and a
+//!   connection waiting for its next request (idle keep-alive) is closed at once, so a stop
+//!   does not wait for idle clients and cuts no response. A new connection is given the grace
+//!   period for its first request. A request that reaches an idle connection just as it is
+//!   closed is not served; HTTP clients retry those (RFC 9112, section 9.3.1).
 //! - **Timeouts**: the whole request (head and body) must arrive within the connection's read
 //!   timeout, the server's [`request_timeout`](crate::ServerBuilder::request_timeout), or,
 //!   when that is not set, [`Limits::timeout`] (30 s). The timeout is a deadline, not a limit per
@@ -147,6 +155,13 @@ pub struct Limits {
     /// the write timeout in that case. `None` waits forever, as Python does, which lets idle
     /// clients hold threads. Default: 30 s.
     pub timeout: Option<Duration>,
+    /// The most bytes that request bodies may hold at once, over all the server's connections
+    /// in this process. A request whose `Content-Length` would go past it gets
+    /// `503 Service Unavailable` with `Retry-After: 1` before any of its body is read, and its
+    /// connection closes. Each body counts from when its head is read until its response is
+    /// written. Default: 64 MiB: 64 bodies of the largest default size at once. (With
+    /// [`Forking`](crate::Forking), each child counts its own.)
+    pub max_bodies_total: usize,
 }
 
 impl Default for Limits {
@@ -156,6 +171,7 @@ impl Default for Limits {
             max_head: 64 * 1024,
             max_headers: 100,
             timeout: Some(Duration::from_secs(30)),
+            max_bodies_total: 64 * 1024 * 1024,
         }
     }
 }

@@ -64,6 +64,48 @@ impl Gate {
     }
 }
 
+/// Bytes held by buffered request bodies across a server's connections (in this process), so
+/// that many clients each sending a large body cannot together take the server's memory.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    held: AtomicUsize,
+}
+
+impl Budget {
+    /// Takes `bytes` of the budget until the lease drops, if `max` allows it.
+    pub(crate) fn take(&self, bytes: usize, max: usize) -> Option<Lease<'_>> {
+        let mut held = self.held.load(Ordering::SeqCst);
+        loop {
+            let after = held.checked_add(bytes).filter(|&after| after <= max)?;
+            match self
+                .held
+                .compare_exchange(held, after, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(Lease { budget: self, bytes }),
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+/// Part of a [`Budget`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct Lease<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
 /// One request counted by a [`Gate`]; dropping it ends the count and wakes a waiting loop.
 #[derive(Debug)]
 pub(crate) struct Slot {

@@ -40,6 +40,8 @@ pub struct ServerContext<S = ()> {
     pub(crate) counters: Counters,
     /// Requests taken and not finished, and the `max_connections` cap.
     pub(crate) gate: Arc<Gate>,
+    /// Bytes held by buffered HTTP request bodies.
+    pub(crate) bodies: limits::Budget,
 }
 
 impl<S> ServerContext<S> {
