@@ -15,6 +15,7 @@
 //! curl -i -X PUT -d '{"name": "pear"}' http://127.0.0.1:8000/items/1      # 200
 //! curl -i -X DELETE http://127.0.0.1:8000/items/1                         # 204
 //! curl -i -X PATCH http://127.0.0.1:8000/items                            # 405, Allow: GET, HEAD, POST
+//! curl -i 'http://127.0.0.1:8000/items?after=10'                          # the items after id 10
 //! ```
 //!
 //! What it shows:
@@ -27,32 +28,78 @@
 //!   handler only routes: a `match` on the method and the path segments.
 //! - Shared state (`Store`) lives in the server and is reached through `server.state()`;
 //!   a `parking_lot::Mutex` guards the map because requests run on many threads at once.
+//! - Items are kept as their JSON text, not as `serde_json::Value`s: a `Value` object costs
+//!   about 700 bytes however short its text, so 1 MiB of `{"a":{}}`s would take 90 MB.
+//!
+//! # Limits
+//!
+//! What clients can make the server hold, and how to change it.
+//!
+//! | bound | default | flag |
+//! |---|---|---|
+//! | request body (larger: `413`, unread) | 1 MiB | (the HTTP layer's `max_body`) |
+//! | JSON values in one body (more: `413`) | 10,000 | `--max-values N` |
+//! | items stored (more: `507 Insufficient Storage`) | 10,000 | `--max-items N` |
+//! | bytes stored, as JSON text (more: `507`) | 64 MiB | `--max-store-bytes BYTES` |
+//! | bytes in one page of `GET /items` (the rest: `Link: <...>; rel="next"`) | 2 MiB | `--max-page-bytes BYTES` |
+//! | a connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
+//! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
+//! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
+//!
+//! `GET /items` lists items in id order, from the first id after `?after=ID` (default 0), until
+//! the page is full; a page always holds at least one item (one item is at most 1 MiB), and
+//! when items remain, a `Link` header (RFC 8288) names the next page, as GitHub's API does.
+//! A request costs at most its body, about 700 bytes per JSON value while it is checked, and
+//! its answer (one page, or one item).
 //!
 //! Stop it with Ctrl-C: it stops accepting at once and gives open connections 2 s to finish.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use parking_lot::Mutex;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 use socketserver::http::{Http, HttpHandler, Request, Response};
 use socketserver::{Handler, ServerContext, TcpServer, Threading};
 
-/// One stored item: a JSON object with its integer `id`.
-type Item = Map<String, Value>;
-
-/// The collection every request shares.
-#[derive(Default)]
+/// The collection every request shares, and its limits.
 struct Store {
     items: Mutex<Items>,
+    limits: Limits,
 }
 
+/// The limits of the table above.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_values: usize,
+    max_items: usize,
+    max_store_bytes: usize,
+    max_page_bytes: usize,
+}
+
+/// The items, each as its JSON text (with its `id`), and the bytes they hold.
 #[derive(Default)]
 struct Items {
-    by_id: BTreeMap<u64, Item>,
+    /// `Arc`, so that an answer is copied out after the lock is released.
+    by_id: BTreeMap<u64, Arc<str>>,
+    bytes: usize,
     last_id: u64,
+}
+
+impl Items {
+    /// Whether `replaced` bytes can give way to `added` within the limits, counting one more
+    /// item when nothing is replaced.
+    fn room_for(&self, added: usize, replaced: Option<usize>, limits: &Limits) -> bool {
+        let items = self.by_id.len() + usize::from(replaced.is_none());
+        let bytes = self.bytes - replaced.unwrap_or(0) + added;
+        items <= limits.max_items && bytes <= limits.max_store_bytes
+    }
 }
 
 /// The handler. One is made per connection; it has no fields of its own.
@@ -66,21 +113,22 @@ impl HttpHandler for Api {
         let segments: Vec<&str> = request.path().split('/').skip(1).collect();
         match (request.method(), segments.as_slice()) {
             // The collection.
-            ("GET" | "HEAD", ["items"]) => {
-                let items = store.items.lock();
-                let all: Vec<&Item> = items.by_id.values().collect();
-                json_response(200, &json!(all))
-            }
-            ("POST", ["items"]) => match json_object(request) {
+            ("GET" | "HEAD", ["items"]) => list(request, store),
+            ("POST", ["items"]) => match json_object(request, &store.limits) {
                 Err(bad) => bad,
                 Ok(mut item) => {
                     let mut items = store.items.lock();
-                    items.last_id += 1;
-                    let id = items.last_id;
+                    let id = items.last_id + 1;
                     item.insert("id".into(), json!(id));
-                    items.by_id.insert(id, item.clone());
-                    json_response(201, &Value::Object(item))
-                        .with_header("Location", format!("/items/{id}"))
+                    let text: Arc<str> = Value::Object(item).to_string().into();
+                    if !items.room_for(text.len(), None, &store.limits) {
+                        return full(&store.limits);
+                    }
+                    items.last_id = id;
+                    items.bytes += text.len();
+                    items.by_id.insert(id, text.clone());
+                    drop(items);
+                    json_text(201, &text).with_header("Location", format!("/items/{id}"))
                 }
             },
             (_, ["items"]) => method_not_allowed("GET, HEAD, POST"),
@@ -91,28 +139,41 @@ impl HttpHandler for Api {
                     return not_found();
                 };
                 match method {
-                    "GET" | "HEAD" => match store.items.lock().by_id.get(&id) {
-                        Some(item) => json_response(200, &Value::Object(item.clone())),
-                        None => not_found(),
-                    },
-                    "PUT" => match json_object(request) {
+                    "GET" | "HEAD" => {
+                        let item = store.items.lock().by_id.get(&id).cloned();
+                        match item {
+                            Some(text) => json_text(200, &text),
+                            None => not_found(),
+                        }
+                    }
+                    "PUT" => match json_object(request, &store.limits) {
                         Err(bad) => bad,
                         Ok(mut item) => {
+                            item.insert("id".into(), json!(id));
+                            let text: Arc<str> = Value::Object(item).to_string().into();
                             let mut items = store.items.lock();
-                            match items.by_id.get_mut(&id) {
-                                None => not_found(),
-                                Some(stored) => {
-                                    item.insert("id".into(), json!(id));
-                                    *stored = item.clone();
-                                    json_response(200, &Value::Object(item))
-                                }
+                            let Some(old) = items.by_id.get(&id).map(|old| old.len()) else {
+                                return not_found();
+                            };
+                            if !items.room_for(text.len(), Some(old), &store.limits) {
+                                return full(&store.limits);
                             }
+                            items.bytes = items.bytes - old + text.len();
+                            items.by_id.insert(id, text.clone());
+                            drop(items);
+                            json_text(200, &text)
                         }
                     },
-                    "DELETE" => match store.items.lock().by_id.remove(&id) {
-                        Some(_) => Response::new(204),
-                        None => not_found(),
-                    },
+                    "DELETE" => {
+                        let mut items = store.items.lock();
+                        match items.by_id.remove(&id) {
+                            Some(text) => {
+                                items.bytes -= text.len();
+                                Response::new(204)
+                            }
+                            None => not_found(),
+                        }
+                    }
                     _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
                 }
             }
@@ -121,13 +182,163 @@ impl HttpHandler for Api {
     }
 }
 
-/// The request's body as a JSON object, or the 400 response that says why it is not one.
-fn json_object(request: &Request) -> Result<Item, Response> {
-    match serde_json::from_slice::<Value>(request.body()) {
+/// `GET /items[?after=ID]`: one page of items, in id order, and a `Link` to the next.
+fn list(request: &Request, store: &Store) -> Response {
+    let mut after = 0;
+    for pair in request.query().unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix("after=") {
+            match value.parse::<u64>() {
+                Ok(id) => after = id,
+                Err(_) => return error(400, "after= takes an item id"),
+            }
+        }
+    }
+    // Under the lock, only `Arc`s are cloned; the page is copied out after.
+    let mut page = Vec::new();
+    let mut size = 2; // "[]"
+    let mut more = false;
+    {
+        let items = store.items.lock();
+        for (&id, text) in items.by_id.range(after.saturating_add(1)..) {
+            let grown = size + text.len() + usize::from(!page.is_empty());
+            if !page.is_empty() && grown > store.limits.max_page_bytes {
+                more = true;
+                break;
+            }
+            size = grown;
+            page.push((id, Arc::clone(text)));
+        }
+    }
+    let last = page.last().map(|(id, _)| *id);
+    let mut body = Vec::with_capacity(size);
+    body.push(b'[');
+    for (i, (_, text)) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(text.as_bytes());
+    }
+    body.push(b']');
+    let response = Response::new(200)
+        .with_content_type("application/json")
+        .with_body(body);
+    match (more, last) {
+        (true, Some(last)) => {
+            response.with_header("Link", format!("</items?after={last}>; rel=\"next\""))
+        }
+        _ => response,
+    }
+}
+
+/// The request's body as a JSON object, or the 400 or 413 response that says why it is not
+/// one.
+///
+/// The body is first walked without being decoded, counting its values: only one within
+/// `--max-values` is turned into a `serde_json::Value`, which costs far more than its text.
+fn json_object(request: &Request, limits: &Limits) -> Result<Map<String, Value>, Response> {
+    let body = request.body();
+    let counted = Cell::new(0);
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let census = Count {
+        values: &counted,
+        max: limits.max_values,
+    }
+    .deserialize(&mut reader)
+    .and_then(|()| reader.end());
+    match census {
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(error(
+                413,
+                &format!("a body holds at most {} JSON values", limits.max_values),
+            ))
+        }
+        Err(e) => return Err(error(400, &format!("invalid JSON: {e}"))),
+        Ok(()) => {}
+    }
+    match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(item)) => Ok(item),
         Ok(_) => Err(error(400, "the body must be a JSON object")),
         Err(e) => Err(error(400, &format!("invalid JSON: {e}"))),
     }
+}
+
+/// Walks one JSON value without decoding it, counting values (each number, string, `null`,
+/// boolean, array and object is one) and failing, as a data error, past `max`.
+#[derive(Clone, Copy)]
+struct Count<'c> {
+    values: &'c Cell<usize>,
+    max: usize,
+}
+
+impl Count<'_> {
+    fn tick<E: de::Error>(self) -> Result<(), E> {
+        self.values.set(self.values.get() + 1);
+        if self.values.get() > self.max {
+            return Err(E::custom("too many values"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Count<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Count<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.tick()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.tick::<A::Error>()?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.tick::<A::Error>()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored item's text as the response body.
+fn json_text(status: u16, text: &str) -> Response {
+    Response::new(status)
+        .with_content_type("application/json")
+        .with_body(text.as_bytes().to_vec())
 }
 
 fn json_response(status: u16, value: &Value) -> Response {
@@ -145,18 +356,75 @@ fn not_found() -> Response {
     error(404, "not found")
 }
 
+/// RFC 4918's `507 Insufficient Storage`: the request is fine, the store has no room for it.
+fn full(limits: &Limits) -> Response {
+    error(
+        507,
+        &format!(
+            "the store is full: it holds at most {} items and {} bytes",
+            limits.max_items, limits.max_store_bytes
+        ),
+    )
+}
+
 /// RFC 9110: a 405 must say which methods the resource supports.
 fn method_not_allowed(allow: &str) -> Response {
     error(405, "method not allowed").with_header("Allow", allow)
 }
 
+/// A JSON REST API over an in-memory collection.
+#[derive(Parser, Debug)]
+#[command(name = "rest")]
+struct Args {
+    /// HOST:PORT to listen on (port 0 picks a free port), for example 127.0.0.1:8000.
+    address: String,
+    /// The most JSON values in one request body.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
+    max_values: usize,
+    /// The most items stored.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
+    max_items: usize,
+    /// The most bytes stored (the items' JSON text).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, value_parser = at_least_one)]
+    max_store_bytes: usize,
+    /// The most bytes in one page of GET /items (a page holds at least one item).
+    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024, value_parser = at_least_one)]
+    max_page_bytes: usize,
+    /// Close a connection that sends nothing for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    read_timeout: Duration,
+    /// Drop a client that does not take its answer for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    write_timeout: Duration,
+    /// The most connections served at once; more wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
+    max_connections: usize,
+}
+
+/// Parses a count flag: a whole number, at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?}: {e}")),
+    }
+}
+
+/// Parses a timeout flag: seconds, fractions allowed, more than zero.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than zero seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
 fn main() -> ExitCode {
     env_logger::init();
-    let Some(address) = std::env::args().nth(1) else {
-        eprintln!("usage: rest ADDRESS (for example 127.0.0.1:8000)");
-        return ExitCode::FAILURE;
-    };
-    match run(&address) {
+    let args = Args::parse();
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rest: {e}");
@@ -165,16 +433,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store {
+        items: Mutex::new(Items::default()),
+        limits: Limits {
+            max_values: args.max_values,
+            max_items: args.max_items,
+            max_store_bytes: args.max_store_bytes,
+            max_page_bytes: args.max_page_bytes,
+        },
+    };
     // Python: ThreadingHTTPServer((host, port), Api).
-    let server = TcpServer::<Http<Api>, Threading>::builder()
+    let mut server = TcpServer::<Http<Api>, Threading>::with_state(store)
         .nodelay(true)
+        .read_timeout(Some(args.read_timeout))
+        .write_timeout(Some(args.write_timeout))
+        .max_connections(Some(args.max_connections))
         .close_timeout(Some(Duration::from_secs(2)))
-        .bind(address)?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "serving on {}", server.server_address())?;
-    stdout.flush()?;
-    drop(stdout);
+        .bind(args.address.as_str())?;
+    // Announced once the server really serves (its signal handlers installed), so a SIGTERM
+    // sent on seeing this line is a graceful stop.
+    server.on_ready(|address| {
+        let mut stdout = io::stdout().lock();
+        // Nobody reading stdout is no reason to stop serving.
+        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
+    });
     server.serve_until_signal()?;
     Ok(())
 }

@@ -1,9 +1,21 @@
 //! JSON-RPC 2.0 decoding and dispatch for the `jsonrpc` example, in a module of its own so
 //! that the fuzz target `fuzz/fuzz_targets/jsonrpc.rs` runs this very code (both include it
-//! with `#[path]`). See `examples/jsonrpc.rs` for what the protocol rules are.
+//! with `#[path]`). See `examples/jsonrpc.rs` for what the protocol rules are, and for the
+//! limits.
+//!
+//! What one request may cost is bounded before any of it runs. A first pass over the body
+//! (serde's [`IgnoredAny`] walk, which allocates nothing) counts its JSON values and the
+//! calls of a batch; only a body within [`Limits::max_values`] and [`Limits::max_batch`] is
+//! decoded into `serde_json::Value`s, whose size then stays within a few hundred bytes per
+//! value. Answers are serialized one by one straight into the response body, which may not
+//! grow past [`Limits::max_answer`]: an answer that would is replaced by an error.
 
+use std::cell::Cell;
+use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Value};
 
 /// State shared by every request: how many notifications have run.
@@ -12,10 +24,36 @@ pub struct Counters {
     notifications: AtomicU64,
 }
 
+/// What one request may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most calls in a batch; a longer batch is answered with one "Invalid Request"
+    /// error, and none of its calls run.
+    pub max_batch: usize,
+    /// The most JSON values (each number, string, `null`, boolean, array and object counts
+    /// one) in a request body; more are refused as one "Invalid Request" error. This is what
+    /// bounds the decoded form: a `serde_json::Value` object costs about 700 bytes, however
+    /// short its text.
+    pub max_values: usize,
+    /// The most bytes of answer (the response body); an answer that would pass it is
+    /// replaced by an "Internal error" that says so, with the call's id.
+    pub max_answer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_batch: 100,
+            max_values: 10_000,
+            max_answer: 2 * 1024 * 1024,
+        }
+    }
+}
+
 /// A JSON-RPC error object, by the specification's code.
 struct RpcError {
     code: i64,
-    data: Option<Value>,
+    data: Option<String>,
 }
 
 impl RpcError {
@@ -29,10 +67,10 @@ impl RpcError {
         RpcError { code, data: None }
     }
 
-    fn with_data(code: i64, data: &str) -> RpcError {
+    fn with_data(code: i64, data: impl Into<String>) -> RpcError {
         RpcError {
             code,
-            data: Some(json!(data)),
+            data: Some(data.into()),
         }
     }
 
@@ -46,35 +84,270 @@ impl RpcError {
         };
         let mut error = json!({ "code": self.code, "message": message });
         if let (Some(data), Some(object)) = (&self.data, error.as_object_mut()) {
-            object.insert("data".into(), data.clone());
+            object.insert("data".into(), json!(data));
         }
         json!({ "jsonrpc": "2.0", "error": error, "id": id })
     }
-}
 
-/// Answers a POST body: `None` when nothing is to be sent back (notifications only).
-pub fn rpc(body: &[u8], counters: &Counters) -> Option<Value> {
-    let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return Some(RpcError::new(RpcError::PARSE).to_json(Value::Null));
-    };
-    match message {
-        Value::Array(batch) if batch.is_empty() => {
-            Some(RpcError::new(RpcError::INVALID_REQUEST).to_json(Value::Null))
-        }
-        Value::Array(batch) => {
-            let answers: Vec<Value> = batch
-                .into_iter()
-                .filter_map(|call| one(call, counters))
-                .collect();
-            (!answers.is_empty()).then_some(Value::Array(answers))
-        }
-        call => one(call, counters),
+    /// The whole answer to a request refused as a whole: one error object, id `null`.
+    fn answer(&self) -> Vec<u8> {
+        // A Value with string keys always serializes.
+        serde_json::to_vec(&self.to_json(Value::Null)).unwrap_or_default()
     }
 }
 
-/// Answers one call: `None` for a notification.
-fn one(call: Value, counters: &Counters) -> Option<Value> {
-    let invalid = || Some(RpcError::new(RpcError::INVALID_REQUEST).to_json(Value::Null));
+/// Answers a POST body: the response body, or `None` when nothing is to be sent back
+/// (notifications only).
+pub fn rpc(body: &[u8], counters: &Counters, limits: &Limits) -> Option<Vec<u8>> {
+    // First the cost, with nothing decoded yet.
+    let batch = match census(body, limits.max_values) {
+        Ok(batch) => batch,
+        Err(Census::Syntax) => return Some(RpcError::new(RpcError::PARSE).answer()),
+        Err(Census::TooManyValues) => {
+            return Some(
+                RpcError::with_data(
+                    RpcError::INVALID_REQUEST,
+                    format!("a request holds at most {} JSON values", limits.max_values),
+                )
+                .answer(),
+            )
+        }
+    };
+    match batch {
+        Some(0) => return Some(RpcError::new(RpcError::INVALID_REQUEST).answer()),
+        Some(calls) if calls > limits.max_batch => {
+            return Some(
+                RpcError::with_data(
+                    RpcError::INVALID_REQUEST,
+                    format!("a batch holds at most {} calls", limits.max_batch),
+                )
+                .answer(),
+            )
+        }
+        _ => {}
+    }
+    // The census read the whole body, so this cannot fail; if it did, it is a parse error.
+    let Ok(message) = serde_json::from_slice::<Value>(body) else {
+        return Some(RpcError::new(RpcError::PARSE).answer());
+    };
+    let mut out = Answer::new(limits.max_answer);
+    match message {
+        Value::Array(batch) => {
+            let mut answered = false;
+            for call in batch {
+                if let Some((id, answer)) = one(call, counters) {
+                    out.write(if answered { "," } else { "[" }.as_bytes());
+                    out.push(id, &answer);
+                    answered = true;
+                }
+            }
+            if !answered {
+                return None;
+            }
+            out.write(b"]");
+        }
+        call => {
+            let (id, answer) = one(call, counters)?;
+            out.push(id, &answer);
+        }
+    }
+    Some(out.body)
+}
+
+/// Why [`census`] refused a body.
+#[derive(Debug)]
+enum Census {
+    /// Not JSON.
+    Syntax,
+    /// More than the allowed number of values.
+    TooManyValues,
+}
+
+/// Walks the whole body without decoding it: whether it is JSON with at most `max_values`
+/// values, and if it is an array (a batch), how many elements it has.
+fn census(body: &[u8], max_values: usize) -> Result<Option<usize>, Census> {
+    let counter = Counter {
+        values: Cell::new(0),
+        max: max_values,
+    };
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let outcome = Count {
+        counter: &counter,
+        top: true,
+    }
+    .deserialize(&mut reader)
+    .and_then(|batch| reader.end().map(|()| batch));
+    outcome.map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            Census::TooManyValues
+        } else {
+            Census::Syntax
+        }
+    })
+}
+
+/// The running count of [`census`].
+struct Counter {
+    values: Cell<usize>,
+    max: usize,
+}
+
+/// One value of the walk; `top` for the body itself, whose array length is the batch size.
+#[derive(Clone, Copy)]
+struct Count<'c> {
+    counter: &'c Counter,
+    top: bool,
+}
+
+impl Count<'_> {
+    /// Counts one value, failing (as a data error, not a syntax one) past the maximum.
+    fn tick<E: de::Error>(self) -> Result<Option<usize>, E> {
+        let values = self.counter.values.get() + 1;
+        self.counter.values.set(values);
+        if values > self.counter.max {
+            return Err(E::custom("too many values"));
+        }
+        Ok(None)
+    }
+}
+
+impl<'de, 'c> DeserializeSeed<'de> for Count<'c> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'c> Visitor<'de> for Count<'c> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<usize>, E> {
+        self.tick()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<usize>, A::Error> {
+        self.tick::<A::Error>()?;
+        let element = Count {
+            counter: self.counter,
+            top: false,
+        };
+        let mut length = 0;
+        while seq.next_element_seed(element)?.is_some() {
+            length += 1;
+        }
+        Ok(self.top.then_some(length))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<usize>, A::Error> {
+        self.tick::<A::Error>()?;
+        let member = Count {
+            counter: self.counter,
+            top: false,
+        };
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(member)?;
+        }
+        Ok(None)
+    }
+}
+
+/// The response body, written answer by answer, never longer than its limit (but for the
+/// short errors that replace answers that did not fit).
+struct Answer {
+    body: Vec<u8>,
+    limit: usize,
+}
+
+impl Answer {
+    fn new(limit: usize) -> Answer {
+        Answer {
+            body: Vec::new(),
+            limit,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
+
+    /// Appends one answer, serialized in place; if it does not fit, an internal error with
+    /// the same id instead.
+    fn push(&mut self, id: Value, answer: &Value) {
+        let mark = self.body.len();
+        let room = self.limit.saturating_sub(mark);
+        let fits = serde_json::to_writer(Capped::new(&mut self.body, room), answer).is_ok();
+        if !fits {
+            self.body.truncate(mark);
+            let error = RpcError::with_data(
+                RpcError::INTERNAL,
+                format!("the answer would pass {} bytes", self.limit),
+            );
+            // A Value with string keys always serializes.
+            let _ = serde_json::to_writer(&mut self.body, &error.to_json(id));
+        }
+    }
+}
+
+/// A writer that refuses to grow `out` by more than `room` bytes.
+struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    room: usize,
+}
+
+impl<'a> Capped<'a> {
+    fn new(out: &'a mut Vec<u8>, room: usize) -> Capped<'a> {
+        Capped { out, room }
+    }
+}
+
+impl io::Write for Capped<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.len() > self.room {
+            return Err(io::Error::other("over the answer limit"));
+        }
+        self.room -= bytes.len();
+        self.out.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Answers one call: its id and the answer, or `None` for a notification.
+fn one(call: Value, counters: &Counters) -> Option<(Value, Value)> {
+    let invalid = || {
+        Some((
+            Value::Null,
+            RpcError::new(RpcError::INVALID_REQUEST).to_json(Value::Null),
+        ))
+    };
     let Value::Object(mut call) = call else {
         return invalid();
     };
@@ -93,8 +366,11 @@ fn one(call: Value, counters: &Counters) -> Option<Value> {
     let result = dispatch(&method, params.unwrap_or(Value::Null), counters);
     let id = id?;
     Some(match result {
-        Ok(result) => json!({ "jsonrpc": "2.0", "result": result, "id": id }),
-        Err(error) => error.to_json(id),
+        Ok(result) => (
+            id.clone(),
+            json!({ "jsonrpc": "2.0", "result": result, "id": id }),
+        ),
+        Err(error) => (id.clone(), error.to_json(id)),
     })
 }
 
@@ -144,7 +420,7 @@ fn two<'a>(
     pair.ok_or_else(|| {
         RpcError::with_data(
             RpcError::INVALID_PARAMS,
-            &format!("expected [{first}, {second}] or {{\"{first}\": .., \"{second}\": ..}}"),
+            format!("expected [{first}, {second}] or {{\"{first}\": .., \"{second}\": ..}}"),
         )
     })
 }

@@ -1,21 +1,53 @@
 //! XML-RPC decoding, dispatch and encoding for the `xmlrpc` example, in a module of its own so
 //! that the fuzz target `fuzz/fuzz_targets/xmlrpc.rs` runs this very code (both include it
-//! with `#[path]`). See `examples/xmlrpc.rs` for the methods and the rules.
-
-use std::fmt::Write as _;
+//! with `#[path]`). See `examples/xmlrpc.rs` for the methods, the rules and the limits.
+//!
+//! What one request may cost is bounded: the document may hold at most
+//! [`Limits::max_elements`] elements (counted as quick-xml reads them, so the element tree
+//! never grows past it), a `system.multicall` at most [`Limits::max_calls`] calls (checked
+//! before any runs), and the answer is written value by value into a buffer that may not grow
+//! past [`Limits::max_answer`]; a multicall's results are written one at a time, each dropped
+//! once written.
 
 use base64::Engine as _;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+/// What one request may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most calls in one `system.multicall`; more get a fault and none runs.
+    pub max_calls: usize,
+    /// The most XML elements in a request document; more get a fault. This is what bounds
+    /// the decoded form: an element costs the parser about 200 bytes, however short its text.
+    pub max_elements: usize,
+    /// The most bytes of answer (the response body). A value that would pass it is answered
+    /// with a fault instead; in a multicall, only the calls whose results do not fit get one.
+    pub max_answer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_calls: 100,
+            max_elements: 10_000,
+            max_answer: 2 * 1024 * 1024,
+        }
+    }
+}
+
 /// The `<methodResponse>` document that answers a `POST` body: the method's result, or a
 /// fault.
-pub fn answer(body: &[u8]) -> String {
-    let answer = match parse_call(body) {
-        Ok((method, params)) => call(&method, params, true),
-        Err(fault) => Err(fault),
-    };
-    method_response(&answer)
+pub fn answer(body: &[u8], limits: &Limits) -> String {
+    let mut out = Out::new(limits.max_answer);
+    match parse_call(body, limits.max_elements) {
+        Ok((method, params)) if method == "system.multicall" => {
+            multicall(params, limits, &mut out);
+        }
+        Ok((method, params)) => out.response(call(&method, params)),
+        Err(fault) => out.response(Err(fault)),
+    }
+    out.xml
 }
 
 /// An XML-RPC value.
@@ -42,6 +74,8 @@ const INVALID_XMLRPC: i64 = -32600;
 const NO_SUCH_METHOD: i64 = -32601;
 const BAD_PARAMS: i64 = -32602;
 const INTERNAL: i64 = -32603;
+/// "System error": the request is over one of the [`Limits`].
+const LIMIT: i64 = -32400;
 
 /// The methods, with their help and signature (Python: `register_function` and
 /// `register_introspection_functions`).
@@ -62,8 +96,9 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Runs one method. `multicall` is false inside a `system.multicall`, which may not nest.
-fn call(method: &str, params: Vec<XmlValue>, multicall: bool) -> Result<XmlValue, Fault> {
+/// Runs one method other than a top-level `system.multicall` (which [`multicall`] runs, to
+/// write its results one by one): here it is a nested one, which is refused.
+fn call(method: &str, params: Vec<XmlValue>) -> Result<XmlValue, Fault> {
     let arity = |n: usize| {
         if params.len() == n {
             Ok(())
@@ -122,15 +157,6 @@ fn call(method: &str, params: Vec<XmlValue>, multicall: bool) -> Result<XmlValue
                 XmlValue::Array(vec![XmlValue::Array(types)])
             })
         }
-        "system.multicall" if multicall => {
-            arity(1)?;
-            let Some(XmlValue::Array(calls)) = params.into_iter().next() else {
-                return Err(Fault(BAD_PARAMS, "system.multicall takes an array".into()));
-            };
-            Ok(XmlValue::Array(
-                calls.into_iter().map(multicall_one).collect(),
-            ))
-        }
         "system.multicall" => Err(Fault(
             INVALID_XMLRPC,
             "system.multicall may not nest".into(),
@@ -142,21 +168,59 @@ fn call(method: &str, params: Vec<XmlValue>, multicall: bool) -> Result<XmlValue
     }
 }
 
+/// `system.multicall(calls)`: checks the calls' count before running any, then runs them in
+/// order, writing each result (`[value]`, or a fault struct) as soon as it is known.
+fn multicall(params: Vec<XmlValue>, limits: &Limits, out: &mut Out) {
+    let calls = match <[XmlValue; 1]>::try_from(params) {
+        Ok([XmlValue::Array(calls)]) => calls,
+        Ok(_) => {
+            return out.response(Err(Fault(
+                BAD_PARAMS,
+                "system.multicall takes an array".into(),
+            )))
+        }
+        Err(params) => {
+            return out.response(Err(Fault(
+                BAD_PARAMS,
+                format!("system.multicall takes 1 parameters, got {}", params.len()),
+            )))
+        }
+    };
+    if calls.len() > limits.max_calls {
+        return out.response(Err(Fault(
+            LIMIT,
+            format!(
+                "a system.multicall holds at most {} calls, not {}",
+                limits.max_calls,
+                calls.len()
+            ),
+        )));
+    }
+    out.raw("<?xml version=\"1.0\"?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n");
+    for entry in calls {
+        out.value_or_fault(&multicall_one(entry));
+    }
+    out.raw("</data></array></value>\n</param>\n</params>\n</methodResponse>\n");
+}
+
 /// One call of a multicall: `[result]`, or the fault as a struct.
 fn multicall_one(entry: XmlValue) -> XmlValue {
     let result = match entry {
         XmlValue::Struct(members) => {
-            let get = |key: &str| {
-                members
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            };
-            match (get("methodName"), get("params")) {
-                (Some(XmlValue::String(name)), Some(XmlValue::Array(params))) => {
-                    call(&name, params, false)
+            let mut name = None;
+            let mut params = None;
+            for (key, value) in members {
+                match key.as_str() {
+                    "methodName" if name.is_none() => name = Some(value),
+                    "params" if params.is_none() => params = Some(value),
+                    _ => {}
                 }
-                (Some(XmlValue::String(name)), None) => call(&name, Vec::new(), false),
+            }
+            match (name, params) {
+                (Some(XmlValue::String(name)), Some(XmlValue::Array(params))) => {
+                    call(&name, params)
+                }
+                (Some(XmlValue::String(name)), None) => call(&name, Vec::new()),
                 _ => Err(Fault(
                     INVALID_XMLRPC,
                     "each call is {methodName, params}".into(),
@@ -211,15 +275,25 @@ fn malformed(why: impl std::fmt::Display) -> Fault {
     )
 }
 
-/// Reads a whole document with quick-xml into its root element. Built with an explicit stack,
-/// so no input can overflow ours.
-fn parse_document(body: &[u8]) -> Result<Element, Fault> {
+/// Reads a whole document with quick-xml into its root element, refusing more than
+/// `max_elements` elements. Built with an explicit stack, so no input can overflow ours.
+fn parse_document(body: &[u8], max_elements: usize) -> Result<Element, Fault> {
     let text = std::str::from_utf8(body).map_err(malformed)?;
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root = None;
+    let mut elements = 0usize;
     loop {
         let event = reader.read_event().map_err(malformed)?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) {
+            elements += 1;
+            if elements > max_elements {
+                return Err(Fault(
+                    LIMIT,
+                    format!("a request holds at most {max_elements} XML elements"),
+                ));
+            }
+        }
         let node = match event {
             Event::Start(start) => {
                 if stack.len() >= MAX_DEPTH {
@@ -317,8 +391,8 @@ fn invalid(why: String) -> Fault {
 }
 
 /// `<methodCall>`: the method's name and its parameters.
-fn parse_call(body: &[u8]) -> Result<(String, Vec<XmlValue>), Fault> {
-    let root = parse_document(body)?;
+fn parse_call(body: &[u8], max_elements: usize) -> Result<(String, Vec<XmlValue>), Fault> {
+    let root = parse_document(body, max_elements)?;
     if root.name != "methodCall" {
         return Err(invalid(format!(
             "the root is <{}>, not <methodCall>",
@@ -393,58 +467,133 @@ fn parse_value(value: &Element) -> Result<XmlValue, Fault> {
 
 // ----- Writing: escaped text in a fixed layout, as Python's Marshaller writes it. -----
 
-fn method_response(answer: &Result<XmlValue, Fault>) -> String {
-    let mut xml = String::from("<?xml version=\"1.0\"?>\n<methodResponse>\n");
-    match answer {
-        Ok(value) => {
-            xml.push_str("<params>\n<param>\n");
-            write_value(&mut xml, value);
-            xml.push_str("</param>\n</params>\n");
-        }
-        Err(Fault(code, message)) => {
-            xml.push_str("<fault>\n");
-            write_value(&mut xml, &fault_struct(*code, message.clone()));
-            xml.push_str("</fault>\n");
-        }
-    }
-    xml.push_str("</methodResponse>\n");
-    xml
+/// The answer being written, never longer than its limit (but for the short faults that
+/// replace what did not fit).
+struct Out {
+    xml: String,
+    limit: usize,
 }
 
-fn write_value(xml: &mut String, value: &XmlValue) {
-    let escape = |s: &str| quick_xml::escape::escape(s).into_owned();
-    xml.push_str("<value>");
-    // Writing into a String cannot fail.
-    let _ = match value {
-        // Python refuses <int> beyond 32 bits but reads <i8>.
-        XmlValue::Int(i) if i32::try_from(*i).is_ok() => write!(xml, "<int>{i}</int>"),
-        XmlValue::Int(i) => write!(xml, "<i8>{i}</i8>"),
-        XmlValue::Bool(b) => write!(xml, "<boolean>{}</boolean>", u8::from(*b)),
-        XmlValue::Double(d) => write!(xml, "<double>{d:?}</double>"),
-        XmlValue::String(s) => write!(xml, "<string>{}</string>", escape(s)),
-        XmlValue::Base64(bytes) => write!(
-            xml,
-            "<base64>{}</base64>",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        ),
-        XmlValue::DateTime(s) => write!(xml, "<dateTime.iso8601>{}</dateTime.iso8601>", escape(s)),
-        XmlValue::Nil => write!(xml, "<nil/>"),
-        XmlValue::Array(items) => {
-            xml.push_str("<array><data>\n");
-            for item in items {
-                write_value(xml, item);
-            }
-            write!(xml, "</data></array>")
+/// The answer would pass its limit.
+struct Over;
+
+impl Out {
+    fn new(limit: usize) -> Out {
+        Out {
+            xml: String::new(),
+            limit,
         }
-        XmlValue::Struct(members) => {
-            xml.push_str("<struct>\n");
-            for (name, member) in members {
-                let _ = write!(xml, "<member>\n<name>{}</name>\n", escape(name));
-                write_value(xml, member);
-                xml.push_str("</member>\n");
-            }
-            write!(xml, "</struct>")
+    }
+
+    /// Appends `text`, if it fits.
+    fn push(&mut self, text: &str) -> Result<(), Over> {
+        if self.xml.len() + text.len() > self.limit {
+            return Err(Over);
         }
-    };
-    xml.push_str("</value>\n");
+        self.xml.push_str(text);
+        Ok(())
+    }
+
+    /// Appends the fixed parts of the document, which are short: never refused.
+    fn raw(&mut self, text: &str) {
+        self.xml.push_str(text);
+    }
+
+    /// The fault that replaces an answer over the limit.
+    fn over(&self) -> Fault {
+        Fault(LIMIT, format!("the answer would pass {} bytes", self.limit))
+    }
+
+    /// A whole `<methodResponse>`: the value, or a fault (also when the value does not fit).
+    fn response(&mut self, answer: Result<XmlValue, Fault>) {
+        let start = self.xml.len();
+        if let Ok(value) = &answer {
+            self.raw("<?xml version=\"1.0\"?>\n<methodResponse>\n<params>\n<param>\n");
+            if self.value(value).is_ok() {
+                self.raw("</param>\n</params>\n</methodResponse>\n");
+                return;
+            }
+            self.xml.truncate(start);
+        }
+        let Fault(code, message) = match answer {
+            Ok(_) => self.over(),
+            Err(fault) => fault,
+        };
+        self.raw("<?xml version=\"1.0\"?>\n<methodResponse>\n<fault>\n");
+        self.fault_value(code, message);
+        self.raw("</fault>\n</methodResponse>\n");
+    }
+
+    /// One value of a multicall's result array; a fault struct in its place if it does not fit.
+    fn value_or_fault(&mut self, value: &XmlValue) {
+        let mark = self.xml.len();
+        if self.value(value).is_err() {
+            self.xml.truncate(mark);
+            let Fault(code, message) = self.over();
+            self.fault_value(code, message);
+        }
+    }
+
+    /// A fault struct, written whatever the limit: it is short, but for a method name that
+    /// came from the request.
+    fn fault_value(&mut self, code: i64, message: String) {
+        let limit = std::mem::replace(&mut self.limit, usize::MAX);
+        // Without a limit, writing cannot fail.
+        let _ = self.value(&fault_struct(code, message));
+        self.limit = limit;
+    }
+
+    fn value(&mut self, value: &XmlValue) -> Result<(), Over> {
+        // Python's Marshaller escapes `&`, `<` and `>` only, as does `partial_escape`.
+        let escape = quick_xml::escape::partial_escape;
+        self.push("<value>")?;
+        match value {
+            // Python refuses <int> beyond 32 bits but reads <i8>.
+            XmlValue::Int(i) if i32::try_from(*i).is_ok() => {
+                self.push(&format!("<int>{i}</int>"))?
+            }
+            XmlValue::Int(i) => self.push(&format!("<i8>{i}</i8>"))?,
+            XmlValue::Bool(b) => self.push(&format!("<boolean>{}</boolean>", u8::from(*b)))?,
+            XmlValue::Double(d) => self.push(&format!("<double>{d:?}</double>"))?,
+            XmlValue::String(s) => {
+                self.push("<string>")?;
+                self.push(&escape(s.as_str()))?;
+                self.push("</string>")?;
+            }
+            XmlValue::Base64(bytes) => {
+                // Encoded length, checked before encoding: 4 bytes per 3, padded.
+                if self.xml.len() + bytes.len().div_ceil(3) * 4 > self.limit {
+                    return Err(Over);
+                }
+                self.push("<base64>")?;
+                base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut self.xml);
+                self.push("</base64>")?;
+            }
+            XmlValue::DateTime(s) => {
+                self.push("<dateTime.iso8601>")?;
+                self.push(&escape(s.as_str()))?;
+                self.push("</dateTime.iso8601>")?;
+            }
+            XmlValue::Nil => self.push("<nil/>")?,
+            XmlValue::Array(items) => {
+                self.push("<array><data>\n")?;
+                for item in items {
+                    self.value(item)?;
+                }
+                self.push("</data></array>")?;
+            }
+            XmlValue::Struct(members) => {
+                self.push("<struct>\n")?;
+                for (name, member) in members {
+                    self.push("<member>\n<name>")?;
+                    self.push(&escape(name.as_str()))?;
+                    self.push("</name>\n")?;
+                    self.value(member)?;
+                    self.push("</member>\n")?;
+                }
+                self.push("</struct>")?;
+            }
+        }
+        self.push("</value>\n")
+    }
 }
