@@ -19,7 +19,26 @@
 //! EOF
 //! ```
 //!
-//! What it shows:
+//! # Limits
+//!
+//! Every byte a client can make the server hold is bounded, and so is every wait:
+//!
+//! | Bound | Default | Flag |
+//! | --- | --- | --- |
+//! | Clients connected at once (more wait in the listen backlog) | 128 | `--max-connections` |
+//! | Time for an HTTP request to arrive, and an idle HTTP keep-alive connection | 30 s | `--read-timeout` |
+//! | Time for the client to take what is queued for it (else it is dropped) | 10 s | `--write-timeout` |
+//! | One message (and so one frame) from a client; a larger one is refused with close code 1009 | 1 MiB | `--max-message` |
+//! | Silence after the upgrade: pinged at half of it, closed (1001) at all of it | 60 s | `--idle-timeout` |
+//! | Time for a frame or a fragmented message, once begun, to be finished (else 1008) | 60 s | `--idle-timeout` |
+//! | Messages waiting for one client (else it is dropped) | 256 | `--queue-messages` |
+//! | Bytes waiting for one client, including what is being written (else it is dropped) | 2 MiB | `--queue-bytes` |
+//!
+//! So one client holds at most about `--queue-bytes` + `--max-message` (3 MiB), and the whole
+//! server at most `--max-connections` times that (384 MiB), less in practice: a broadcast is
+//! encoded once and every client's queue holds the same bytes.
+//!
+//! # What it shows
 //!
 //! - One port, two protocols. The HTTP layer serves the page and answers the upgrade request
 //!   with `101 Switching Protocols`; from then on the connection is a raw byte stream
@@ -28,36 +47,44 @@
 //! - Text messages are broadcast to every client, the sender included; binary messages are
 //!   echoed to the sender only; pings get pongs and a close is answered with a close
 //!   (tungstenite does both).
-//! - Writing from other threads: a broadcast runs on the *sender's* thread and writes to every
-//!   client's socket. Each client's socket is cloned once into a `Peer` whose mutex makes every
-//!   write a whole number of frames, whoever writes. A server's frames are never masked, so a
-//!   broadcast is encoded once and the same bytes go to everyone.
+//! - A slow client costs only itself, as in production chat hubs: a broadcast never writes to
+//!   a socket. It puts the frame (encoded once, shared by everyone) in each client's own
+//!   bounded queue and moves on; each client has a writer thread that empties its queue onto
+//!   its socket. A client whose queue is full, or that does not take what is queued within
+//!   the write timeout, is dropped from the room and disconnected (logged at info).
 //! - A client joins the room when its handshake is accepted, before the `101` goes out, so a
-//!   message sent the moment its handshake completes still reaches it: frames for it wait
-//!   until its connection is handed over, then follow the `101`.
+//!   message sent the moment its handshake completes still reaches it: its queue fills until
+//!   its writer starts, under the same bounds.
+//! - Idle clients: after half the idle timeout of silence the server sends a ping (browsers
+//!   and Python's `websockets` answer it by themselves); a client that sends nothing at all,
+//!   not even that pong, is closed at the idle timeout.
 //! - A client that vanishes (its socket fails a read or a write) is dropped from the room, and
 //!   the others never notice.
+//!
+//! `RUST_LOG=info` shows clients joining and leaving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use clap::Parser;
+use parking_lot::{Condvar, Mutex};
 use socketserver::http::{Http, HttpHandler, Request, Response, Upgraded};
 use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer, Threading};
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-// The opening handshake; the fuzz target includes the same file.
+// The opening handshake and the frame watcher; the fuzz target includes the same file.
 #[path = "protocol/websocket.rs"]
 mod protocol;
-use protocol::handshake;
+use protocol::{handshake, FrameWatch};
 
 /// The page: connects to `/ws`, shows what arrives, sends what is typed.
 const PAGE: &str = r#"<!doctype html>
@@ -88,79 +115,241 @@ const PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
-/// One client in the room, written to from any thread: a clone of its socket once the
-/// connection is handed over, frames waiting for it until then.
-struct Peer {
-    out: Mutex<Out>,
+/// After the server closes a WebSocket, how long it reads (and discards) what the client
+/// still sends, so the client reads the close frame instead of a connection reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A chat room over WebSocket, safe against clients that do not read.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "websocket")]
+struct Args {
+    /// HOST:PORT to listen on (port 0 picks a free port).
+    address: String,
+    /// The most clients connected at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 128)]
+    max_connections: usize,
+    /// Seconds an HTTP request may take to arrive (and an idle keep-alive connection may wait).
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    read_timeout: Duration,
+    /// Seconds a client may take to receive what is queued for it before it is dropped.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    write_timeout: Duration,
+    /// Seconds of silence after which a client is closed (it is pinged at half of it); also
+    /// the longest a frame or fragmented message may stay unfinished.
+    #[arg(long, default_value = "60", value_parser = seconds)]
+    idle_timeout: Duration,
+    /// The largest message (and frame) a client may send, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_message: usize,
+    /// The most messages waiting for one client before it is dropped.
+    #[arg(long, default_value_t = 256)]
+    queue_messages: usize,
+    /// The most bytes waiting for one client before it is dropped (at least --max-message
+    /// plus 14, so that one largest message fits).
+    #[arg(long, default_value_t = 2 << 20)]
+    queue_bytes: usize,
 }
 
-enum Out {
-    Waiting(Vec<u8>),
-    Open(Connection),
+/// Parses a number of seconds (`2`, `0.5`) into a positive duration.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err("must be a positive number of seconds".into()),
+    }
+}
+
+/// Why a frame was not queued for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Its queue was full: it has just been dropped.
+    Full,
+    /// It had already been dropped or has left.
+    Gone,
+}
+
+/// What waits to be written to one client.
+struct Outbox {
+    frames: VecDeque<Arc<[u8]>>,
+    /// Bytes queued plus those its writer is writing now.
+    bytes: usize,
+    /// `Open` until the connection ends (`Finishing`) or the client is dropped (`Dropped`).
+    state: State,
+    /// A clone of its socket, once handed over: shutting it down wakes both of its threads.
+    socket: Option<Connection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Finishing,
+    Dropped,
+}
+
+/// One client in the room: its bounded outgoing queue, which any thread may add to and only
+/// its writer thread empties.
+struct Peer {
+    id: u64,
+    out: Mutex<Outbox>,
+    /// Wakes the writer when a frame is queued or the state changes.
+    changed: Condvar,
+    max_messages: usize,
+    max_bytes: usize,
 }
 
 impl Peer {
-    /// A client whose `101` has not gone out yet.
-    fn waiting() -> Peer {
-        Peer {
-            out: Mutex::new(Out::Waiting(Vec::new())),
-        }
-    }
-
-    /// Writes whole frames; the lock keeps two writers' frames from interleaving.
-    fn send(&self, frames: &[u8]) -> io::Result<()> {
-        match &mut *self.out.lock() {
-            Out::Waiting(queued) => {
-                queued.extend_from_slice(frames);
-                Ok(())
-            }
-            Out::Open(socket) => socket.write_all(frames),
-        }
-    }
-
-    /// Hands over the connection, after its `101`: what waited goes out first.
-    fn open(&self, mut socket: Connection) -> io::Result<()> {
+    /// Queues whole frames for the client, or drops it if its queue is full. Never blocks on
+    /// the network: only this client's lock is taken, and only to touch the queue.
+    fn push(&self, frames: Arc<[u8]>) -> Result<(), Refused> {
         let mut out = self.out.lock();
-        if let Out::Waiting(queued) = &*out {
-            socket.write_all(queued)?;
+        if out.state != State::Open {
+            return Err(Refused::Gone);
         }
-        *out = Out::Open(socket);
+        if out.frames.len() >= self.max_messages || out.bytes + frames.len() > self.max_bytes {
+            log::info!(
+                "client {} is not reading ({} messages, {} bytes waiting): dropped",
+                self.id,
+                out.frames.len(),
+                out.bytes
+            );
+            drop_client(&mut out);
+            self.changed.notify_all();
+            return Err(Refused::Full);
+        }
+        out.bytes += frames.len();
+        out.frames.push_back(frames);
+        self.changed.notify_all();
         Ok(())
     }
 
-    /// Wakes the client's thread if it is blocked reading.
-    fn shut_down(&self) {
-        if let Out::Open(socket) = &*self.out.lock() {
-            let _ = socket.shutdown(Shutdown::Both);
+    /// Hands over a clone of the socket once the `101` went out; `false` if the client was
+    /// dropped while it waited.
+    fn open(&self, socket: Connection) -> bool {
+        let mut out = self.out.lock();
+        out.socket = Some(socket);
+        out.state == State::Open
+    }
+
+    /// The connection is ending: the writer sends what is queued (a close frame, say), then
+    /// shuts down the writing side.
+    fn finish(&self) {
+        let mut out = self.out.lock();
+        if out.state == State::Open {
+            out.state = State::Finishing;
         }
+        self.changed.notify_all();
+    }
+
+    /// Drops the client at once: its queue is emptied and its socket shut down.
+    fn disconnect(&self) {
+        drop_client(&mut self.out.lock());
+        self.changed.notify_all();
+    }
+
+    /// The writer thread's work: empties the queue onto `socket` until the connection ends.
+    /// Each batch must be taken by the client within `write_timeout`, in all (a client that
+    /// reads a byte now and then cannot stretch it), or the client is dropped.
+    fn write_out(&self, mut socket: Connection, write_timeout: Duration) {
+        loop {
+            let batch: Vec<Arc<[u8]>> = {
+                let mut out = self.out.lock();
+                while out.frames.is_empty() && out.state == State::Open {
+                    self.changed.wait(&mut out);
+                }
+                if out.state == State::Dropped || out.frames.is_empty() {
+                    break;
+                }
+                out.frames.drain(..).collect()
+            };
+            let deadline = Instant::now() + write_timeout;
+            let size: usize = batch.iter().map(|frames| frames.len()).sum();
+            if let Err(e) = batch
+                .iter()
+                .try_for_each(|frames| write_by(&mut socket, frames, deadline))
+            {
+                log::info!(
+                    "client {} is not taking its messages ({e}): dropped",
+                    self.id
+                );
+                self.disconnect();
+                return;
+            }
+            let mut out = self.out.lock();
+            out.bytes = out.bytes.saturating_sub(size);
+        }
+        // Done: what was queued is out. Shutting down the writing side sends FIN, so a client
+        // that waits for the server to close first (as RFC 6455 asks) closes too.
+        let _ = socket.shutdown(Shutdown::Write);
     }
 }
 
-/// Everyone connected, by a number given at join.
-#[derive(Default)]
+fn drop_client(out: &mut Outbox) {
+    out.state = State::Dropped;
+    out.frames.clear();
+    out.bytes = 0;
+    if let Some(socket) = &out.socket {
+        // Ends a write in progress and wakes the client's thread from its read.
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Writes all of `bytes` before `deadline`: the socket's write timeout is set to what is left
+/// before every write, so partial progress does not restart the clock.
+fn write_by(socket: &mut Connection, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        socket.set_write_timeout(Some(left))?;
+        match socket.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Everyone connected, by a number given at join, and the limits from the command line.
 struct Room {
     peers: Mutex<BTreeMap<u64, Arc<Peer>>>,
     next_id: AtomicU64,
+    args: Args,
 }
 
 impl Room {
-    fn join(&self, peer: Arc<Peer>) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+    fn join(&self) -> Arc<Peer> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let peer = Arc::new(Peer {
+            id,
+            out: Mutex::new(Outbox {
+                frames: VecDeque::new(),
+                bytes: 0,
+                state: State::Open,
+                socket: None,
+            }),
+            changed: Condvar::new(),
+            max_messages: self.args.queue_messages,
+            max_bytes: self.args.queue_bytes,
+        });
         let mut peers = self.peers.lock();
-        peers.insert(id, peer);
+        peers.insert(id, Arc::clone(&peer));
         log::info!("client {id} joined; {} in the room", peers.len());
-        id
+        peer
     }
 
     fn leave(&self, id: u64) {
         let removed = self.peers.lock().remove(&id);
         if let Some(peer) = removed {
-            peer.shut_down();
+            peer.disconnect();
             log::info!("client {id} left");
         }
     }
 
-    /// Sends a text message to everyone; a client whose socket fails is dropped.
+    /// Sends a text message to everyone: one encoding, queued for each client. A client
+    /// whose queue is full is dropped; no one is waited for.
     fn broadcast(&self, text: &str) {
         let mut frame = Vec::new();
         let encoded = Frame::message(text.as_bytes().to_vec(), OpCode::Data(Data::Text), true)
@@ -168,44 +357,65 @@ impl Room {
         if encoded.is_err() {
             return;
         }
-        // Write outside the room's lock, so one slow client delays no join or leave.
-        let peers: Vec<(u64, Arc<Peer>)> = self
-            .peers
-            .lock()
-            .iter()
-            .map(|(id, peer)| (*id, Arc::clone(peer)))
-            .collect();
-        for (id, peer) in peers {
-            if let Err(e) = peer.send(&frame) {
-                log::info!("client {id} vanished: {e}");
-                self.leave(id);
+        let frame: Arc<[u8]> = frame.into();
+        let peers: Vec<Arc<Peer>> = self.peers.lock().values().cloned().collect();
+        for peer in peers {
+            if peer.push(Arc::clone(&frame)).is_err() {
+                self.leave(peer.id);
             }
         }
     }
 }
 
-/// What tungstenite reads from and writes to: reads come from the upgraded connection,
-/// writes go through the peer's lock (each write is whole frames: tungstenite hands over its
-/// buffer of complete frames at once).
+/// What tungstenite reads from and writes to: reads come from the upgraded connection
+/// (watched by a [`FrameWatch`]), writes go to the client's own queue. Each write is whole
+/// frames: tungstenite hands over its buffer of complete frames at once.
 struct Duplex<'r> {
     reader: Upgraded<'r>,
+    watch: FrameWatch,
+    /// The longest a frame or a fragmented message may stay unfinished.
+    unfinished_limit: Duration,
     peer: Arc<Peer>,
 }
 
 impl Read for Duplex<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        if self
+            .watch
+            .unfinished_for(Instant::now())
+            .is_some_and(|d| d > self.unfinished_limit)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "a frame or message left unfinished",
+            ));
+        }
+        let n = self.reader.read(buf)?;
+        self.watch
+            .feed(buf.get(..n).unwrap_or_default(), Instant::now());
+        Ok(n)
     }
 }
 
 impl Write for Duplex<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.peer.send(buf).map(|()| buf.len())
+        match self.peer.push(buf.into()) {
+            Ok(()) => Ok(buf.len()),
+            Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Why the server ends a WebSocket session.
+enum End {
+    /// The client closed, vanished or was dropped: nothing more to say.
+    Quietly,
+    /// The server closes with this code and reason.
+    Close(CloseCode, &'static str),
 }
 
 /// One connection: a page request, or a client in the room from its handshake on.
@@ -214,16 +424,16 @@ impl Write for Duplex<'_> {
 struct Chat {
     #[handler(state)]
     room: Arc<Room>,
-    /// Its number and place in the room, once its handshake was accepted.
-    member: Option<(u64, Arc<Peer>)>,
+    /// Its place in the room, once its handshake was accepted.
+    member: Option<Arc<Peer>>,
 }
 
 /// Leaves the room when the connection ends, however it ends (even if the `101` could not be
 /// sent).
 impl Drop for Chat {
     fn drop(&mut self) {
-        if let Some((id, _)) = self.member.take() {
-            self.room.leave(id);
+        if let Some(peer) = self.member.take() {
+            self.room.leave(peer.id);
         }
     }
 }
@@ -234,9 +444,8 @@ impl HttpHandler for Chat {
             ("GET" | "HEAD", "/") => Response::html(200, PAGE),
             ("GET", "/ws") => {
                 let response = handshake(request);
-                if response.status() == 101 {
-                    let peer = Arc::new(Peer::waiting());
-                    self.member = Some((self.room.join(Arc::clone(&peer)), peer));
+                if response.status() == 101 && self.member.is_none() {
+                    self.member = Some(self.room.join());
                 }
                 response
             }
@@ -251,50 +460,140 @@ impl HttpHandler for Chat {
         stream: Upgraded<'_>,
         _: &ServerContext<Room>,
     ) -> HandleResult {
-        let Some((id, peer)) = self.member.clone() else {
+        let Some(peer) = self.member.clone() else {
             return Ok(());
         };
-        let socket = stream.connection().try_clone()?;
-        // A client that stops reading holds up a broadcast at most this long, then is dropped.
-        socket.set_write_timeout(Some(Duration::from_secs(5)))?;
-        peer.open(socket)?;
-        let room = &self.room;
-        let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
-        let mut ws = WebSocket::from_raw_socket(
-            Duplex {
-                reader: stream,
-                peer,
-            },
-            Role::Server,
-            Some(config),
-        );
-        loop {
-            match ws.read() {
-                Ok(Message::Text(text)) => room.broadcast(text.as_str()),
-                Ok(Message::Binary(data)) => ws.send(Message::Binary(data))?,
-                // Pings are answered (and closes acknowledged) by tungstenite itself, on the
-                // next read.
-                Ok(_) => {}
-                // The close handshake is complete, or the client vanished: not an error.
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => break,
-                Err(WsError::Protocol(e)) => {
-                    log::info!("client {id}: {e}");
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let args = &self.room.args;
+        let connection = stream.connection();
+        if !peer.open(connection.try_clone()?) {
+            // Dropped while its `101` was going out: its queue filled up meanwhile.
+            return Ok(());
         }
+        // Reads wake at least every quarter of the idle timeout, to ping and check the limits.
+        connection.set_read_timeout(Some(args.idle_timeout / 4))?;
+        let writer = {
+            let (peer, socket) = (Arc::clone(&peer), connection.try_clone()?);
+            let timeout = args.write_timeout;
+            thread::Builder::new()
+                .name(format!("websocket-writer-{}", peer.id))
+                .spawn(move || peer.write_out(socket, timeout))?
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(args.max_message))
+            .max_frame_size(Some(args.max_message));
+        let duplex = Duplex {
+            reader: stream,
+            watch: FrameWatch::new(Instant::now()),
+            unfinished_limit: args.idle_timeout,
+            peer: Arc::clone(&peer),
+        };
+        let mut ws = WebSocket::from_raw_socket(duplex, Role::Server, Some(config));
+        let end = self.session(&mut ws, peer.id);
+        if let End::Close(code, reason) = end {
+            log::info!("client {}: closing, {reason}", peer.id);
+            let _ = ws.close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+        }
+        peer.finish();
+        if let End::Close(..) = end {
+            linger(&mut ws.get_mut().reader);
+        }
+        let _ = writer.join();
         Ok(())
+    }
+}
+
+impl Chat {
+    /// Reads messages until the session ends, and says how it ends.
+    fn session(&self, ws: &mut WebSocket<Duplex<'_>>, id: u64) -> End {
+        let idle = self.room.args.idle_timeout;
+        let mut last_ping: Option<Instant> = None;
+        loop {
+            let error = match ws.read() {
+                Ok(Message::Text(text)) => {
+                    self.room.broadcast(text.as_str());
+                    continue;
+                }
+                Ok(Message::Binary(data)) => match ws.send(Message::Binary(data)) {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                // Pings are answered (and closes acknowledged) by tungstenite itself, on the
+                // next read; a pong only shows the client is there.
+                Ok(_) => continue,
+                Err(e) => e,
+            };
+            return match error {
+                // The read timeout: a quarter of the idle timeout passed without a byte.
+                WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let silent = ws.get_ref().watch.silent_for(Instant::now());
+                    if silent >= idle {
+                        End::Close(CloseCode::Away, "idle for too long")
+                    } else {
+                        if silent >= idle / 2 && last_ping.is_none_or(|t| t.elapsed() >= idle / 2) {
+                            last_ping = Some(Instant::now());
+                            if ws.send(Message::Ping(Default::default())).is_err() {
+                                return End::Quietly;
+                            }
+                        }
+                        continue;
+                    }
+                }
+                // From `Duplex::read`: a frame or a fragmented message was begun too long ago.
+                WsError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    End::Close(CloseCode::Policy, "message not finished in time")
+                }
+                // A frame or message over --max-message, refused from its header alone.
+                WsError::Capacity(e) => {
+                    log::info!("client {id}: {e}");
+                    End::Close(CloseCode::Size, "message too big")
+                }
+                WsError::Utf8(_) => End::Close(CloseCode::Invalid, "text is not UTF-8"),
+                WsError::Protocol(e) => {
+                    log::info!("client {id}: {e}");
+                    End::Close(CloseCode::Protocol, "protocol error")
+                }
+                // The close handshake is complete, or the client vanished or was dropped.
+                WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => End::Quietly,
+                e => {
+                    log::info!("client {id}: {e}");
+                    End::Quietly
+                }
+            };
+        }
+    }
+}
+
+/// After the server closed a session, reads and discards what the client still sends, until
+/// it closes too or [`LINGER`] passes: closing a socket with unread data sends a reset, which
+/// can destroy the close frame before the client reads it.
+fn linger(reader: &mut Upgraded<'_>) {
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || reader.connection().set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let Some(address) = std::env::args().nth(1) else {
-        eprintln!("usage: websocket ADDRESS (for example 127.0.0.1:8003)");
+    let args = Args::parse();
+    if args.queue_bytes < args.max_message + 14 {
+        eprintln!("websocket: --queue-bytes must be at least --max-message + 14");
         return ExitCode::FAILURE;
-    };
-    match run(&address) {
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("websocket: {e}");
@@ -303,17 +602,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
-    // A thread per connection: a chat client stays connected for as long as it likes.
-    // On Ctrl-C, chats still open are given 2 s, then left behind as the process exits.
-    let server = TcpServer::<Http<Chat>, Threading>::builder()
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // A thread per connection (and a writer thread per chat client): a chat client stays
+    // connected for as long as it likes. On Ctrl-C, chats still open are given 2 s, then left
+    // behind as the process exits.
+    let room = Room {
+        peers: Mutex::default(),
+        next_id: AtomicU64::new(0),
+        args: args.clone(),
+    };
+    let mut server = TcpServer::<Http<Chat>, Threading>::with_state(room)
         .nodelay(true)
+        .read_timeout(Some(args.read_timeout))
+        .write_timeout(Some(args.write_timeout))
+        .max_connections(Some(args.max_connections))
         .close_timeout(Some(Duration::from_secs(2)))
-        .bind(address)?;
-    let mut stdout = io::stdout().lock();
-    writeln!(stdout, "serving on {}", server.server_address())?;
-    stdout.flush()?;
-    drop(stdout);
+        .bind(&args.address)?;
+    // Printed once the server really serves (its signal handlers are in place), so a script
+    // that waits for this line can stop it at once. A closed stdout is no reason to stop.
+    server.on_ready(|address| {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
+    });
     server.serve_until_signal()?;
     Ok(())
 }
