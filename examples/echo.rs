@@ -29,6 +29,8 @@
 //! | a client that stops reading its echo is dropped after | 10 s | `--write-timeout SECS` |
 //! | connections (or datagrams) in hand at once; more wait in the listen backlog | 256 | `--max-connections N` |
 //! | pool workers / forked children | CPUs + 4 (at most 32) / 40 | `--workers N` |
+//! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |
+//! | bytes held per datagram (a larger one is dropped, not cut) | 64 KiB | none |
 //!
 //! The timeouts apply to stream transports (tcp, unix); datagrams are answered at once.
 
