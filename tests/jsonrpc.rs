@@ -6,6 +6,8 @@
 
 mod example;
 
+use std::process::Command;
+
 use example::{curl, Example};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -217,4 +219,179 @@ fn add_echo_invalid_params_and_internal_errors() {
     assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
     assert_eq!(curl(&[&format!("{}/rpc", server.url())]).status, 404);
     assert_eq!(server.stop(Signal::SIGINT).code(), Some(0));
+}
+
+// ----- Hostile clients (issue 12): what one request may cost. -----
+
+/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
+/// test that listens on `address` (an `IP:port` the example printed): found through the
+/// listening socket's inode, so that examples started by tests running in parallel are told
+/// apart.
+fn memory_of(address: &str) -> (u64, u64) {
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
+        .map(|f| format!("socket:[{}]", f[9]))
+        .expect("the listening socket");
+    let me = std::process::id().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1));
+            parent == Some(me.as_str())
+                && std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .any(|link| link.to_string_lossy() == inode)
+        })
+        .expect("the example's process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Sends hostile bodies from many clients at once, each expecting one error object back,
+/// then a probe call that must still be answered.
+const PY_HOSTILE: &str = r#"
+import sys, json, threading, urllib.request
+url = sys.argv[1]
+
+def post(body):
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200, r.status
+        return json.loads(r.read())
+
+def at_once(body, n, check):
+    errors = []
+    def client():
+        try:
+            check(post(body))
+        except Exception as e:
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client) for _ in range(n)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    assert not errors, errors[:3]
+
+def refused(data_part):
+    def check(reply):
+        assert isinstance(reply, dict), str(reply)[:200]
+        assert reply["error"]["code"] == -32600 and reply["id"] is None, reply
+        assert data_part in reply["error"]["data"], reply
+    return check
+
+MiB = 1024 * 1024
+# Four 1 MiB batches of 1s (the crash of issue 12): 524,287 invalid calls each.
+ones = b"[" + b",".join([b"1"] * (MiB // 2 - 1)) + b"]"
+assert len(ones) == MiB - 1
+at_once(ones, 4, refused("10000 JSON values"))
+# Four 1 MiB calls whose params are small objects, each a map node once decoded.
+objects = b'{"jsonrpc":"2.0","method":"echo","params":[' + b",".join([b'{"a":{}}'] * 116000) + b'],"id":1}'
+assert len(objects) < MiB, len(objects)
+at_once(objects, 4, refused("10000 JSON values"))
+# A batch over the cap, though small: no call runs, so no notification is counted.
+before = post(b'{"jsonrpc":"2.0","method":"notifications","id":1}')["result"]
+batch = json.dumps([{"jsonrpc": "2.0", "method": "update"}] * 101).encode()
+refused("at most 100 calls")(post(batch))
+assert post(b'{"jsonrpc":"2.0","method":"notifications","id":1}')["result"] == before
+# At the cap it is served: 100 answers.
+batch = json.dumps([{"jsonrpc": "2.0", "method": "add", "params": [i, 1], "id": i} for i in range(100)]).encode()
+assert sorted(r["result"] for r in post(batch)) == list(range(1, 101))
+# Still serving.
+assert post(b'{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":"probe"}') == {"jsonrpc": "2.0", "result": 19, "id": "probe"}
+print("ok")
+"#;
+
+/// Issue 12 item 4: four 1 MiB batches took 855 MB each (40x) and crashed the server. Now
+/// a request's values and calls are counted before anything is decoded.
+#[test]
+fn hostile_batches_cost_little_and_the_server_keeps_serving() {
+    let server = Example::start("jsonrpc", &["127.0.0.1:0"]);
+    let clients = example::run(
+        Command::new("python3")
+            .args(["-c", PY_HOSTILE])
+            .arg(format!("{}/", server.url())),
+        example::CLIENT_DEADLINE,
+    );
+    // The figure first, so that it shows even when the clients failed.
+    let (peak, now) = memory_of(&server.address);
+    let bound = 64 * 1024;
+    eprintln!(
+        "jsonrpc: peak RSS {} MiB (bound {} MiB), {} MiB after, for 4 x 1 MiB batches and 4 x 1 MiB object calls at once",
+        peak / 1024,
+        bound / 1024,
+        now / 1024
+    );
+    let stdout = String::from_utf8_lossy(&clients.stdout);
+    assert!(
+        clients.status.success() && stdout.trim_end().ends_with("ok"),
+        "python clients failed ({}):\n{stdout}\n{}",
+        clients.status,
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
+    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// An answer that would pass `--max-answer` is replaced by an internal error with its id;
+/// the other answers of its batch are sent.
+#[test]
+fn answers_over_the_cap_become_errors() {
+    let server = Example::start("jsonrpc", &["127.0.0.1:0", "--max-answer", "4096"]);
+    let url = format!("{}/", server.url());
+    let big = "x".repeat(5000);
+    let over = post(
+        &url,
+        &json!({"jsonrpc": "2.0", "method": "echo", "params": [big], "id": 7}).to_string(),
+    )
+    .json();
+    assert_eq!(
+        over["error"]["code"],
+        json!(-32603),
+        "{:.300}",
+        over.to_string()
+    );
+    assert_eq!(
+        over["error"]["data"],
+        json!("the answer would pass 4096 bytes")
+    );
+    assert_eq!(over["id"], json!(7));
+    let batch = json!([
+        {"jsonrpc": "2.0", "method": "echo", "params": ["small"], "id": 1},
+        {"jsonrpc": "2.0", "method": "echo", "params": [big], "id": 2},
+        {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 3},
+    ]);
+    let reply = post(&url, &batch.to_string());
+    assert!(reply.body.len() <= 4096 + 200, "{} bytes", reply.body.len());
+    assert_eq!(
+        normalized(reply.json()),
+        normalized(json!([
+            {"jsonrpc": "2.0", "result": ["small"], "id": 1},
+            {"jsonrpc": "2.0", "error": {"code": -32603, "message": "Internal error", "data": "the answer would pass 4096 bytes"}, "id": 2},
+            {"jsonrpc": "2.0", "result": 3, "id": 3},
+        ]))
+    );
+    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
