@@ -6,6 +6,8 @@
 
 mod example;
 
+use std::process::Command;
+
 use example::{curl, python, Example};
 use nix::sys::signal::Signal;
 
@@ -130,4 +132,183 @@ fn faults_multicall_and_malformed_xml_with_python() {
     assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
     assert_eq!(curl(&[&format!("{}/other", server.url())]).status, 404);
     assert_eq!(server.stop(Signal::SIGINT).code(), Some(0));
+}
+
+// ----- Hostile clients (issue 12): what one request may cost. -----
+
+/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
+/// test that listens on `address` (an `IP:port` the example printed): found through the
+/// listening socket's inode, so that examples started by tests running in parallel are told
+/// apart.
+fn memory_of(address: &str) -> (u64, u64) {
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
+        .map(|f| format!("socket:[{}]", f[9]))
+        .expect("the listening socket");
+    let me = std::process::id().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1));
+            parent == Some(me.as_str())
+                && std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .any(|link| link.to_string_lossy() == inode)
+        })
+        .expect("the example's process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Many clients at once send multicalls and calls that would decode into large trees; each
+/// gets a fault naming the limit, then a probe call must still be answered.
+const PY_HOSTILE: &str = r#"
+import sys, threading, urllib.request, xmlrpc.client as x
+url = sys.argv[1] + "/RPC2"
+p = x.ServerProxy(url)
+MiB = 1024 * 1024
+
+def post(body):
+    with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as r:
+        assert r.status == 200, r.status
+        return r.read()
+
+def fault(body, code, words):
+    try:
+        x.loads(post(body))
+    except x.Fault as f:
+        assert f.faultCode == code and words in f.faultString, (f.faultCode, f.faultString)
+    else:
+        raise AssertionError("no fault")
+
+def at_once(body, n, code, words):
+    errors = []
+    def client():
+        try:
+            fault(body, code, words)
+        except Exception as e:
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client) for _ in range(n)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    assert not errors, errors[:3]
+
+def call(method, params):
+    return (b"<?xml version='1.0'?><methodCall><methodName>" + method + b"</methodName><params><param>"
+            + params + b"</param></params></methodCall>")
+
+# Eight 1 MiB multicalls of 131,000 calls that are not structs (the 26x of issue 12).
+entries = b"<value/>" * ((MiB - 200) // 8)
+multicall = call(b"system.multicall", b"<value><array><data>" + entries + b"</data></array></value>")
+assert MiB - 200 < len(multicall) <= MiB, len(multicall)
+at_once(multicall, 8, -32400, "10000 XML elements")
+# Eight 1 MiB echo calls of one array of empty elements.
+at_once(call(b"echo", b"<value><array><data>" + entries + b"</data></array></value>"), 8, -32400, "10000 XML elements")
+# A multicall over the call cap, though small: none of its calls runs.
+m = x.MultiCall(p)
+for i in range(101):
+    m.add(i, 1)
+try:
+    m()
+except x.Fault as f:
+    assert f.faultCode == -32400 and "at most 100 calls" in f.faultString, f
+else:
+    raise AssertionError("101 calls served")
+# At the cap it is served.
+m = x.MultiCall(p)
+for i in range(100):
+    m.add(i, 1)
+assert list(m()) == list(range(1, 101))
+# Still serving.
+assert p.add(20, 22) == 42
+print("ok")
+"#;
+
+/// Issue 12 item 4: multicall amplified 26x (475 MB for 8 concurrent requests). Now the
+/// elements of a request and the calls of a multicall are counted before anything runs.
+#[test]
+fn hostile_multicalls_cost_little_and_the_server_keeps_serving() {
+    let server = Example::start("xmlrpc", &["127.0.0.1:0"]);
+    let clients = example::run(
+        Command::new("python3")
+            .args(["-c", PY_HOSTILE])
+            .arg(server.url()),
+        example::CLIENT_DEADLINE,
+    );
+    // The figure first, so that it shows even when the clients failed.
+    let (peak, now) = memory_of(&server.address);
+    let bound = 64 * 1024;
+    eprintln!(
+        "xmlrpc: peak RSS {} MiB (bound {} MiB), {} MiB after, for 8 x 1 MiB multicalls and 8 x 1 MiB echo calls at once",
+        peak / 1024,
+        bound / 1024,
+        now / 1024
+    );
+    let stdout = String::from_utf8_lossy(&clients.stdout);
+    assert!(
+        clients.status.success() && stdout.trim_end().ends_with("ok"),
+        "python clients failed ({}):\n{stdout}\n{}",
+        clients.status,
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
+    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+const PY_ANSWER_CAP: &str = r#"
+import sys, xmlrpc.client as x
+p = x.ServerProxy(sys.argv[1] + "/RPC2")
+big = "<&>" * 2000  # 6000 bytes, 14000 once escaped
+try:
+    p.echo(big)
+except x.Fault as f:
+    assert f.faultCode == -32400 and f.faultString == "the answer would pass 4096 bytes", f
+else:
+    raise AssertionError("no fault")
+assert p.echo("small") == "small"
+m = x.MultiCall(p)
+m.echo("small")
+m.echo(big)
+m.add(1, 2)
+results = m()
+assert results[0] == "small" and results[2] == 3
+try:
+    results[1]
+except x.Fault as f:
+    assert f.faultCode == -32400, f
+else:
+    raise AssertionError("no fault for the big one")
+print("ok")
+"#;
+
+/// A result that would pass `--max-answer` is a fault; in a multicall, only that call's.
+#[test]
+fn answers_over_the_cap_become_faults() {
+    let server = Example::start("xmlrpc", &["127.0.0.1:0", "--max-answer", "4096"]);
+    python(PY_ANSWER_CAP, &[&server.url()]);
+    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
