@@ -222,3 +222,217 @@ fn twenty_clients_in_parallel() {
     assert_eq!(all.as_array().map(Vec::len), Some(40));
     assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
 }
+
+// ----- Hostile clients (issue 12): what clients can make the store hold. -----
+
+/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
+/// test that listens on `address` (an `IP:port` the example printed): found through the
+/// listening socket's inode, so that examples started by tests running in parallel are told
+/// apart.
+fn memory_of(address: &str) -> (u64, u64) {
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
+        .map(|f| format!("socket:[{}]", f[9]))
+        .expect("the listening socket");
+    let me = std::process::id().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1));
+            parent == Some(me.as_str())
+                && std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .any(|link| link.to_string_lossy() == inode)
+        })
+        .expect("the example's process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Bodies that decode into large trees are refused; big items are stored as their text;
+/// listings come in pages; then a probe must still be served.
+const PY_HOSTILE: &str = r#"
+import sys, threading, requests
+base = sys.argv[1] + "/items"
+MiB = 1024 * 1024
+
+def at_once(n, work):
+    errors = []
+    def client(i):
+        try:
+            work(i)
+        except Exception as e:
+            errors.append(repr(e))
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    assert not errors, errors[:3]
+
+# Ten 1 MiB objects of small objects (issue 12: ~90 MB each, kept for ever).
+nested = b'{"a":[' + b",".join([b'{"b":{}}'] * 116000) + b']}'
+assert len(nested) < MiB
+def nested_post(i):
+    r = requests.post(base, data=nested, timeout=30)
+    assert r.status_code == 413 and "10000 JSON values" in r.json()["error"], (r.status_code, r.text[:200])
+at_once(10, nested_post)
+
+# Ten 1 MiB items of one string each: stored, as about 1 MiB each.
+def big_post(i):
+    r = requests.post(base, json={"data": "x" * (MiB - 100), "n": i}, timeout=30)
+    assert r.status_code == 201, (r.status_code, r.text[:200])
+at_once(10, big_post)
+
+# Listing them all at once, four clients: pages of at most 2 MiB, a Link to the next.
+def listing(i):
+    seen, url = [], base
+    while url:
+        r = requests.get(url, timeout=30)
+        assert r.status_code == 200 and len(r.content) <= 2 * MiB, (r.status_code, len(r.content))
+        seen += [item["n"] for item in r.json()]
+        url = r.links.get("next", {}).get("url")
+        if url: url = sys.argv[1] + url
+    assert sorted(seen) == list(range(10)), seen
+at_once(4, listing)
+
+# Still serving.
+with requests.Session() as s:
+    r = s.post(base, json={"probe": True}, timeout=10)
+    assert r.status_code == 201, r.text
+    assert s.get(sys.argv[1] + r.headers["Location"], timeout=10).json()["probe"] is True
+print("ok")
+"#;
+
+/// Issue 12 item 4: a 1 MiB POST kept ~90 MB for ever (1.09 GB after 10) and `GET /items`
+/// peaked at 1.9 GB. Now bodies are weighed before decoding, items are stored as text and
+/// listings are paged.
+#[test]
+fn hostile_posts_cost_little_and_the_server_keeps_serving() {
+    let rest = Example::start("rest", &["127.0.0.1:0"]);
+    let clients = run(
+        Command::new("python3")
+            .args(["-c", PY_HOSTILE])
+            .arg(rest.url()),
+        CLIENT_DEADLINE,
+    );
+    // The figure first, so that it shows even when the clients failed.
+    let (peak, now) = memory_of(&rest.address);
+    let bound = 96 * 1024;
+    eprintln!(
+        "rest: peak RSS {} MiB (bound {} MiB), {} MiB after, for 10 x 1 MiB nested POSTs, 10 x 1 MiB items stored and 4 listings at once",
+        peak / 1024,
+        bound / 1024,
+        now / 1024
+    );
+    let stdout = String::from_utf8_lossy(&clients.stdout);
+    assert!(
+        clients.status.success() && stdout.trim_end().ends_with("ok"),
+        "python clients failed ({}):\n{stdout}\n{}",
+        clients.status,
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
+    assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+const PY_CAPS: &str = r#"
+import sys, requests
+base = sys.argv[1] + "/items"
+s = requests.Session()
+def check(r, status):
+    assert r.status_code == status, (r.request.method, r.url, r.status_code, r.text[:200])
+    return r
+# --max-items 3: the fourth is refused with 507, until one is deleted.
+ids = [check(s.post(base, json={"i": i}, timeout=10), 201).json()["id"] for i in range(3)]
+full = check(s.post(base, json={"i": 3}, timeout=10), 507).json()["error"]
+assert full == "the store is full: it holds at most 3 items and 100000 bytes", full
+check(s.delete(base + "/%d" % ids[0], timeout=10), 204)
+ids.append(check(s.post(base, json={"i": 3}, timeout=10), 201).json()["id"])
+# --max-store-bytes 100000: an item that would pass it is refused, by POST or by PUT.
+check(s.delete(base + "/%d" % ids[1], timeout=10), 204)
+check(s.post(base, json={"data": "x" * 100000}, timeout=10), 507)
+one = base + "/%d" % ids[2]
+check(s.put(one, json={"data": "x" * 60000}, timeout=10), 200)
+check(s.put(one, json={"data": "x" * 100000}, timeout=10), 507)
+assert len(check(s.get(one, timeout=10), 200).json()["data"]) == 60000
+# What was freed can be used again.
+check(s.delete(one, timeout=10), 204)
+check(s.post(base, json={"data": "x" * 90000}, timeout=10), 201)
+# --max-values 50: a body of more values is refused, before it is decoded.
+r = check(s.post(base, json={"list": list(range(60))}, timeout=10), 413)
+assert r.json()["error"] == "a body holds at most 50 JSON values", r.text
+print("ok")
+"#;
+
+/// The store's caps: items (`--max-items`), bytes (`--max-store-bytes`) and values per body
+/// (`--max-values`).
+#[test]
+fn the_store_is_capped() {
+    let rest = Example::start(
+        "rest",
+        &[
+            "127.0.0.1:0",
+            "--max-items",
+            "3",
+            "--max-store-bytes",
+            "100000",
+            "--max-values",
+            "50",
+        ],
+    );
+    python(PY_CAPS, &[&rest.url()]);
+    assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+const PY_PAGES: &str = r#"
+import sys, requests
+root, base = sys.argv[1], sys.argv[1] + "/items"
+s = requests.Session()
+for i in range(5):
+    assert s.post(base, json={"data": "x" * 40000, "n": i}, timeout=10).status_code == 201
+pages, url = [], base
+while url:
+    r = s.get(url, timeout=10)
+    assert r.status_code == 200 and len(r.content) <= 100000, (r.status_code, len(r.content))
+    pages.append([item["n"] for item in r.json()])
+    url = r.links.get("next", {}).get("url")
+    if url: url = root + url
+assert pages == [[0, 1], [2, 3], [4]], pages
+assert [i["n"] for i in s.get(base + "?after=4", timeout=10).json()] == [4]
+assert s.get(base + "?after=5", timeout=10).json() == []
+assert s.get(base + "?after=x", timeout=10).status_code == 400
+# HEAD announces the same length as GET.
+assert int(s.head(base, timeout=10).headers["Content-Length"]) == len(s.get(base, timeout=10).content)
+print("ok")
+"#;
+
+/// `GET /items` comes in pages of at most `--max-page-bytes`, linked by `Link: rel="next"`.
+#[test]
+fn listings_are_paged() {
+    let rest = Example::start("rest", &["127.0.0.1:0", "--max-page-bytes", "100000"]);
+    python(PY_PAGES, &[&rest.url()]);
+    assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
+}
