@@ -316,3 +316,19 @@ fn an_adopted_listener_is_served_and_a_bound_socket_is_activated() {
         "{err:?}"
     );
 }
+
+#[test]
+fn debug_reads_as_the_message_and_its_cause_for_main() {
+    // `fn main() -> Result<(), socketserver::Error>` prints the error with `{:?}`.
+    let first = socketserver::TcpServer::<Nothing>::bind("127.0.0.1:0").expect("bind");
+    let taken = first.server_address().to_string();
+    let error = socketserver::TcpServer::<Nothing>::bind(taken.as_str()).expect_err("port taken");
+    let printed = format!("{error:?}");
+    assert_eq!(
+        printed.lines().next(),
+        Some(format!("address {taken} is already in use").as_str()),
+        "{printed}"
+    );
+    assert!(printed.contains("Caused by:\n    "), "{printed}");
+    assert!(!printed.contains("AddrInUse {"), "{printed}");
+}

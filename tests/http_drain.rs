@@ -178,8 +178,14 @@ fn busy_keep_alive_clients_get_connection_close_and_lose_no_response() {
     assert_eq!(report.abandoned, 0, "{report:?}");
     // Keep-alive ended with the first response after the stop: no serving on until the
     // deadline (a client that saw the flag just before the stop may get one more).
-    assert!(answered_after <= 2, "{answered_after} responses after the stop");
-    assert!(took < Duration::from_secs(2), "close waited for the deadline");
+    assert!(
+        answered_after <= 2,
+        "{answered_after} responses after the stop"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "close waited for the deadline"
+    );
 }
 
 /// VmRSS of this process, in bytes.
@@ -216,9 +222,8 @@ fn stalled_large_bodies_hold_at_most_the_total_body_budget() {
                 stream
                     .set_read_timeout(Some(Duration::from_secs(20)))
                     .expect("timeout");
-                let head = format!(
-                    "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {BODY}\r\n\r\n"
-                );
+                let head =
+                    format!("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {BODY}\r\n\r\n");
                 let mut sent = stream.write_all(head.as_bytes()).is_ok();
                 let mut left = BODY - 1;
                 while sent && left > 0 {

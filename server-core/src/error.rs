@@ -11,6 +11,21 @@ use std::path::PathBuf;
 
 use crate::addr::Address;
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        if source.is_some() {
+            write!(f, "\n\nCaused by:")?;
+        }
+        while let Some(cause) = source {
+            write!(f, "\n    {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// A boxed error, the error type request handlers return.
 ///
 /// Any error that is `Send + Sync + 'static` converts into it with `?`, as do `&str` and `String`.
@@ -20,7 +35,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Every variant says what failed and where (the address or the socket path). Variants that wrap an
 /// operating system error expose it through [`std::error::Error::source`].
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is the message followed by its causes, as `anyhow` prints, so that
+/// `fn main() -> Result<(), socketserver::Error>` ends with a readable line such as
+/// `Error: address 127.0.0.1:9000 is already in use` and the operating system's reason, not a
+/// dump of the variant's fields. Match on the variant to reach the fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The address could not be parsed or resolved, or resolved to nothing.

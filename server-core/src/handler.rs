@@ -57,6 +57,11 @@ pub type HandleResult = Result<(), BoxError>;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request handler: it does not implement `Handler`",
+    label = "`Handler` is missing here",
+    note = "add `#[derive(Handler)]` above `struct {Self}` (or implement `Handler` by hand, saying how a handler is made for each request)"
+)]
 pub trait Handler: Sized {
     /// State shared by all requests of one server (Python: attributes of the server object).
     ///

@@ -21,7 +21,11 @@ pub(crate) fn say(level: Level, target: &str, message: fmt::Arguments<'_>) {
     }
     static HINT: Once = Once::new();
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "socketserver: {}: {message}", level.as_str().to_lowercase());
+    let _ = writeln!(
+        stderr,
+        "socketserver: {}: {message}",
+        level.as_str().to_lowercase()
+    );
     HINT.call_once(|| {
         let _ = writeln!(
             stderr,

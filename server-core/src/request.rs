@@ -367,6 +367,7 @@ impl<'a, S> StreamRequest<'a, S> {
     }
 
     /// The connection's registration, for the HTTP layer's idle marks.
+    #[cfg(feature = "http")]
     pub(crate) fn registered(&self) -> Option<&'a Registered<'a>> {
         self.registered
     }
@@ -565,7 +566,10 @@ mod tests {
         let (connection, _peer) = records();
         let mut wfile = Wfile::new(&connection, 0);
         write!(wfile, "{}", "x".repeat(100)).expect("write");
-        assert!(wfile.scratch.capacity() >= 100, "small scratch kept for reuse");
+        assert!(
+            wfile.scratch.capacity() >= 100,
+            "small scratch kept for reuse"
+        );
         let huge = "y".repeat(SCRATCH_KEPT + 1);
         // Larger than a record may be, so the send fails; only the scratch's fate matters.
         let _ = write!(wfile, "{huge}");

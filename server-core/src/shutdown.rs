@@ -160,7 +160,6 @@ impl ShutdownHandle {
         self.inner.requested.store(false, Ordering::SeqCst);
     }
 
-
     fn in_handler(&self) -> bool {
         IN_HANDLER.with(|h| h.get() == self.id())
     }
@@ -187,7 +186,6 @@ impl ShutdownHandle {
         drop(serving);
         ServingGuard { handle: self }
     }
-
 }
 
 /// Clears the in-handler mark on drop.

@@ -287,9 +287,9 @@ pub(crate) fn serve<H: HttpHandler>(
 }
 
 /// Serves HTTP requests read from `rfile` and answered on `wfile` (a byte slice and a `Vec`
-/// under the fuzzer: `fuzz_connection`, behind the `fuzzing` feature). `connection` is only used
+/// under the fuzzer: `fuzz_connection`, behind `cfg(fuzzing)`). `connection` is only used
 /// for its timeouts, for shutting down the writing side, and by an [`Upgraded`] stream.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing))]
 pub(crate) fn serve_bytes<H: HttpHandler>(
     handler: &mut H,
     rfile: &mut dyn Read,
@@ -349,10 +349,7 @@ fn serve_connection<H: HttpHandler>(
         };
         let keep_alive = parse::client_keeps_alive(&head);
         // The body's bytes count against the server-wide budget until the response is out.
-        let _lease = match server
-            .bodies
-            .take(framing.length, limits.max_bodies_total)
-        {
+        let _lease = match server.bodies.take(framing.length, limits.max_bodies_total) {
             Some(lease) => lease,
             None => {
                 log::warn!(target: LOG,

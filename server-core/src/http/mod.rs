@@ -304,8 +304,8 @@ impl<H> fmt::Debug for Http<H> {
 
 /// Runs the real keep-alive loop of [`Http<H>`](Http) on `bytes`, as if one client had sent
 /// them on a connection and then closed its writing side, and returns what the layer wrote
-/// back. For the `cargo fuzz` targets in `fuzz/` (the `fuzzing` feature) and the regression
-/// tests of what they find: no stability promise.
+/// back. For the `cargo fuzz` targets in `fuzz/` (`cargo fuzz` builds with `--cfg fuzzing`)
+/// and the regression tests of what they find: no stability promise.
 ///
 /// The connection is one end of a Unix socket pair, made non-blocking so that a handler
 /// writing to an [`Upgraded`] stream can never block on the unread other end; reading happens
@@ -314,7 +314,7 @@ impl<H> fmt::Debug for Http<H> {
 /// # Errors
 ///
 /// Making the socket pair, and whatever error the loop itself returns.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub fn fuzz_connection<H: HttpHandler>(
     handler: &mut H,

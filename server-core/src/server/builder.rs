@@ -377,6 +377,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             shutdown,
             counters: Counters::default(),
             gate: Arc::new(gate),
+            #[cfg(feature = "http")]
             bodies: Default::default(),
         };
         Ok(Server {

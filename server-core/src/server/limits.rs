@@ -66,11 +66,13 @@ impl Gate {
 
 /// Bytes held by buffered request bodies across a server's connections (in this process), so
 /// that many clients each sending a large body cannot together take the server's memory.
+#[cfg(feature = "http")]
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     held: AtomicUsize,
 }
 
+#[cfg(feature = "http")]
 impl Budget {
     /// Takes `bytes` of the budget until the lease drops, if `max` allows it.
     pub(crate) fn take(&self, bytes: usize, max: usize) -> Option<Lease<'_>> {
@@ -81,7 +83,12 @@ impl Budget {
                 .held
                 .compare_exchange(held, after, Ordering::SeqCst, Ordering::SeqCst)
             {
-                Ok(_) => return Some(Lease { budget: self, bytes }),
+                Ok(_) => {
+                    return Some(Lease {
+                        budget: self,
+                        bytes,
+                    })
+                }
                 Err(now) => held = now,
             }
         }
@@ -94,12 +101,14 @@ impl Budget {
 }
 
 /// Part of a [`Budget`], given back on drop.
+#[cfg(feature = "http")]
 #[derive(Debug)]
 pub(crate) struct Lease<'a> {
     budget: &'a Budget,
     bytes: usize,
 }
 
+#[cfg(feature = "http")]
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::SeqCst);

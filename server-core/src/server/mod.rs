@@ -21,8 +21,8 @@ use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::report::say;
-use crate::signals;
 use crate::shutdown::{ShutdownHandle, Waker};
+use crate::signals;
 use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
 use crate::transport::{self, Received, SocketFile, Transport};
@@ -41,6 +41,7 @@ pub struct ServerContext<S = ()> {
     /// Requests taken and not finished, and the `max_connections` cap.
     pub(crate) gate: Arc<Gate>,
     /// Bytes held by buffered HTTP request bodies.
+    #[cfg(feature = "http")]
     pub(crate) bodies: limits::Budget,
 }
 
@@ -546,7 +547,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// [`Error::Signal`] if the handlers cannot be installed, or what
     /// [`serve_forever`](Self::serve_forever) returns.
     pub fn serve_until_signal(mut self) -> Result<DrainReport> {
-        let (mut watch, quit) = signals::Watch::start().map_err(|source| Error::Signal { source })?;
+        let (mut watch, quit) =
+            signals::Watch::start().map_err(|source| Error::Signal { source })?;
         let grace = self.close_timeout.unwrap_or(DEFAULT_GRACE_PERIOD);
         let handle = self.shutdown_handle();
         let stop = Arc::new(parking_lot::Mutex::new(None::<Instant>));

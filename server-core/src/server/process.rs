@@ -20,6 +20,11 @@ use crate::transport::{self, Accepted, Datagram, Transport};
 ///
 /// Name it as a bound (`where H: Serve<T>`) in code that is generic over the transport; there is
 /// nothing to implement.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot serve this transport",
+    label = "`{Self}` is not a handler for this kind of socket",
+    note = "stream servers (`TcpServer`, `UnixStreamServer`) need `impl StreamRequestHandler for {Self}`; datagram servers (`UdpServer`, `UnixDatagramServer`) need `impl DatagramRequestHandler for {Self}`"
+)]
 pub trait Serve<T: Transport>: Handler {
     #[doc(hidden)]
     fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool;
@@ -196,7 +201,10 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     let client = &client_address;
     // Lets `close` shut the connection down at its deadline; removed (below) before the
     // connection is closed.
-    let registered = server.shutdown.connections().register(connection.as_fd().as_raw_fd());
+    let registered = server
+        .shutdown
+        .connections()
+        .register(connection.as_fd().as_raw_fd());
     log::debug!(target: "socketserver::request", "connection from {client}");
     apply_options(&connection, &shared.options, client);
     let mut report = |error: RequestError| H::handle_error(server, &error);
