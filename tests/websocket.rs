@@ -8,7 +8,7 @@ mod example;
 
 use std::path::Path;
 
-use example::{curl, python, Example};
+use example::{curl, python, python3, run, Example, CLIENT_DEADLINE};
 use nix::sys::signal::Signal;
 
 const PY_ROOM: &str = r#"
@@ -195,5 +195,355 @@ fn a_real_headless_chromium_chats_with_a_python_client() {
     }
     let chat = Example::start("websocket", &["127.0.0.1:0"]);
     python(PY_BROWSER, &[&chat.address]);
+    assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+// ----- Hostile clients (issue 12, items 1-3): each bound, with its figure. -----
+
+/// Raw-socket helpers for the hostile clients: the upgrade by hand, frames by hand (masked with
+/// a zero key, which leaves the payload as it is), and reading the server's frames.
+const PY_RAW: &str = r#"
+import socket, struct, sys, threading, time
+host, port = sys.argv[1].rsplit(":", 1)
+ADDRESS = (host, int(port))
+UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+def upgraded(rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(ADDRESS)
+    s.sendall(UPGRADE)
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = s.recv(1)
+        assert byte, "closed during the handshake"
+        head += byte
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
+
+def frame_header(opcode, length, fin=True):
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        head = struct.pack("!BB", first, 0x80 | length)
+    elif length < 1 << 16:
+        head = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, length)
+    return head + b"\0\0\0\0"
+
+def frame(opcode, payload, fin=True):
+    return frame_header(opcode, len(payload), fin) + payload
+
+def recv_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError("closed after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
+
+def read_frame(s):
+    first, second = recv_exactly(s, 2)
+    length = second & 0x7f
+    if length == 126:
+        length = struct.unpack("!H", recv_exactly(s, 2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", recv_exactly(s, 8))[0]
+    return first & 0x0f, recv_exactly(s, length)
+
+def close_code(payload):
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+def until_closed(s, deadline):
+    """Reads until end of file; False if the deadline passed first."""
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            if not s.recv(65536):
+                return True
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+    return False
+"#;
+
+/// Runs a Python client script (with [`PY_RAW`] before it) against `address`, checks that it
+/// ended with `ok`, and returns its `name=value` figure lines.
+fn python_figures(script: &str, address: &str) -> Vec<(String, f64)> {
+    let out = run(
+        python3()
+            .arg("-c")
+            .arg(format!("{PY_RAW}\n{script}"))
+            .arg(address),
+        CLIENT_DEADLINE,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "python client failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
+        .collect()
+}
+
+fn figure(figures: &[(String, f64)], name: &str) -> f64 {
+    figures
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {name} in {figures:?}"))
+}
+
+/// The peak resident memory (`VmHWM`, in MiB) of this test's child process that listens on
+/// `address`: found through the listening socket's inode, so that examples started by tests
+/// running in parallel are told apart.
+fn peak_rss_mib(address: &str) -> f64 {
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
+        .map(|f| format!("socket:[{}]", f[9]))
+        .expect("the listening socket");
+    let me = std::process::id().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1));
+            parent == Some(me.as_str())
+                && std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .any(|link| link.to_string_lossy() == inode)
+        })
+        .expect("the example's process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
+}
+
+/// Issue 12 item 1: clients that pipeline page requests before their upgrade and never read
+/// (some blocked before the `101`, some after it), while two others broadcast 48 MiB.
+const PY_PIPELINERS: &str = r#"
+from websockets.sync.client import connect
+hostile = []
+def pipeline(n):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(ADDRESS)
+    requests = b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n" * n + UPGRADE
+    # The server stops reading when its answers fill our buffers: send from a thread.
+    threading.Thread(target=lambda: s.sendall(requests), daemon=True).start()
+    hostile.append(s)
+for n in (0, 1, 10, 100, 1000, 2000, 3000, 5000):
+    pipeline(n)
+
+url = "ws://" + sys.argv[1] + "/ws"
+message = "x" * (256 * 1024)
+with connect(url, open_timeout=10, max_size=None) as a, connect(url, open_timeout=10, max_size=None) as b:
+    longest = 0
+    started = time.monotonic()
+    for i in range(192):
+        t = time.monotonic()
+        a.send(message)
+        assert a.recv(timeout=20) == message
+        assert b.recv(timeout=20) == message
+        longest = max(longest, time.monotonic() - t)
+    print("total_s=%.3f" % (time.monotonic() - started))
+    print("longest_round_ms=%.1f" % (longest * 1000))
+print("ok")
+"#;
+
+#[test]
+fn clients_that_pipeline_before_their_upgrade_and_never_read_cost_bounded_memory() {
+    const BOUND_MIB: f64 = 32.0;
+    const BOUND_ROUND_MS: f64 = 1000.0;
+    let chat = Example::start("websocket", &["127.0.0.1:0"]);
+    let figures = python_figures(PY_PIPELINERS, &chat.address);
+    let peak = peak_rss_mib(&chat.address);
+    let longest = figure(&figures, "longest_round_ms");
+    eprintln!("peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB) while 48 MiB was broadcast");
+    eprintln!("longest broadcast round {longest:.1} ms (bound {BOUND_ROUND_MS} ms)");
+    assert!(peak < BOUND_MIB, "peak RSS {peak:.1} MiB");
+    assert!(longest < BOUND_ROUND_MS, "a broadcast took {longest:.1} ms");
+    assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// Issue 12 item 2: one client that never reads, while two others chat.
+const PY_SLOW_CONSUMER: &str = r#"
+from websockets.sync.client import connect
+silent = upgraded(rcvbuf=4096)
+url = "ws://" + sys.argv[1] + "/ws"
+message = "y" * (64 * 1024)
+with connect(url, open_timeout=10) as a, connect(url, open_timeout=10) as b:
+    longest = 0
+    for i in range(300):
+        t = time.monotonic()
+        a.send(message)
+        assert a.recv(timeout=20) == message
+        assert b.recv(timeout=20) == message
+        longest = max(longest, time.monotonic() - t)
+    print("longest_round_ms=%.1f" % (longest * 1000))
+    # The silent client was dropped: what was queued for it ends in end of file.
+    started = time.monotonic()
+    assert until_closed(silent, started + 10), "the silent client is still connected"
+    print("dropped_after_s=%.3f" % (time.monotonic() - started))
+    a.send("still chatting")
+    assert b.recv(timeout=10) == "still chatting"
+print("ok")
+"#;
+
+#[test]
+fn a_client_that_never_reads_stalls_no_broadcast_and_is_dropped() {
+    const BOUND_ROUND_MS: f64 = 1000.0;
+    let chat = Example::start("websocket", &["127.0.0.1:0"]);
+    let figures = python_figures(PY_SLOW_CONSUMER, &chat.address);
+    let longest = figure(&figures, "longest_round_ms");
+    eprintln!(
+        "longest broadcast round with a client that never reads: {longest:.1} ms (bound {BOUND_ROUND_MS} ms)"
+    );
+    assert!(longest < BOUND_ROUND_MS, "a broadcast took {longest:.1} ms");
+    assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// Issue 12 item 3: eight clients each start one 16 MiB frame, send 4 MiB of it and wait; one
+/// sends a fragmented message that grows past the limit.
+const PY_BIG_FRAMES: &str = r#"
+def big_frame(results):
+    s = upgraded()
+    sender = threading.Thread(target=lambda: s.sendall(frame_header(2, 16 << 20) + bytes(4 << 20)),
+                              daemon=True)
+    sender.start()
+    try:
+        opcode, payload = read_frame(s)
+        results.append((opcode, close_code(payload)))
+    except Exception as e:
+        results.append(("no close frame", repr(e)))
+
+results = []
+clients = [threading.Thread(target=big_frame, args=(results,)) for _ in range(8)]
+started = time.monotonic()
+for c in clients:
+    c.start()
+for c in clients:
+    c.join()
+print("refused_within_s=%.3f" % (time.monotonic() - started))
+assert results == [(8, 1009)] * 8, results
+
+# Fragments of 512 KiB: the third takes the message past 1 MiB.
+s = upgraded()
+try:
+    for i in range(3):
+        s.sendall(frame(0 if i else 1, b"z" * (512 << 10), fin=False))
+except OSError:
+    pass
+opcode, payload = read_frame(s)
+assert (opcode, close_code(payload)) == (8, 1009), (opcode, payload)
+print("ok")
+"#;
+
+#[test]
+fn a_frame_over_the_message_limit_is_refused_with_1009_and_not_held() {
+    const BOUND_MIB: f64 = 24.0;
+    let chat = Example::start("websocket", &["127.0.0.1:0"]);
+    let figures = python_figures(PY_BIG_FRAMES, &chat.address);
+    let peak = peak_rss_mib(&chat.address);
+    let within = figure(&figures, "refused_within_s");
+    eprintln!(
+        "peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB) after 8 clients sent 4 MiB of a 16 MiB frame; refused within {within:.2} s"
+    );
+    assert!(peak < BOUND_MIB, "peak RSS {peak:.1} MiB");
+    assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// Issue 12 item 3: the idle timeout after the upgrade (1 s here).
+const PY_IDLE: &str = r#"
+from websockets.sync.client import connect
+# Silent and deaf: pinged at half the idle timeout, closed with 1001 at all of it.
+s = upgraded()
+started = time.monotonic()
+seen = []
+while True:
+    opcode, payload = read_frame(s)
+    seen.append((opcode, round(time.monotonic() - started, 2)))
+    if opcode == 8:
+        assert close_code(payload) == 1001, payload
+        break
+assert seen[0][0] == 9, seen
+assert until_closed(s, time.monotonic() + 5), "still open after its close frame"
+print("idle_closed_after_s=%.3f" % (time.monotonic() - started))
+
+# An unfinished fragmented message, while the client keeps pinging: closed with 1008.
+s = upgraded()
+started = time.monotonic()
+s.sendall(frame(1, b"the start of a message", fin=False))
+s.settimeout(0.2)
+code = None
+while time.monotonic() < started + 5 and code is None:
+    try:
+        opcode, payload = read_frame(s)
+        if opcode == 8:
+            code = close_code(payload)
+    except socket.timeout:
+        s.sendall(frame(9, b"still here"))
+assert code == 1008, code
+print("unfinished_closed_after_s=%.3f" % (time.monotonic() - started))
+
+# A live client answers the server's pings (websockets does it by itself) and stays.
+with connect("ws://" + sys.argv[1] + "/ws", open_timeout=10) as ws:
+    try:
+        ws.recv(timeout=2.5)
+        raise AssertionError("a message came from nowhere")
+    except TimeoutError:
+        pass
+    ws.send("after 2.5 s")
+    assert ws.recv(timeout=10) == "after 2.5 s"
+print("ok")
+"#;
+
+#[test]
+fn an_idle_client_is_closed_at_the_idle_timeout_and_a_live_one_stays() {
+    const IDLE_S: f64 = 1.0;
+    const SLACK_S: f64 = 0.75;
+    let chat = Example::start("websocket", &["127.0.0.1:0", "--idle-timeout", "1"]);
+    let figures = python_figures(PY_IDLE, &chat.address);
+    for name in ["idle_closed_after_s", "unfinished_closed_after_s"] {
+        let after = figure(&figures, name);
+        eprintln!(
+            "{name} {after:.2} s (idle timeout {IDLE_S} s, bound {} s)",
+            IDLE_S + SLACK_S
+        );
+        assert!(
+            (IDLE_S..IDLE_S + SLACK_S).contains(&after),
+            "{name} {after:.2} s"
+        );
+    }
     assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
 }
