@@ -1,12 +1,15 @@
 //! The websocket example with real clients: Python's `websockets` package (broadcast to three
-//! clients, binary echo, ping, the close handshake, a client that vanishes), and once a real
-//! headless Chromium from Debian's packages, driven through chromedriver's W3C HTTP API.
+//! clients, binary echo, ping, the close handshake, a client that vanishes), once a real
+//! headless Chromium from Debian's packages, driven through chromedriver's W3C HTTP API, and
+//! hostile clients on raw sockets (issue 12): clients that never read, frames over the message
+//! limit, idle clients and unfinished messages, each test printing its figure against its bound.
 
 #![cfg(feature = "http")]
 
 mod example;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use example::{curl, python, python3, run, Example, CLIENT_DEADLINE};
 use nix::sys::signal::Signal;
@@ -104,7 +107,7 @@ fn broadcast_binary_ping_close_and_a_vanished_client_with_python() {
 /// Drives Chromium through chromedriver's W3C WebDriver HTTP API with nothing but urllib,
 /// while a Python `websockets` client sits in the same room.
 const PY_BROWSER: &str = r##"
-import contextlib, json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import contextlib, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 from websockets.sync.client import connect
 
 address = sys.argv[1]
@@ -181,6 +184,12 @@ finally:
     driver_stack.close()
     driver.terminate()
     driver.wait(10)
+    # The browser's profile goes with it. Chromium's last processes may still be writing
+    # into it as they exit: retry until it is gone (bounded).
+    removal_deadline = time.monotonic() + 10
+    while os.path.exists(profile) and time.monotonic() < removal_deadline:
+        shutil.rmtree(profile, ignore_errors=True)
+assert not os.path.exists(profile), "the Chromium profile was left behind: " + profile
 print("ok")
 "##;
 
@@ -193,9 +202,26 @@ fn a_real_headless_chromium_chats_with_a_python_client() {
             "{needed} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
         );
     }
+    let before = chromium_profiles();
     let chat = Example::start("websocket", &["127.0.0.1:0"]);
     python(PY_BROWSER, &[&chat.address]);
     assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
+    let left: Vec<_> = chromium_profiles().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "Chromium profiles left behind: {left:?}");
+}
+
+/// The `chromium-profile-*` directories in the temporary directory (Python's
+/// `tempfile.mkdtemp` puts them there).
+fn chromium_profiles() -> BTreeSet<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("chromium-profile-"))
+        })
+        .collect()
 }
 
 // ----- Hostile clients (issue 12, items 1-3): each bound, with its figure. -----
