@@ -1,7 +1,9 @@
 //! The `websocket` example's opening handshake (`examples/protocol/websocket.rs`, the very
 //! file the example includes), reached as the example reaches it: through the HTTP layer's
 //! real keep-alive loop (`server_core::http::fuzz_connection`), so the upgrade request is
-//! parsed, checked and answered, and the bytes after it handed over, as on a socket.
+//! parsed, checked and answered, and the bytes after it handed over, as on a socket. Those
+//! bytes then go through the example's `FrameWatch` (the same file), whole and a byte at a
+//! time, which must agree.
 //!
 //! Run: `scripts/fuzz.sh websocket_handshake` (or `cargo +nightly fuzz run websocket_handshake`
 //! in `fuzz/`).
@@ -10,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use server_core::http::{fuzz_connection, Http, HttpHandler, Request, Response, Upgraded};
@@ -52,9 +55,20 @@ impl HttpHandler for Ws {
         mut stream: Upgraded<'_>,
         _: &ServerContext,
     ) -> HandleResult {
-        // The first frame bytes, as the example's WebSocket reads them.
-        let mut buf = [0; 64];
-        let _ = stream.read(&mut buf)?;
+        // The frame bytes after the upgrade, as the example's `FrameWatch` follows them. How
+        // they are split into reads must not change what it concludes: fed whole, and fed a
+        // byte at a time, it ends in the same state.
+        let mut frames = Vec::new();
+        stream.take(16 * 1024).read_to_end(&mut frames)?;
+        let now = Instant::now();
+        let mut whole = protocol::FrameWatch::new(now);
+        whole.feed(&frames, now);
+        let mut bytewise = protocol::FrameWatch::new(now);
+        for byte in frames.chunks(1) {
+            bytewise.feed(byte, now);
+        }
+        assert_eq!(format!("{whole:?}"), format!("{bytewise:?}"));
+        assert_eq!(whole.silent_for(now), Duration::ZERO);
         Ok(())
     }
 }
