@@ -470,7 +470,7 @@ impl HttpHandler for Chat {
             return Ok(());
         }
         // Reads wake at least every quarter of the idle timeout, to ping and check the limits.
-        connection.set_read_timeout(Some(args.idle_timeout / 4))?;
+        connection.set_read_timeout(Some((args.idle_timeout / 4).max(Duration::from_millis(1))))?;
         let writer = {
             let (peer, socket) = (Arc::clone(&peer), connection.try_clone()?);
             let timeout = args.write_timeout;
@@ -589,8 +589,11 @@ fn linger(reader: &mut Upgraded<'_>) {
 fn main() -> ExitCode {
     env_logger::init();
     let args = Args::parse();
-    if args.queue_bytes < args.max_message + 14 {
-        eprintln!("websocket: --queue-bytes must be at least --max-message + 14");
+    // One largest message (plus its frame header) must fit in a client's queue.
+    if args.queue_messages == 0 || args.queue_bytes < args.max_message.saturating_add(14) {
+        eprintln!(
+            "websocket: --queue-messages must be at least 1, --queue-bytes at least --max-message + 14"
+        );
         return ExitCode::FAILURE;
     }
     match run(args) {
