@@ -40,6 +40,7 @@
 //! | bound | default | flag |
 //! |---|---|---|
 //! | request body (larger: `413`, unread) | 1 MiB | (the HTTP layer's `max_body`) |
+//! | request bodies held at once, over all connections (more: `503`, `Retry-After: 1`) | 64 MiB | (the HTTP layer's `max_bodies_total`) |
 //! | calls in one batch (more: one -32600 error, no call runs) | 100 | `--max-batch N` |
 //! | JSON values in one request (more: one -32600 error) | 10,000 | `--max-values N` |
 //! | answer bytes (an answer that would pass it: -32603 with its id) | 2 MiB | `--max-answer BYTES` |
@@ -48,9 +49,11 @@
 //! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
 //!
 //! So a request costs at most its body, about 700 bytes per JSON value decoded (an object is
-//! the dearest value: a `serde_json` map node), and its answer: under 10 MiB with the
-//! defaults, measured at 9 MiB of peak memory for four 1 MiB batches at once
-//! (`tests/jsonrpc.rs`). Without the value and batch caps one 1 MiB batch of `1`s took 855 MB.
+//! the dearest value: a `serde_json` map node), and its answer. The dearest requests seen
+//! (an `echo` of a 1 MiB string, or of 3,300 small objects) cost about 5 MiB each: 16 at once
+//! peaked at 85 MiB, so the 64 connections of the default cap stay near 320 MiB. Four 1 MiB
+//! batches and four 1 MiB calls of small objects at once peak at 9 MiB (`tests/jsonrpc.rs`);
+//! before these limits, one 1 MiB batch of `1`s took 855 MB.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
