@@ -7,8 +7,8 @@
 //! cargo run --example websocket -- 127.0.0.1:8003
 //! ```
 //!
-//! then open <http://127.0.0.1:8003/> in two browser tabs and chat, or join from Python
-//! (`pip install websockets`):
+//! (`-- --help` lists the flags that change its limits), then open <http://127.0.0.1:8003/> in
+//! two browser tabs and chat, or join from Python (`pip install websockets`):
 //!
 //! ```text
 //! python3 - <<'EOF'
@@ -33,6 +33,8 @@
 //! | Time for a frame or a fragmented message, once begun, to be finished (else 1008) | 60 s | `--idle-timeout` |
 //! | Messages waiting for one client (else it is dropped) | 256 | `--queue-messages` |
 //! | Bytes waiting for one client, including what is being written (else it is dropped) | 2 MiB | `--queue-bytes` |
+//! | Reading what a client still sends after the server closed, so it gets the close frame | 2 s | (fixed) |
+//! | HTTP request head and body (the HTTP layer's own limits; a handshake with a body gets 400) | 64 KiB, 1 MiB | (fixed) |
 //!
 //! So one client holds at most about `--queue-bytes` + `--max-message` (3 MiB), and the whole
 //! server at most `--max-connections` times that (384 MiB), less in practice: a broadcast is

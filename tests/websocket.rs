@@ -101,6 +101,23 @@ fn broadcast_binary_ping_close_and_a_vanished_client_with_python() {
         curl(&["-X", "POST", &format!("{}/ws", chat.url())]).status,
         405
     );
+    // The upgrade request lives as long as the session, so it may carry no body to hold.
+    let with_body = curl(&[
+        "-X",
+        "GET",
+        "--data",
+        "held for as long as the chat lasts",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        &format!("{}/ws", chat.url()),
+    ]);
+    assert_eq!(with_body.status, 400, "{with_body:?}");
     assert_eq!(chat.stop(Signal::SIGTERM).code(), Some(0));
 }
 

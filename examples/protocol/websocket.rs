@@ -19,6 +19,10 @@ pub fn handshake(request: &Request) -> Response {
         return Response::text(426, "WebSocket version 13 only\n")
             .with_header("Sec-WebSocket-Version", "13");
     }
+    // The request lives as long as the WebSocket session: a body would be held all along.
+    if !request.body().is_empty() {
+        return Response::text(400, "a WebSocket handshake has no body\n");
+    }
     match request.header("Sec-WebSocket-Key") {
         Some(key) => Response::switching_protocols("websocket").with_header(
             "Sec-WebSocket-Accept",

@@ -35,10 +35,12 @@ impl HttpHandler for Ws {
     fn respond(&mut self, request: &Request, _: &ServerContext) -> Response {
         let response = protocol::handshake(request);
         if response.status() == 101 {
-            // Accepted only with a version-13 upgrade and a key, answered with its digest.
+            // Accepted only with a version-13 upgrade, a key and no body, answered with the key's
+            // digest.
             assert!(request.has_token("Upgrade", "websocket"));
             assert!(request.has_token("Connection", "upgrade"));
             assert_eq!(request.header("Sec-WebSocket-Version"), Some("13"));
+            assert!(request.body().is_empty());
             let key = request.header("Sec-WebSocket-Key").expect("a key");
             let accept = response.header("Sec-WebSocket-Accept").expect("an accept");
             assert_eq!(
