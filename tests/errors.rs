@@ -332,3 +332,20 @@ fn debug_reads_as_the_message_and_its_cause_for_main() {
     assert!(printed.contains("Caused by:\n    "), "{printed}");
     assert!(!printed.contains("AddrInUse {"), "{printed}");
 }
+
+#[test]
+fn an_empty_unix_path_is_refused_instead_of_autobinding() {
+    let stream = UnixStreamServer::<Nothing>::bind("").expect_err("empty path");
+    assert!(matches!(stream, Error::InvalidAddress { .. }), "{stream:?}");
+    assert_eq!(
+        stream.to_string(),
+        "invalid address \"\": a Unix socket path must not be empty"
+    );
+    let datagram = UnixDatagramServer::<Reporting>::with_state(unbounded().0)
+        .bind("")
+        .expect_err("empty path");
+    assert!(
+        matches!(datagram, Error::InvalidAddress { .. }),
+        "{datagram:?}"
+    );
+}

@@ -46,6 +46,20 @@ impl StreamRequestHandler for Fails {
     }
 }
 
+/// Fails every datagram but the one that says `last`, which it answers.
+#[derive(Handler)]
+struct FailsDatagrams;
+
+impl socketserver::DatagramRequestHandler for FailsDatagrams {
+    fn handle(&mut self, request: &mut socketserver::DatagramRequest<'_>) -> HandleResult {
+        if request.packet() == b"last" {
+            request.wfile.extend_from_slice(b"done");
+            return Ok(());
+        }
+        Err(std::io::Error::other("a datagram the handler rejects").into())
+    }
+}
+
 /// Whether this process is the child of test `name`.
 fn is_child(name: &str) -> bool {
     std::env::var("SIGNALS_CHILD").as_deref() == Ok(name)
@@ -53,9 +67,10 @@ fn is_child(name: &str) -> bool {
 
 /// In the child: serves `server` until a signal, announcing `ready <address>` from `on_ready`,
 /// then prints `returned <completed> <abandoned>` and what follows.
-fn child_serve<H, S>(mut server: TcpServer<H, S>)
+fn child_serve<T, H, S>(mut server: socketserver::Server<T, H, S>)
 where
-    H: socketserver::Serve<socketserver::transport::Tcp>,
+    T: socketserver::transport::Transport,
+    H: socketserver::Serve<T>,
     S: socketserver::Strategy,
 {
     server.on_ready(|address| {
@@ -318,4 +333,36 @@ fn a_failing_handler_is_reported_on_stderr_without_a_logger() {
         "the report does not name the client {client_address}: {reported}"
     );
     assert!(stderr.contains("no logger is installed"), "{stderr}");
+}
+
+#[test]
+fn a_flood_of_failing_requests_logs_a_bounded_number_of_lines() {
+    const NAME: &str = "a_flood_of_failing_requests_logs_a_bounded_number_of_lines";
+    const SENT: usize = 2000;
+    if is_child(NAME) {
+        child_serve(socketserver::UdpServer::<FailsDatagrams>::bind("127.0.0.1:0").expect("bind"));
+        return;
+    }
+    let (server, address) = ChildServer::start(NAME);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind client");
+    client.set_read_timeout(Some(STEP)).expect("timeout");
+    for _ in 0..SENT {
+        client.send_to(b"bad", address).expect("send");
+    }
+    // Datagrams are handled in order: once `last` is answered, every earlier one that the
+    // kernel kept has failed and been reported.
+    client.send_to(b"last", address).expect("send");
+    let mut reply = [0u8; 8];
+    let (n, _) = client.recv_from(&mut reply).expect("the answer to last");
+    assert_eq!(&reply[..n], b"done");
+    server.signal(Signal::SIGTERM);
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}");
+    let reported = stderr
+        .lines()
+        .filter(|l| l.contains("a datagram the handler rejects"))
+        .count();
+    println!("{SENT} failing datagrams: {reported} lines on stderr (bound 60: 20 a second)");
+    assert!(reported >= 1, "nothing reported:\n{stderr}");
+    assert!(reported <= 60, "{reported} lines");
 }

@@ -25,7 +25,7 @@ use log::Level;
 
 use crate::addr::Address;
 use crate::error::{BoxError, RequestError};
-use crate::report::say;
+use crate::report::{say_limited, Limit};
 use crate::request::{DatagramRequest, StreamRequest};
 use crate::server::ServerContext;
 
@@ -234,20 +234,21 @@ pub trait DatagramRequestHandler: Handler {
 /// Failures are logged at error level (target `socketserver::handler`); undeliverable replies
 /// and oversized datagrams at warn level. When no logger is installed (`log`'s level is off),
 /// the message goes to stderr instead, so a failing handler is never silent; override
-/// `handle_error` to report elsewhere or not at all.
+/// `handle_error` to report elsewhere or not at all. At most 20 messages a second are written,
+/// so that a flood of bad requests does not become a flood of log lines; the next message
+/// written says how many were left out.
 pub fn default_handle_error(server_address: &Address, error: &RequestError) {
-    match error {
+    static LIMIT: Limit = Limit::new();
+    let level = match error {
         RequestError::Truncated { .. }
         | RequestError::UnboundClient { .. }
-        | RequestError::Reply { .. } => say(
-            Level::Warn,
-            "socketserver::handler",
-            format_args!("server {server_address}: {error}"),
-        ),
-        _ => say(
-            Level::Error,
-            "socketserver::handler",
-            format_args!("server {server_address}: {error}"),
-        ),
-    }
+        | RequestError::Reply { .. } => Level::Warn,
+        _ => Level::Error,
+    };
+    say_limited(
+        &LIMIT,
+        level,
+        "socketserver::handler",
+        format_args!("server {server_address}: {error}"),
+    );
 }

@@ -3,7 +3,7 @@
 //! **Start there**: the `socketserver` crate re-exports everything here and holds the
 //! tutorial, the guide (`socketserver::guide`, from raw sockets to socketserver, Python beside
 //! Rust) and the examples. Depend on `socketserver`, not on this crate. From a checkout,
-//! `cargo doc --open -p socketserver` opens it.
+//! `cargo doc --open` opens it.
 
 // Library code never unwraps: every failure a user or the network can cause is an error value.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

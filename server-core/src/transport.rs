@@ -436,6 +436,17 @@ pub(crate) fn bind_unix(
             reason: "SO_REUSEPORT applies to internet sockets only".into(),
         });
     }
+    if path.as_os_str().is_empty() {
+        // Linux would "autobind" a random abstract address, which the server could then
+        // not even print.
+        return Err(Error::InvalidAddress {
+            addr: "\"\"".into(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix socket path must not be empty",
+            ),
+        });
+    }
     prepare_unix_path(path, ty)?;
     let addr = SockAddr::unix(path).map_err(|source| Error::InvalidAddress {
         addr: path.display().to_string(),

@@ -8,9 +8,12 @@ use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant, SystemTime};
 
+use log::Level;
+
 use crate::addr::Address;
 use crate::error::{RequestError, Stage};
 use crate::handler::HandleResult;
+use crate::report::{say_limited, Limit};
 use crate::request::{Connection, StreamRequest};
 use crate::server::limits::Registered;
 use crate::server::ServerContext;
@@ -20,6 +23,10 @@ use super::parse::{self, Framing, Head, Reject};
 use super::{HttpHandler, Limits};
 
 const LOG: &str = "socketserver::http";
+
+/// How much of an unfinished head is checked, as it arrives, for bytes no request can start
+/// with.
+const PROBE: usize = 64;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -134,6 +141,13 @@ impl Input<'_> {
                 return Err(ReadError::Reject(parse::head_too_large(pending, limits)));
             }
             scanned = scanned.max(pending.len());
+            // Bytes that can never start a request (a TLS ClientHello, bare CRs, binary) are
+            // refused now rather than at the timeout. Only a short prefix is parsed, so a head
+            // trickling in still costs one full parse.
+            let probe = pending.get(..pending.len().min(PROBE)).unwrap_or_default();
+            if let Err(reject) = parse::parse_head(probe, limits) {
+                return Err(ReadError::Reject(reject));
+            }
             let partial = !pending.iter().all(|&b| b == b'\r' || b == b'\n');
             match self.fill(deadline) {
                 Ok(0) if partial => {
@@ -352,9 +366,15 @@ fn serve_connection<H: HttpHandler>(
         let _lease = match server.bodies.take(framing.length, limits.max_bodies_total) {
             Some(lease) => lease,
             None => {
-                log::warn!(target: LOG,
+                static LIMIT: Limit = Limit::new();
+                say_limited(
+                    &LIMIT,
+                    Level::Warn,
+                    LOG,
+                    format_args!(
                     "{client}: refused a {} byte body: request bodies already hold {} of {} bytes",
-                    framing.length, server.bodies.held(), limits.max_bodies_total);
+                    framing.length, server.bodies.held(), limits.max_bodies_total),
+                );
                 let busy = Reject::new(503, "too many request bodies at once; retry later");
                 return refuse(&busy, &mut input, wfile, client);
             }

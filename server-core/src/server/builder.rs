@@ -514,8 +514,8 @@ impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::Unix
     ///
     /// # Errors
     ///
-    /// [`Error::UnixPathInUse`] if a live server listens there, [`Error::PathNotSocket`] if the
-    /// path is another kind of file, [`Error::StaleSocket`] if a stale socket cannot be
+    /// [`Error::InvalidAddress`] for an empty path, [`Error::UnixPathInUse`] if a live server
+    /// listens there, [`Error::PathNotSocket`] if the path is another kind of file, [`Error::StaleSocket`] if a stale socket cannot be
     /// removed, [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`] or
     /// [`Error::InvalidOption`] (`reuse_port`).
     pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixStream, H, S>> {

@@ -20,7 +20,7 @@ pub use process::Serve;
 use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::report::say;
+use crate::report::{say, say_limited, Limit};
 use crate::shutdown::{ShutdownHandle, Waker};
 use crate::signals;
 use crate::stats::{Counters, Stats};
@@ -668,7 +668,14 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     T::listener_fd(&self.socket),
                 );
                 if let Err(e) = self.strategy.process_request(job) {
-                    log::error!(target: "socketserver::server", "server {}: {e}", context.server_address());
+                    // Once per request while, say, threads cannot be made: limited.
+                    static LIMIT: Limit = Limit::new();
+                    say_limited(
+                        &LIMIT,
+                        Level::Error,
+                        "socketserver::server",
+                        format_args!("server {}: {e}", context.server_address()),
+                    );
                 }
                 true
             }
@@ -712,7 +719,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 );
                 let addr = self.shared.context.server_address();
                 if !scarce {
-                    log::error!(target: "socketserver::accept", "{addr}: cannot take a request: {error}");
+                    static LIMIT: Limit = Limit::new();
+                    say_limited(
+                        &LIMIT,
+                        Level::Error,
+                        "socketserver::accept",
+                        format_args!("{addr}: cannot take a request: {error}"),
+                    );
                 } else {
                     let failures = self.shortage.map_or(0, |s| s.failures) + 1;
                     if failures == 1 {
