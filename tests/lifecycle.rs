@@ -344,3 +344,57 @@ fn half_closed_client_still_gets_its_reply() {
     assert_eq!(reply, "half\n");
     running.stop();
 }
+
+/// Answers one line with it, upper-cased.
+#[derive(Handler)]
+struct Upper;
+
+impl StreamRequestHandler for Upper {
+    fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+        let mut line = String::new();
+        request.rfile.read_line(&mut line)?;
+        request.wfile.write_all(line.to_uppercase().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Clients that connected after `serve_forever` returned, and wait in the listen backlog, are
+/// served by `close` instead of reset when the socket closes.
+fn clients_in_the_backlog_are_served_on_close<S: socketserver::Strategy>(strategy: S) {
+    let server = TcpServer::<Upper>::builder()
+        .strategy(strategy)
+        .read_timeout(Some(PATIENCE))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let running = serve(server);
+    let address = running.inet();
+    let server = running.stop();
+    let clients: Vec<_> = (0..5)
+        .map(|i| {
+            let mut client = tcp_client(address);
+            client
+                .write_all(format!("client {i}\n").as_bytes())
+                .unwrap();
+            client
+        })
+        .collect();
+    let report = server.close();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        let mut reply = String::new();
+        client
+            .read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("client {i} was not served: {e}"));
+        assert_eq!(reply, format!("CLIENT {i}\n"));
+    }
+    assert_eq!(report.abandoned, 0, "{report:?}");
+}
+
+#[test]
+fn close_serves_the_backlog_with_threading() {
+    clients_in_the_backlog_are_served_on_close(socketserver::Threading::new());
+}
+
+#[test]
+fn close_serves_the_backlog_serially() {
+    clients_in_the_backlog_are_served_on_close(socketserver::Serial);
+}

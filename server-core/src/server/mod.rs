@@ -26,6 +26,7 @@ use crate::signals;
 use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
 use crate::transport::{self, Received, SocketFile, Transport};
+use crate::wake;
 use limits::{Gate, Reach};
 use log::Level;
 
@@ -156,6 +157,9 @@ pub enum HandleOutcome {
     /// A shutdown was requested while waiting.
     Stopped,
 }
+
+/// Most requests [`Server::close`] takes from the backlog.
+const MAX_BACKLOG_TAKEN: usize = 4096;
 
 /// Most requests taken in one wake-up of the loop, so that housekeeping still runs under load.
 const MAX_REQUESTS_PER_WAKE: usize = 64;
@@ -453,8 +457,11 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
 
     /// Stops serving and releases the server (Python: `server_close`).
     ///
-    /// In order: the socket is closed, so new clients are refused; the Unix socket file the
-    /// server created is removed; then the strategy waits for requests still running, at most
+    /// In order: clients that connected before the close and still wait in the listen backlog
+    /// are taken and served like any request (closing the socket would reset them; at most as
+    /// many as the connection cap and the strategy take at once: the kernel refuses the rest);
+    /// the socket is closed, so new clients are refused; the Unix socket file the server
+    /// created is removed; then the strategy waits for requests still running, at most
     /// `close_timeout` (builder option), and reports how many finished and how many it stopped
     /// waiting for. Call it after [`serve_forever`](Self::serve_forever) has returned.
     ///
@@ -487,7 +494,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     }
 
     /// [`close`](Self::close), waiting for running requests until `deadline`.
-    fn close_by(self, deadline: Option<Instant>) -> DrainReport {
+    fn close_by(mut self, deadline: Option<Instant>) -> DrainReport {
+        self.shared.context.shutdown.set_closing();
+        let taken = self.serve_backlog();
+        if taken > 0 {
+            log::info!(target: "socketserver::server",
+                "{}: took {taken} requests that came before the close", self.server_address());
+        }
         let Server {
             socket,
             mut strategy,
@@ -496,7 +509,6 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             ..
         } = self;
         let address = shared.context.server_address().clone();
-        shared.context.shutdown.set_closing();
         drop(socket);
         drop(socket_file);
         let mut report = strategy.close(deadline);
@@ -790,6 +802,33 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                 }
             }
         }
+    }
+
+    /// Takes the clients waiting in the listen backlog (datagrams in the receive buffer) when
+    /// closing: they came before the close, and closing the socket would reset them. Only as
+    /// many as the connection cap and the strategy take without waiting, and at most
+    /// [`MAX_BACKLOG_TAKEN`]; the kernel refuses the rest when the socket closes.
+    fn serve_backlog(&mut self) -> usize {
+        // Nothing waiting (the usual case): leave the strategy alone.
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return 0;
+        }
+        // A waker that is always set: a strategy with no room answers `Woken` at once
+        // instead of waiting for a worker or a child.
+        let Ok((set, always)) = wake::pair() else {
+            return 0;
+        };
+        set.notify();
+        let mut taken = 0;
+        while taken < MAX_BACKLOG_TAKEN
+            && self.shared.context.gate.has_room()
+            && self.strategy.wait_ready(always.fd()) == Readiness::Ready
+            && self.take_one()
+        {
+            taken += 1;
+        }
+        taken
     }
 
     /// Sleeps up to `duration`, waking early for a stop request.
