@@ -128,15 +128,44 @@
 //! `Clone + Send`; `shutdown()` wakes the loop at once (no 0.5 s polling) and returns when the
 //! loop has stopped. Called from inside a handler it only asks and returns, so it cannot
 //! deadlock the way Python's does. [`Server::close`] (Python: `server_close`) then stops
-//! listening, removes the Unix socket file and waits for running requests, and
-//! [`Server::serve_until_signal`] does all of this on SIGINT or SIGTERM.
+//! listening, serves the clients already waiting in the listen backlog, removes the Unix socket
+//! file and waits for running requests, and [`Server::serve_until_signal`] does all of this on
+//! SIGINT or SIGTERM: the first signal gives running requests a grace period
+//! ([`server::DEFAULT_GRACE_PERIOD`], 10 s, or the builder's `close_timeout`), after which
+//! connections still open have their reading side shut down; a second signal stops at once.
+//! A stop closes idle connections at once (those marked with [`StreamRequest::set_idle`], as
+//! the HTTP layer marks keep-alive connections between requests). Announce the server from
+//! [`Server::on_ready`], which runs once the signal handlers are in place.
+//!
+//! # Limits
+//!
+//! What a client can make a server hold, and what bounds it. The library's defaults follow
+//! Python where Python has one (no timeouts, no cap); a server on a network should set the
+//! first three, as every example does (their opening comments list their own limits and flags).
+//!
+//! | bound | builder option / field | default |
+//! |---|---|---|
+//! | time without a byte from the client (idle and slow clients) | [`ServerBuilder::read_timeout`] | none: wait forever, as Python |
+//! | time a write may wait for a client that does not read | [`ServerBuilder::write_timeout`] | none |
+//! | requests (connections, datagrams) open at once | [`ServerBuilder::max_connections`] | none beyond the strategy's own |
+//! | threads / workers / children | [`Pool::workers`], [`Forking::max_children`], [`Threading`]'s idle threads | CPUs + 4 (at most 32) / 40 / 64 idle |
+//! | bytes buffered per stream connection | [`ServerBuilder::rbufsize`], [`ServerBuilder::wbufsize`] | 8 KiB / 0 (unbuffered) |
+//! | one datagram | [`ServerBuilder::max_packet_size`] | 64 KiB; larger ones are reported, never truncated |
+//! | clients waiting to be accepted | [`ServerBuilder::backlog`] | 1024 (kernel-held) |
+//! | running requests after a stop | [`ServerBuilder::close_timeout`] | `close`: wait for all; `serve_until_signal`: 10 s |
+//! | HTTP: one body / one head / header fields | [`http::Limits`] `max_body`, `max_head`, `max_headers` | 1 MiB / 64 KiB / 100 |
+//! | HTTP: all buffered bodies at once | [`http::Limits`] `max_bodies_total` | 64 MiB, then `503` |
+//! | HTTP: time for a whole request, and idle keep-alive | [`http::Limits`] `timeout` | 30 s |
+//! | log lines from per-request failures | the default `handle_error` | 20 a second, then counted |
 //!
 //! # Errors
 //!
 //! Binding fails with an [`Error`] that names the address or path: [`Error::AddrInUse`],
 //! [`Error::UnixPathInUse`] and so on. A request that fails, by an error or a panic, never stops
 //! the server: it goes to the handler's `handle_error` hook as a [`RequestError`], whose default
-//! logs it through the `log` crate (this crate never installs a logger).
+//! logs it through the `log` crate (this crate never installs a logger), or writes it to stderr
+//! when no logger is installed, so a failure is never silent. `Error`'s `Debug` form is its
+//! message and causes, so `fn main() -> Result<(), socketserver::Error>` prints a readable line.
 //!
 //! # Python names
 //!
