@@ -21,6 +21,7 @@ mod shutdown;
 mod signals;
 mod stats;
 pub mod strategy;
+mod sys;
 pub mod transport;
 mod wake;
 

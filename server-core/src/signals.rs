@@ -19,7 +19,7 @@ use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use parking_lot::Mutex;
 
-use crate::server::poll_timeout_until;
+use crate::sys::sleep_until;
 
 /// The signals a watch hears.
 const SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
@@ -164,14 +164,8 @@ impl Watch {
         };
         loop {
             let mut fds = [PollFd::new(receiver.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, poll_timeout_until(deadline)) {
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-                Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Ok(Heard::Timeout)
-                }
-                Ok(0) => continue,
-                Ok(_) => {}
+            if sleep_until(&mut fds, deadline)? == 0 {
+                return Ok(Heard::Timeout);
             }
             let mut byte = [0u8];
             match (&*receiver).read(&mut byte) {

@@ -25,6 +25,7 @@ use crate::shutdown::{ShutdownHandle, Waker};
 use crate::signals;
 use crate::stats::{Counters, Stats};
 use crate::strategy::{DrainReport, Job, Readiness, Serial, Strategy};
+use crate::sys::poll_timeout_until;
 use crate::transport::{self, Received, SocketFile, Transport};
 use crate::wake;
 use limits::{Gate, Reach};
@@ -913,21 +914,6 @@ fn watch_signals(
 /// A deadline that never comes, for durations too long to add to now.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
-
-/// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
-/// milliseconds so that a wait never ends just before its deadline and spins.
-pub(crate) fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
-    match deadline {
-        None => PollTimeout::NONE,
-        Some(d) => {
-            let ms = d
-                .saturating_duration_since(Instant::now())
-                .as_nanos()
-                .div_ceil(1_000_000);
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-        }
-    }
 }
 
 impl<T: Transport, H: Handler, S: Strategy> AsFd for Server<T, H, S> {
