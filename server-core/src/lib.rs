@@ -23,7 +23,8 @@ mod stats;
 pub mod strategy;
 mod sys;
 pub mod transport;
-mod wake;
+// The wake-up pair lives in `sys`; this path stays until every user names `sys::wake`.
+use sys::wake;
 
 pub use addr::{Address, UnixAddress};
 pub use aliases::{

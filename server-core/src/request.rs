@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use crate::addr::{Address, UnixAddress};
-use crate::server::limits::Registered;
+use crate::server::connections::Registered;
 use crate::server::ServerContext;
 
 /// A connected stream socket: TCP or Unix (Python: the handler's `request`/`connection`).

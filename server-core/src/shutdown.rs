@@ -1,4 +1,5 @@
-//! Stopping a server: the shutdown handle and the waker behind it.
+//! Stopping a server: the shutdown handle, and the wake-up pair that carries its stop requests to
+//! the serving loop.
 //!
 //! Python's `shutdown()` sets a flag that `serve_forever` notices within `poll_interval` (0.5 s),
 //! and deadlocks when called from the serving thread. Here the serving loop sleeps in `poll(2)` on
@@ -16,8 +17,8 @@ use std::thread::{self, ThreadId};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::server::limits::{Reach, Registry};
-use crate::wake;
+use crate::server::connections::{Reach, Registry};
+use crate::sys::wake;
 
 /// A cloneable, `Send` handle that stops a server's [`serve_forever`](crate::Server::serve_forever).
 ///
@@ -65,10 +66,12 @@ thread_local! {
     static IN_HANDLER: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The serving loop's end of the waker.
-pub(crate) type Waker = wake::Wait;
+/// Where a server's stop requests arrive: the receiving end of its [`ShutdownHandle`]s' wake-up
+/// pair, on which the serving loop sleeps in `poll(2)`. A byte on it is a request to stop.
+pub(crate) type StopReceiver = wake::Wait;
 
-pub(crate) fn pair() -> io::Result<(ShutdownHandle, Waker)> {
+/// A new shutdown handle and the receiving end its stop requests arrive on.
+pub(crate) fn pair() -> io::Result<(ShutdownHandle, StopReceiver)> {
     let (writer, reader) = wake::pair()?;
     let inner = Inner {
         requested: AtomicBool::new(false),

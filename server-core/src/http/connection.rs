@@ -15,7 +15,7 @@ use crate::error::{RequestError, Stage};
 use crate::handler::HandleResult;
 use crate::report::{say_limited, Limit};
 use crate::request::{Connection, StreamRequest};
-use crate::server::limits::Registered;
+use crate::server::connections::Registered;
 use crate::server::ServerContext;
 
 use super::message::{is_safe_value, is_token, reason_phrase, Request, Response, Version};
@@ -363,7 +363,10 @@ fn serve_connection<H: HttpHandler>(
         };
         let keep_alive = parse::client_keeps_alive(&head);
         // The body's bytes count against the server-wide budget until the response is out.
-        let _lease = match server.bodies.take(framing.length, limits.max_bodies_total) {
+        let _lease = match server
+            .bodies()
+            .take(framing.length, limits.max_bodies_total)
+        {
             Some(lease) => lease,
             None => {
                 static LIMIT: Limit = Limit::new();
@@ -373,7 +376,7 @@ fn serve_connection<H: HttpHandler>(
                     LOG,
                     format_args!(
                     "{client}: refused a {} byte body: request bodies already hold {} of {} bytes",
-                    framing.length, server.bodies.held(), limits.max_bodies_total),
+                    framing.length, server.bodies().held(), limits.max_bodies_total),
                 );
                 let busy = Reject::new(503, "too many request bodies at once; retry later");
                 return refuse(&busy, &mut input, wfile, client);
@@ -458,7 +461,7 @@ fn respond<H: HttpHandler>(
                 &RequestError::Panic {
                     client: client.clone(),
                     stage: Stage::Handle,
-                    message: crate::server::process::panic_message(payload.as_ref()),
+                    message: crate::error::panic_message(payload.as_ref()),
                 },
             );
             (Response::text(500, "500 Internal Server Error\n"), true)

@@ -2,25 +2,18 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsFd;
-use std::os::unix::net::{UnixDatagram as StdUnixDatagram, UnixListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use socket2::Type;
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::request::DatagramSocket;
-use crate::server::limits::Gate;
+use crate::server::admission::Gate;
 use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
 use crate::shutdown;
-use crate::stats::Counters;
 use crate::strategy::{Serial, Strategy};
-use crate::transport::{self, BindOptions, Listener, SocketFile, Transport};
+use crate::transport::{BindOptions, SocketFile, Transport};
 
 /// Options for a server, then [`bind`](ServerBuilder::bind) (Python: the server's and handler's
 /// class attributes, then the constructor).
@@ -49,7 +42,7 @@ use crate::transport::{self, BindOptions, Listener, SocketFile, Transport};
 pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     state: Arc<H::State>,
     strategy: S,
-    bind: BindOptions,
+    pub(super) bind: BindOptions,
     request: RequestOptions,
     poll_interval: Duration,
     timeout: Option<Duration>,
@@ -311,7 +304,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let invalid = |option, reason: &str| {
             Err(Error::InvalidOption {
                 option,
@@ -352,13 +345,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         Ok(())
     }
 
-    fn build(
+    pub(super) fn build(
         self,
         socket: T::Socket,
         server_address: Address,
         socket_file: Option<SocketFile>,
     ) -> Result<Server<T, H, S>> {
-        let (shutdown, waker) = shutdown::pair().map_err(|source| Error::Spawn {
+        let (shutdown, stops) = shutdown::pair().map_err(|source| Error::Spawn {
             what: "the shutdown waker",
             source,
         })?;
@@ -371,20 +364,12 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         if !datagram && matches!(server_address, Address::Inet(_)) {
             options.inherited = set_on_listener(&socket, &options);
         }
-        let context = ServerContext {
-            server_address,
-            state: self.state,
-            shutdown,
-            counters: Counters::default(),
-            gate: Arc::new(gate),
-            #[cfg(feature = "http")]
-            bodies: Default::default(),
-        };
+        let context = ServerContext::new(server_address, self.state, shutdown, gate);
         Ok(Server {
             socket,
-            shared: Arc::new(Shared { context, options }),
+            shared: Arc::new(Shared::new(context, options)),
             strategy: self.strategy,
-            waker,
+            stops,
             shortage: None,
             buf: if datagram {
                 // One spare byte tells an oversized datagram from one that fits exactly.
@@ -429,189 +414,6 @@ fn set_on_listener(listener: &impl AsFd, options: &RequestOptions) -> bool {
         }
     }
 }
-
-impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
-    /// Binds and listens on `addr` (`"127.0.0.1:8000"`, `"[::1]:0"`, `("localhost", 0)`, a
-    /// `SocketAddr`...). Port 0 picks a free port; read it back with
-    /// [`Server::server_address`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidAddress`], [`Error::AddrInUse`], [`Error::AddrNotAvailable`],
-    /// [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`], [`Error::SocketOption`]
-    /// or [`Error::InvalidOption`], each naming the address.
-    pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<TcpServerOf<H, S>> {
-        self.validate()?;
-        let (socket, local) = transport::bind_inet(addr, Type::STREAM, &self.bind)?;
-        self.build(transport::to_tcp(socket), Address::Inet(local), None)
-    }
-
-    /// Serves on a listener bound elsewhere (Python: `bind_and_activate=False`; also what
-    /// socket activation hands over, as an `OwnedFd`). A bound socket that is not listening yet
-    /// is put into listening state with the `backlog` option. The connection options
-    /// ([`nodelay`](Self::nodelay), [`read_timeout`](Self::read_timeout),
-    /// [`write_timeout`](Self::write_timeout)) that are set are set on the listener itself,
-    /// for its connections to inherit.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WrongSocket`] if it is not a bound stream socket.
-    pub fn from_listener(self, listener: impl Into<TcpListener>) -> Result<TcpServerOf<H, S>> {
-        self.validate()?;
-        let listener = listener.into();
-        transport::adopt(listener.as_fd(), Type::STREAM, "tcp", self.bind.backlog)?;
-        let local = listener.local_addr().map_err(|e| Error::WrongSocket {
-            transport: "tcp",
-            reason: e.to_string(),
-        })?;
-        self.build(Listener::Tcp(listener), Address::Inet(local), None)
-    }
-}
-
-impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> {
-    /// Binds a UDP socket to `addr`; port 0 picks a free port.
-    ///
-    /// # Errors
-    ///
-    /// As for [`ServerBuilder::<Tcp, _, _>::bind`](ServerBuilder::bind), without `Listen`.
-    pub fn bind<A: ToSocketAddrs + fmt::Debug>(
-        self,
-        addr: A,
-    ) -> Result<Server<transport::Udp, H, S>> {
-        self.validate()?;
-        let (socket, local) = transport::bind_inet(addr, Type::DGRAM, &self.bind)?;
-        self.build(
-            Arc::new(transport::to_udp(socket)),
-            Address::Inet(local),
-            None,
-        )
-    }
-
-    /// Serves on a UDP socket bound elsewhere (Python: `bind_and_activate=False`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
-    pub fn from_socket(self, socket: impl Into<UdpSocket>) -> Result<Server<transport::Udp, H, S>> {
-        self.validate()?;
-        let socket = socket.into();
-        transport::adopt(socket.as_fd(), Type::DGRAM, "udp", self.bind.backlog)?;
-        let local = socket.local_addr().map_err(|e| Error::WrongSocket {
-            transport: "udp",
-            reason: e.to_string(),
-        })?;
-        self.build(
-            Arc::new(DatagramSocket::Udp(socket)),
-            Address::Inet(local),
-            None,
-        )
-    }
-}
-
-impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::UnixStream, H, S> {
-    /// Binds and listens on the socket file `path`, replacing a stale one (see
-    /// [the transport docs](crate::transport)). The file is removed when the server closes.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidAddress`] for an empty path, [`Error::UnixPathInUse`] if a live server
-    /// listens there, [`Error::PathNotSocket`] if the path is another kind of file, [`Error::StaleSocket`] if a stale socket cannot be
-    /// removed, [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`] or
-    /// [`Error::InvalidOption`] (`reuse_port`).
-    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixStream, H, S>> {
-        self.validate()?;
-        let path = path.as_ref();
-        let (fd, file) = transport::bind_unix(path, Type::STREAM, &self.bind)?;
-        self.build(
-            Listener::Unix(UnixListener::from(fd)),
-            Address::from(path.to_path_buf()),
-            Some(file),
-        )
-    }
-
-    /// Serves on a Unix listener bound elsewhere. Its socket file is left alone on close.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WrongSocket`] if it is not a bound stream socket.
-    pub fn from_listener(
-        self,
-        listener: impl Into<UnixListener>,
-    ) -> Result<Server<transport::UnixStream, H, S>> {
-        self.validate()?;
-        let listener = listener.into();
-        transport::adopt(listener.as_fd(), Type::STREAM, "unix", self.bind.backlog)?;
-        let local = transport::unix_local_address(listener.local_addr());
-        self.build(Listener::Unix(listener), local, None)
-    }
-}
-
-impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
-    /// Binds a Unix datagram socket at `path`, replacing a stale one. The file is removed when
-    /// the server closes. Clients must bind a path of their own to get replies.
-    ///
-    /// # Errors
-    ///
-    /// As for the Unix stream server's `bind`, without `Listen`.
-    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixDatagram, H, S>> {
-        self.validate()?;
-        let path = path.as_ref();
-        let (fd, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
-        let socket = DatagramSocket::Unix(StdUnixDatagram::from(fd));
-        self.build(
-            Arc::new(socket),
-            Address::from(path.to_path_buf()),
-            Some(file),
-        )
-    }
-
-    /// Serves on a Unix datagram socket bound elsewhere. Its socket file is left alone on close.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
-    pub fn from_socket(
-        self,
-        socket: impl Into<StdUnixDatagram>,
-    ) -> Result<Server<transport::UnixDatagram, H, S>> {
-        self.validate()?;
-        let socket = socket.into();
-        transport::adopt(
-            socket.as_fd(),
-            Type::DGRAM,
-            "unix-datagram",
-            self.bind.backlog,
-        )?;
-        let local = transport::unix_local_address(socket.local_addr());
-        self.build(Arc::new(DatagramSocket::Unix(socket)), local, None)
-    }
-}
-
-type TcpServerOf<H, S> = Server<transport::Tcp, H, S>;
-
-macro_rules! bind_shortcut {
-    ($transport:ty, $arg:ident: $ty:ty, $($bound:tt)*) => {
-        impl<H: Serve<$transport>, S: Strategy + Default> Server<$transport, H, S>
-        where
-            H::State: Default,
-        {
-            /// Binds with the default options, state and strategy (Python: the server's
-            /// constructor). See [`ServerBuilder`] for options.
-            ///
-            /// # Errors
-            ///
-            /// As for [`ServerBuilder::bind`].
-            pub fn bind<$($bound)*>($arg: $ty) -> Result<Self> {
-                Self::builder().bind($arg)
-            }
-        }
-    };
-}
-
-bind_shortcut!(transport::Tcp, addr: A, A: ToSocketAddrs + fmt::Debug);
-bind_shortcut!(transport::Udp, addr: A, A: ToSocketAddrs + fmt::Debug);
-bind_shortcut!(transport::UnixStream, path: P, P: AsRef<Path>);
-bind_shortcut!(transport::UnixDatagram, path: P, P: AsRef<Path>);
 
 impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,13 +1,12 @@
 //! The per-request pipeline (Python's `finish_request` and the handler's constructor), run inside
 //! a [`Job`](crate::strategy::Job) wherever the strategy puts it.
 
-use std::any::Any;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::addr::{Address, UnixAddress};
-use crate::error::{RequestError, Stage};
+use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
 use crate::request::{Connection, DatagramRequest, StreamRequest};
 use crate::server::{RequestOptions, ServerContext, Shared};
@@ -71,17 +70,6 @@ serve!(
     DatagramRequestHandler,
     finish_datagram
 );
-
-/// The text of a panic payload, when it has one.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
-    }
-}
 
 /// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
 fn stage<F>(stage: Stage, client: &Address, report: &mut dyn FnMut(RequestError), f: F) -> bool
@@ -191,9 +179,9 @@ fn apply_options(connection: &Connection, options: &RequestOptions, client: &Add
 }
 
 fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: Accepted) -> bool {
-    let server = &shared.context;
-    let _in_handler = server.shutdown.enter_handler();
-    let mut active = server.counters.start();
+    let server = shared.context();
+    let _in_handler = server.handle().enter_handler();
+    let mut active = server.start_request();
     let Accepted {
         connection,
         client_address,
@@ -202,13 +190,13 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     // Lets `close` shut the connection down at its deadline; removed (below) before the
     // connection is closed.
     let registered = server
-        .shutdown
+        .handle()
         .connections()
         .register(connection.as_fd().as_raw_fd());
     log::debug!(target: "socketserver::request", "connection from {client}");
-    apply_options(&connection, &shared.options, client);
+    apply_options(&connection, shared.options(), client);
     let mut report = |error: RequestError| H::handle_error(server, &error);
-    let options = &shared.options;
+    let options = shared.options();
     let mut request = StreamRequest::new(
         &connection,
         client,
@@ -252,9 +240,9 @@ fn finish_datagram<H: DatagramRequestHandler>(
     shared: &Shared<H::State>,
     datagram: Datagram,
 ) -> bool {
-    let server = &shared.context;
-    let _in_handler = server.shutdown.enter_handler();
-    let mut active = server.counters.start();
+    let server = shared.context();
+    let _in_handler = server.handle().enter_handler();
+    let mut active = server.start_request();
     let Datagram {
         packet,
         client_address,

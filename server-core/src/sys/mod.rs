@@ -1,14 +1,26 @@
 //! The system calls the rest of the crate shares, in one place (as socket2 keeps
-//! `sys/unix.rs`): sleeping in `poll(2)` until a deadline. Linux only.
+//! `sys/unix.rs`): sleeping in `poll(2)` until a deadline, the wake-up pair ([`wake`]) and
+//! the signal dispositions ([`signal`]). Linux only.
 //!
-//! More move here with the architecture work (issue 13): the wake-up pair, `fork`/`_exit`,
-//! `MSG_NOSIGNAL` writes, `SHUT_RD`, peer credentials, socket options and `sigaction`.
+//! More move here with the architecture work (issue 13): `fork`/`_exit`, `MSG_NOSIGNAL`
+//! writes, `SHUT_RD`, peer credentials and socket options.
+
+pub(crate) mod signal;
+pub(crate) mod wake;
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollTimeout};
+
+/// The instant `duration` from now; for durations too long to add to now (such as
+/// `Duration::MAX`, "wait however long it takes"), a deadline a century away, which never comes.
+pub(crate) fn deadline_in(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
 
 /// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
 /// milliseconds so that a wait never ends just before its deadline and spins.

@@ -1,0 +1,225 @@
+//! Taking requests: from the socket to the strategy, within the `max_connections` cap, and
+//! backing off (and saying so, once) while `accept(2)` fails for lack of descriptors or memory.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::Level;
+use nix::poll::{PollFd, PollFlags};
+
+use super::{Serve, Server};
+use crate::report::{say_limited, Limit};
+use crate::shutdown::ShutdownHandle;
+use crate::strategy::{Job, Readiness, Strategy};
+use crate::sys::{deadline_in, sleep_until};
+use crate::transport::{Received, Transport};
+
+/// Most requests taken in one wake-up of the loop, so that housekeeping still runs under load.
+const MAX_REQUESTS_PER_WAKE: usize = 64;
+
+/// How long the loop pauses when `accept(2)` fails for lack of resources (`EMFILE` and the like),
+/// so it does not spin while the listening socket stays readable.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A shortage of descriptors or memory is over once requests are taken with no `accept(2)`
+/// failing for this long (or once the loop has caught up with the waiting clients).
+const SHORTAGE_OVER: Duration = Duration::from_secs(1);
+
+/// `accept(2)` failing for lack of resources: since when, and how often.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shortage {
+    failures: u64,
+    last: Instant,
+}
+
+/// Whether the `max_connections` cap lets the loop take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Room {
+    Free,
+    Woken,
+    Full,
+}
+
+impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+    /// Takes the requests that are waiting, up to a bound.
+    pub(super) fn take_requests(&mut self, handle: &ShutdownHandle) {
+        for _ in 0..MAX_REQUESTS_PER_WAKE {
+            // Re-check after every request: a shutdown while serving must not take one more
+            // (Python's bpo-35017).
+            if handle.is_requested() {
+                return;
+            }
+            // At the cap: sleep until a request ends, a stop, or the loop's interval (so that
+            // `service_actions` still runs), then go back to the loop.
+            if self.wait_room(self.loop_interval()) != Room::Free
+                || self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken
+            {
+                return;
+            }
+            if !self.take_one() {
+                return;
+            }
+        }
+    }
+
+    /// Takes one request if one is waiting; `false` if none was.
+    pub(super) fn take_one(&mut self) -> bool {
+        match T::get_request(&self.socket, &mut self.buf) {
+            Ok(Received::Request(request)) => {
+                if self
+                    .shortage
+                    .is_some_and(|s| s.last.elapsed() >= SHORTAGE_OVER)
+                {
+                    self.end_shortage();
+                }
+                let context = self.shared.context();
+                if !H::verify_request(context, T::client_address(&request)) {
+                    log::debug!(target: "socketserver::request",
+                        "verify_request rejected {}", T::client_address(&request));
+                    context.reject();
+                    T::close_request(request);
+                    return true;
+                }
+                let shared = Arc::clone(&self.shared);
+                // Counts the request against `max_connections` until the job has run or been
+                // dropped (for forking: until the parent has handed it to the child).
+                let admitted = context.gate().enter();
+                let job = Job::new(
+                    Box::new(move || {
+                        let ok = H::finish_request(&shared, request);
+                        drop(admitted);
+                        ok
+                    }),
+                    T::listener_fd(&self.socket),
+                );
+                if let Err(e) = self.strategy.process_request(job) {
+                    // Once per request while, say, threads cannot be made: limited.
+                    static LIMIT: Limit = Limit::new();
+                    say_limited(
+                        &LIMIT,
+                        Level::Error,
+                        "socketserver::server",
+                        format_args!("server {}: {e}", context.server_address()),
+                    );
+                }
+                true
+            }
+            Ok(Received::Dropped(error)) => {
+                let context = self.shared.context();
+                context.reject();
+                H::handle_error(context, &error);
+                true
+            }
+            Err(e) => {
+                self.get_request_failed(e);
+                false
+            }
+        }
+    }
+
+    fn get_request_failed(&mut self, error: io::Error) {
+        match error.kind() {
+            // Linux's `accept` looks for a free descriptor before it looks at the queue, so
+            // "nothing waiting" means descriptors were there: the loop has caught up and the
+            // shortage is over. (Not at the first request taken: at the limit, every
+            // descriptor freed is taken at once and the next `accept` fails again; that is
+            // the same shortage, and must not log a warning per request. `take_one` ends it
+            // too once requests are taken with no failure for `SHORTAGE_OVER`, for
+            // `handle_request`, which never calls `accept` without a client waiting.)
+            io::ErrorKind::WouldBlock => self.end_shortage(),
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+                log::debug!(target: "socketserver::accept",
+                    "{}: client left before accept: {error}", self.server_address());
+            }
+            _ => {
+                let scarce = matches!(
+                    error.raw_os_error(),
+                    Some(
+                        nix::libc::EMFILE
+                            | nix::libc::ENFILE
+                            | nix::libc::ENOBUFS
+                            | nix::libc::ENOMEM
+                    )
+                );
+                let addr = self.shared.context().server_address();
+                if !scarce {
+                    static LIMIT: Limit = Limit::new();
+                    say_limited(
+                        &LIMIT,
+                        Level::Error,
+                        "socketserver::accept",
+                        format_args!("{addr}: cannot take a request: {error}"),
+                    );
+                } else {
+                    let failures = self.shortage.map_or(0, |s| s.failures) + 1;
+                    if failures == 1 {
+                        log::warn!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error}; pausing {ACCEPT_BACKOFF:?} between attempts until it works");
+                    } else {
+                        log::debug!(target: "socketserver::accept",
+                            "{addr}: cannot take a request: {error} (attempt {failures})");
+                    }
+                    self.shortage = Some(Shortage {
+                        failures,
+                        last: Instant::now(),
+                    });
+                }
+                self.pause(ACCEPT_BACKOFF);
+            }
+        }
+    }
+
+    /// Ends the current shortage, if any, saying so.
+    fn end_shortage(&mut self) {
+        if let Some(shortage) = self.shortage.take() {
+            log::info!(target: "socketserver::accept",
+                "{}: taking requests again after {} failed attempts",
+                self.server_address(), shortage.failures);
+        }
+    }
+
+    /// Waits while `max_connections` requests are open, at most `timeout` (`None`: until there
+    /// is room or a stop). Never spins: it sleeps in `poll(2)` on the waker and on the gate's
+    /// socket, which gets a byte when a request ends at the cap.
+    pub(super) fn wait_room(&self, timeout: Option<Duration>) -> Room {
+        let gate = self.shared.context().gate();
+        let deadline = timeout.map(deadline_in);
+        loop {
+            // The common case costs no system call: the wake-up bytes matter only before a
+            // sleep in `poll`.
+            if gate.has_room() {
+                return Room::Free;
+            }
+            // Drop stale wake-ups, then look again: a request that ended in between may have
+            // had its byte drained.
+            gate.drain();
+            if gate.has_room() {
+                return Room::Free;
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return Room::Full;
+            }
+            let mut fds = [
+                PollFd::new(self.stops.fd(), PollFlags::POLLIN),
+                PollFd::new(gate.room_fd(), PollFlags::POLLIN),
+            ];
+            match sleep_until(&mut fds, deadline) {
+                Ok(_) if fds[0].revents().is_some_and(|r| !r.is_empty()) => return Room::Woken,
+                Ok(_) => {}
+                Err(e) => {
+                    // The serving loop polls the waker next and reports the error.
+                    log::error!(target: "socketserver::server", "waiting for a connection to end: {e}");
+                    return Room::Woken;
+                }
+            }
+        }
+    }
+
+    /// Sleeps up to `duration`, waking early for a stop request.
+    fn pause(&self, duration: Duration) {
+        let mut fds = [PollFd::new(self.stops.fd(), PollFlags::POLLIN)];
+        let _ = sleep_until(&mut fds, Some(deadline_in(duration)));
+    }
+}

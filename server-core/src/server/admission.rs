@@ -1,0 +1,128 @@
+//! Admission: how much a server takes in at once. A [`Gate`] counts the requests taken and not
+//! yet finished (the `max_connections` cap); a [`Budget`] counts the bytes that buffered HTTP
+//! request bodies hold across connections.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::sys::wake;
+
+/// Counts the requests taken and not yet finished in this process, and wakes the serving loop
+/// when one finishes while the count is at the cap.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    max: Option<usize>,
+    open: AtomicUsize,
+    /// The serving loop sleeps in `poll(2)` on it while at the cap.
+    room_rx: wake::Wait,
+    /// Notified when a request ends with the count at the cap.
+    room_tx: wake::Notify,
+}
+
+impl Gate {
+    pub(crate) fn new(max: Option<usize>) -> io::Result<Gate> {
+        let (room_tx, room_rx) = wake::pair()?;
+        Ok(Gate {
+            max,
+            open: AtomicUsize::new(0),
+            room_rx,
+            room_tx,
+        })
+    }
+
+    /// Requests taken and not yet finished.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Whether the loop may take another request now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.max.is_none_or(|max| self.open() < max)
+    }
+
+    /// Counts one more request until the returned guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> Admitted {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Admitted {
+            gate: Arc::clone(self),
+        }
+    }
+
+    /// The fd that becomes readable when a request ends at the cap.
+    pub(crate) fn room_fd(&self) -> BorrowedFd<'_> {
+        self.room_rx.fd()
+    }
+
+    /// Reads every pending wake-up byte.
+    pub(crate) fn drain(&self) {
+        self.room_rx.drain();
+    }
+}
+
+/// One request counted by a [`Gate`]; dropping it ends the count and wakes a waiting loop.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let before = self.gate.open.fetch_sub(1, Ordering::SeqCst);
+        if self.gate.max.is_some_and(|max| before >= max) {
+            self.gate.room_tx.notify();
+        }
+    }
+}
+
+/// Bytes held by buffered request bodies across a server's connections (in this process), so
+/// that many clients each sending a large body cannot together take the server's memory.
+#[cfg(feature = "http")]
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    held: AtomicUsize,
+}
+
+#[cfg(feature = "http")]
+impl Budget {
+    /// Takes `bytes` of the budget until the lease drops, if `max` allows it.
+    pub(crate) fn take(&self, bytes: usize, max: usize) -> Option<Lease<'_>> {
+        let mut held = self.held.load(Ordering::SeqCst);
+        loop {
+            let after = held.checked_add(bytes).filter(|&after| after <= max)?;
+            match self
+                .held
+                .compare_exchange(held, after, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    return Some(Lease {
+                        budget: self,
+                        bytes,
+                    })
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+/// Part of a [`Budget`], given back on drop.
+#[cfg(feature = "http")]
+#[derive(Debug)]
+pub(crate) struct Lease<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+#[cfg(feature = "http")]
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}

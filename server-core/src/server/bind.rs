@@ -1,0 +1,201 @@
+//! Binding a server, per transport: `bind` to an address or path, or serve on a socket bound
+//! elsewhere (`from_listener`, `from_socket`), and the `Server::bind` shortcuts.
+
+use std::fmt;
+use std::net::{TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram as StdUnixDatagram, UnixListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use socket2::Type;
+
+use crate::addr::Address;
+use crate::error::{Error, Result};
+use crate::request::DatagramSocket;
+use crate::server::{Serve, Server, ServerBuilder};
+use crate::strategy::Strategy;
+use crate::transport::{self, Listener};
+
+impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
+    /// Binds and listens on `addr` (`"127.0.0.1:8000"`, `"[::1]:0"`, `("localhost", 0)`, a
+    /// `SocketAddr`...). Port 0 picks a free port; read it back with
+    /// [`Server::server_address`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`], [`Error::AddrInUse`], [`Error::AddrNotAvailable`],
+    /// [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`], [`Error::SocketOption`]
+    /// or [`Error::InvalidOption`], each naming the address.
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<TcpServerOf<H, S>> {
+        self.validate()?;
+        let (socket, local) = transport::bind_inet(addr, Type::STREAM, &self.bind)?;
+        self.build(transport::to_tcp(socket), Address::Inet(local), None)
+    }
+
+    /// Serves on a listener bound elsewhere (Python: `bind_and_activate=False`; also what
+    /// socket activation hands over, as an `OwnedFd`). A bound socket that is not listening yet
+    /// is put into listening state with the `backlog` option. The connection options
+    /// ([`nodelay`](Self::nodelay), [`read_timeout`](Self::read_timeout),
+    /// [`write_timeout`](Self::write_timeout)) that are set are set on the listener itself,
+    /// for its connections to inherit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound stream socket.
+    pub fn from_listener(self, listener: impl Into<TcpListener>) -> Result<TcpServerOf<H, S>> {
+        self.validate()?;
+        let listener = listener.into();
+        transport::adopt(listener.as_fd(), Type::STREAM, "tcp", self.bind.backlog)?;
+        let local = listener.local_addr().map_err(|e| Error::WrongSocket {
+            transport: "tcp",
+            reason: e.to_string(),
+        })?;
+        self.build(Listener::Tcp(listener), Address::Inet(local), None)
+    }
+}
+
+impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> {
+    /// Binds a UDP socket to `addr`; port 0 picks a free port.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ServerBuilder::<Tcp, _, _>::bind`](ServerBuilder::bind), without `Listen`.
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(
+        self,
+        addr: A,
+    ) -> Result<Server<transport::Udp, H, S>> {
+        self.validate()?;
+        let (socket, local) = transport::bind_inet(addr, Type::DGRAM, &self.bind)?;
+        self.build(
+            Arc::new(transport::to_udp(socket)),
+            Address::Inet(local),
+            None,
+        )
+    }
+
+    /// Serves on a UDP socket bound elsewhere (Python: `bind_and_activate=False`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
+    pub fn from_socket(self, socket: impl Into<UdpSocket>) -> Result<Server<transport::Udp, H, S>> {
+        self.validate()?;
+        let socket = socket.into();
+        transport::adopt(socket.as_fd(), Type::DGRAM, "udp", self.bind.backlog)?;
+        let local = socket.local_addr().map_err(|e| Error::WrongSocket {
+            transport: "udp",
+            reason: e.to_string(),
+        })?;
+        self.build(
+            Arc::new(DatagramSocket::Udp(socket)),
+            Address::Inet(local),
+            None,
+        )
+    }
+}
+
+impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::UnixStream, H, S> {
+    /// Binds and listens on the socket file `path`, replacing a stale one (see
+    /// [the transport docs](crate::transport)). The file is removed when the server closes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] for an empty path, [`Error::UnixPathInUse`] if a live server
+    /// listens there, [`Error::PathNotSocket`] if the path is another kind of file, [`Error::StaleSocket`] if a stale socket cannot be
+    /// removed, [`Error::PermissionDenied`], [`Error::Bind`], [`Error::Listen`] or
+    /// [`Error::InvalidOption`] (`reuse_port`).
+    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixStream, H, S>> {
+        self.validate()?;
+        let path = path.as_ref();
+        let (fd, file) = transport::bind_unix(path, Type::STREAM, &self.bind)?;
+        self.build(
+            Listener::Unix(UnixListener::from(fd)),
+            Address::from(path.to_path_buf()),
+            Some(file),
+        )
+    }
+
+    /// Serves on a Unix listener bound elsewhere. Its socket file is left alone on close.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound stream socket.
+    pub fn from_listener(
+        self,
+        listener: impl Into<UnixListener>,
+    ) -> Result<Server<transport::UnixStream, H, S>> {
+        self.validate()?;
+        let listener = listener.into();
+        transport::adopt(listener.as_fd(), Type::STREAM, "unix", self.bind.backlog)?;
+        let local = transport::unix_local_address(listener.local_addr());
+        self.build(Listener::Unix(listener), local, None)
+    }
+}
+
+impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
+    /// Binds a Unix datagram socket at `path`, replacing a stale one. The file is removed when
+    /// the server closes. Clients must bind a path of their own to get replies.
+    ///
+    /// # Errors
+    ///
+    /// As for the Unix stream server's `bind`, without `Listen`.
+    pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixDatagram, H, S>> {
+        self.validate()?;
+        let path = path.as_ref();
+        let (fd, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
+        let socket = DatagramSocket::Unix(StdUnixDatagram::from(fd));
+        self.build(
+            Arc::new(socket),
+            Address::from(path.to_path_buf()),
+            Some(file),
+        )
+    }
+
+    /// Serves on a Unix datagram socket bound elsewhere. Its socket file is left alone on close.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSocket`] if it is not a bound datagram socket.
+    pub fn from_socket(
+        self,
+        socket: impl Into<StdUnixDatagram>,
+    ) -> Result<Server<transport::UnixDatagram, H, S>> {
+        self.validate()?;
+        let socket = socket.into();
+        transport::adopt(
+            socket.as_fd(),
+            Type::DGRAM,
+            "unix-datagram",
+            self.bind.backlog,
+        )?;
+        let local = transport::unix_local_address(socket.local_addr());
+        self.build(Arc::new(DatagramSocket::Unix(socket)), local, None)
+    }
+}
+
+type TcpServerOf<H, S> = Server<transport::Tcp, H, S>;
+
+macro_rules! bind_shortcut {
+    ($transport:ty, $arg:ident: $ty:ty, $($bound:tt)*) => {
+        impl<H: Serve<$transport>, S: Strategy + Default> Server<$transport, H, S>
+        where
+            H::State: Default,
+        {
+            /// Binds with the default options, state and strategy (Python: the server's
+            /// constructor). See [`ServerBuilder`] for options.
+            ///
+            /// # Errors
+            ///
+            /// As for [`ServerBuilder::bind`].
+            pub fn bind<$($bound)*>($arg: $ty) -> Result<Self> {
+                Self::builder().bind($arg)
+            }
+        }
+    };
+}
+
+bind_shortcut!(transport::Tcp, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::Udp, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::UnixStream, path: P, P: AsRef<Path>);
+bind_shortcut!(transport::UnixDatagram, path: P, P: AsRef<Path>);

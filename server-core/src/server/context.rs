@@ -1,0 +1,190 @@
+//! What the requests of a server share: the [`ServerContext`] handlers see, and the options
+//! each stream request is set up with.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::addr::Address;
+#[cfg(feature = "http")]
+use crate::server::admission::Budget;
+use crate::server::admission::Gate;
+use crate::shutdown::ShutdownHandle;
+use crate::stats::{Active, Counters, Stats};
+
+/// What a handler sees of its server (Python: the handler's `server` attribute).
+///
+/// It gives the server's address, the shared [`state`](Self::state), and a way to stop the
+/// server. The same context is shared by every request of a server.
+pub struct ServerContext<S = ()> {
+    server_address: Address,
+    state: Arc<S>,
+    shutdown: ShutdownHandle,
+    counters: Counters,
+    /// Requests taken and not finished, and the `max_connections` cap.
+    gate: Arc<Gate>,
+    /// Bytes held by buffered HTTP request bodies.
+    #[cfg(feature = "http")]
+    bodies: Budget,
+}
+
+impl<S> ServerContext<S> {
+    /// A context with fresh counters and no body bytes held.
+    pub(crate) fn new(
+        server_address: Address,
+        state: Arc<S>,
+        shutdown: ShutdownHandle,
+        gate: Gate,
+    ) -> Self {
+        ServerContext {
+            server_address,
+            state,
+            shutdown,
+            counters: Counters::default(),
+            gate: Arc::new(gate),
+            #[cfg(feature = "http")]
+            bodies: Budget::default(),
+        }
+    }
+
+    /// The server's shutdown handle, without cloning it.
+    pub(crate) fn handle(&self) -> &ShutdownHandle {
+        &self.shutdown
+    }
+
+    /// Requests taken and not finished, and the `max_connections` cap.
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// Bytes held by buffered HTTP request bodies.
+    #[cfg(feature = "http")]
+    pub(crate) fn bodies(&self) -> &Budget {
+        &self.bodies
+    }
+
+    /// Counts a request refused before a handler ran.
+    pub(crate) fn reject(&self) {
+        self.counters.reject();
+    }
+
+    /// Counts a request as running until the guard is dropped with its outcome.
+    pub(crate) fn start_request(&self) -> Active<'_> {
+        self.counters.start()
+    }
+}
+
+impl<S> ServerContext<S> {
+    /// The address the server is bound to (Python: `server_address`). When port 0 was asked
+    /// for, this has the port the system picked.
+    pub fn server_address(&self) -> &Address {
+        &self.server_address
+    }
+
+    /// The state shared by every request (the handler's [`Handler::State`]).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The shared state's `Arc`, to keep a reference beyond the request.
+    pub fn state_arc(&self) -> &Arc<S> {
+        &self.state
+    }
+
+    /// The server's counters: requests running, served, failed and rejected.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.counters.snapshot();
+        stats.open = self.gate.open();
+        stats
+    }
+
+    /// Whether the server is stopping or closed: a shutdown was requested (through a
+    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or [`Server::close`]).
+    ///
+    /// It stays set after `serve_forever` returns (unlike the stop request itself, which the
+    /// loop clears as it acts on it). A handler that serves several requests on one connection
+    /// (keep-alive) should check it between requests and end the connection when it is set, so
+    /// that closing the server does not wait for the client to hang up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::io::{BufRead, Write};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler};
+    /// # struct Lines;
+    /// # impl Handler for Lines { type State = (); fn new(_: &ServerContext) -> Self { Lines } }
+    /// impl StreamRequestHandler for Lines {
+    ///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+    ///         let mut line = String::new();
+    ///         // One line per request, until the client hangs up or the server closes.
+    ///         while !request.server().is_closing() && request.rfile.read_line(&mut line)? > 0 {
+    ///             request.wfile.write_all(line.as_bytes())?;
+    ///             line.clear();
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shutdown.is_closing()
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Asks the server to stop (Python: `server.shutdown()` called from a handler).
+    ///
+    /// From inside a handler this never blocks: the serving loop stops once the current
+    /// request is done. See [`ShutdownHandle::shutdown`].
+    pub fn shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+}
+
+impl<S> fmt::Debug for ServerContext<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("server_address", &self.server_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options each stream request is set up with.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestOptions {
+    pub rbufsize: usize,
+    pub wbufsize: usize,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub nodelay: bool,
+    /// Whether `nodelay` and the timeouts were set on the TCP listening socket, from which
+    /// Linux copies them to every accepted connection: then no connection needs a system call
+    /// of its own for them. (Unix stream sockets do not inherit timeouts.)
+    pub inherited: bool,
+}
+
+/// What every request of a server shares.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Shared<S> {
+    context: ServerContext<S>,
+    options: RequestOptions,
+}
+
+impl<S> Shared<S> {
+    pub(crate) fn new(context: ServerContext<S>, options: RequestOptions) -> Self {
+        Shared { context, options }
+    }
+
+    /// What handlers see of the server.
+    pub(crate) fn context(&self) -> &ServerContext<S> {
+        &self.context
+    }
+
+    /// Options each stream request is set up with.
+    pub(crate) fn options(&self) -> &RequestOptions {
+        &self.options
+    }
+}
