@@ -81,7 +81,7 @@ impl<S> ServerContext<S> {
         &self.server_address
     }
 
-    /// The state shared by every request (the handler's [`Handler::State`]).
+    /// The state shared by every request (the handler's [`Handler::State`](crate::Handler::State)).
     pub fn state(&self) -> &S {
         &self.state
     }
@@ -99,7 +99,7 @@ impl<S> ServerContext<S> {
     }
 
     /// Whether the server is stopping or closed: a shutdown was requested (through a
-    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or [`Server::close`]).
+    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or [`Server::close`](crate::Server::close)).
     ///
     /// It stays set after `serve_forever` returns (unlike the stop request itself, which the
     /// loop clears as it acts on it). A handler that serves several requests on one connection

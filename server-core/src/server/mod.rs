@@ -1,7 +1,9 @@
-//! The server: the serving loop (Python's `BaseServer`). Its other parts have files of their
-//! own: [`context`] (what requests share), `builder` (options and binding), `accept` (taking
-//! requests), [`process`] (the per-request pipeline), `close` (closing and serving until a
-//! signal), [`admission`] and [`connections`] (what the server counts and tracks).
+//! The server: binding, the serving loop, shutdown and closing (Python's `BaseServer`).
+
+// This file holds the serving loop; the other parts have files of their own: `context` (what
+// the requests share), `builder` and `bind` (options, then binding per transport), `accept`
+// (taking requests), `process` (the per-request pipeline), `close` (closing, and serving until a
+// signal), `admission` and `connections` (what the server counts and tracks).
 
 mod accept;
 pub(crate) mod admission;
@@ -58,8 +60,8 @@ pub enum HandleOutcome {
 ///
 /// [`serve_forever`](Self::serve_forever) waits in `poll(2)` on the server's socket and on a
 /// waker. For every request it calls the handler's `verify_request`, wraps the request into a
-/// [`Job`] and hands it to the strategy. It calls `service_actions` on every pass, and at least
-/// every `poll_interval` when idle. A [`ShutdownHandle`] wakes it at once.
+/// [`Job`](crate::Job) and hands it to the strategy. It calls `service_actions` on every pass,
+/// and at least every `poll_interval` when idle. A [`ShutdownHandle`] wakes it at once.
 ///
 /// # Closing
 ///
