@@ -24,7 +24,7 @@ pub(crate) fn deadline_in(duration: Duration) -> Instant {
 
 /// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
 /// milliseconds so that a wait never ends just before its deadline and spins.
-pub(crate) fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
+fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
     match deadline {
         None => PollTimeout::NONE,
         Some(d) => {

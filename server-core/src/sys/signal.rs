@@ -11,11 +11,14 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use parking_lot::Mutex;
+
+use super::sleep_until;
 
 /// The signals a listener hears.
 const SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
@@ -152,7 +155,7 @@ fn drain(receiver: &UnixStream) {
     let mut buf = [0u8; 64];
     loop {
         let mut fds = [PollFd::new(receiver.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::ZERO) {
+        match sleep_until(&mut fds, Some(Instant::now())) {
             Ok(n) if n > 0 => {}
             _ => return,
         }
