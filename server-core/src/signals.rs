@@ -1,6 +1,7 @@
-//! Stopping on SIGINT and SIGTERM, for [`Server::serve_until_signal`](crate::Server::serve_until_signal):
-//! a [`Watch`] hears the signals while the server serves, and [`watch_signals`] (run on a
-//! thread of its own) acts on them.
+//! Stopping on SIGINT and SIGTERM, for
+//! [`Server::serve_until_signal`](crate::Server::serve_until_signal): a [`Watch`] hears the
+//! signals while the server serves, and [`watch_signals`] (run on a thread of its own) acts on
+//! them.
 //!
 //! The handlers themselves, and putting the previous ones back, live in
 //! [`sys::signal`](crate::sys::signal): the handler only writes the signal's number to the
@@ -108,8 +109,8 @@ impl Drop for Watch {
     }
 }
 
-/// What the signal watching thread of [`Server::serve_until_signal`](crate::Server::serve_until_signal)
-/// does: on the first signal, asks the server to stop and sets the close deadline; at the
+/// What the signal watching thread of
+/// [`Server::serve_until_signal`](crate::Server::serve_until_signal) does: on the first signal, asks the server to stop and sets the close deadline; at the
 /// deadline, shuts down the reading side of every connection still open; on a second signal,
 /// shuts every connection down both ways, makes the deadline now, and gives the signals back to
 /// their previous handlers.

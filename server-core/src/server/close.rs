@@ -30,8 +30,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// `close_timeout` (builder option), and reports how many finished and how many it stopped
     /// waiting for. Call it after [`serve_forever`](Self::serve_forever) has returned.
     ///
-    /// From the start, [`ServerContext::is_closing`](crate::ServerContext::is_closing) is true, so handlers in keep-alive loops
-    /// can end early.
+    /// From the start, [`ServerContext::is_closing`](crate::ServerContext::is_closing) is true,
+    /// so handlers in keep-alive loops can end early.
     ///
     /// # At the deadline
     ///

@@ -99,7 +99,8 @@ impl<S> ServerContext<S> {
     }
 
     /// Whether the server is stopping or closed: a shutdown was requested (through a
-    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or [`Server::close`](crate::Server::close)).
+    /// [`ShutdownHandle`], a signal with `serve_until_signal`, or
+    /// [`Server::close`](crate::Server::close)).
     ///
     /// It stays set after `serve_forever` returns (unlike the stop request itself, which the
     /// loop clears as it acts on it). A handler that serves several requests on one connection

@@ -2,8 +2,8 @@
 
 // This file holds the serving loop; the other parts have files of their own: `context` (what
 // the requests share), `builder` and `bind` (options, then binding per transport), `accept`
-// (taking requests), `process` (the per-request pipeline), `close` (closing, and serving until a
-// signal), `admission` and `connections` (what the server counts and tracks).
+// (taking requests), `pipeline` (what runs for each request), `close` (closing, and serving
+// until a signal), `admission` and `connections` (what the server counts and tracks).
 
 mod accept;
 pub(crate) mod admission;
@@ -12,7 +12,7 @@ mod builder;
 mod close;
 pub(crate) mod connections;
 mod context;
-pub(crate) mod process;
+mod pipeline;
 
 use std::fmt;
 use std::io;
@@ -26,7 +26,7 @@ use nix::poll::{PollFd, PollFlags};
 pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE};
 pub(crate) use context::RequestOptions;
 pub use context::{ServerContext, Shared};
-pub use process::Serve;
+pub use pipeline::Serve;
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
