@@ -19,11 +19,11 @@ use std::sync::Arc;
 /// after the other may come from slightly different moments.
 #[derive(Clone, Default)]
 pub struct Activity {
-    inner: Arc<Counters>,
+    inner: Arc<ActivityCounters>,
 }
 
 #[derive(Default)]
-struct Counters {
+struct ActivityCounters {
     active: AtomicUsize,
     tracked: AtomicUsize,
     started: AtomicU64,

@@ -6,22 +6,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use super::bookkeeping::{activity_getters, drain_report, Ledger, REAP_INTERVAL};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// Python's default `max_children`.
 pub const DEFAULT_MAX_CHILDREN: usize = 40;
 
 /// How often waiting for a child to exit checks again (at the limit, and when closing).
 const REAP_POLL: Duration = Duration::from_millis(10);
-
-/// How often the serving loop reaps while children run, even when no request comes.
-const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs every request in a child process of its own (Python: `ForkingMixIn`, as in
 /// `ForkingTCPServer`).
@@ -129,7 +128,9 @@ pub struct Forking {
     block_on_close: bool,
     /// Our children not yet reaped (Python: `active_children`).
     children: Vec<Pid>,
-    activity: Activity,
+    /// The counters, which only reaping moves on: closing counts the children reaped since
+    /// it began.
+    ledger: Ledger,
 }
 
 impl Forking {
@@ -139,7 +140,7 @@ impl Forking {
             max_children: DEFAULT_MAX_CHILDREN,
             block_on_close: true,
             children: Vec::new(),
-            activity: Activity::default(),
+            ledger: Ledger::default(),
         }
     }
 
@@ -161,30 +162,20 @@ impl Forking {
         self
     }
 
-    /// Children not yet reaped: running, or exited a moment ago (Python: `len(active_children)`).
-    pub fn active(&self) -> usize {
-        self.activity.active()
-    }
-
-    /// Children that exited with status 0.
-    pub fn succeeded(&self) -> u64 {
-        self.activity.succeeded()
-    }
-
-    /// Children that exited with a non-zero status or were killed by a signal.
-    pub fn failed(&self) -> u64 {
-        self.activity.failed()
-    }
-
-    /// A handle on this strategy's counters, readable from other threads while it serves.
-    pub fn activity(&self) -> Activity {
-        self.activity.clone()
+    activity_getters! {
+        /// Children not yet reaped: running, or exited a moment ago (Python:
+        /// `len(active_children)`).
+        active -> usize;
+        /// Children that exited with status 0.
+        succeeded -> u64;
+        /// Children that exited with a non-zero status or were killed by a signal.
+        failed -> u64;
     }
 
     /// Waits, without blocking, for each of our children; records the statuses of those that
     /// exited.
     fn reap(&mut self) {
-        let activity = &self.activity;
+        let activity = self.ledger.activity();
         self.children.retain(|&pid| loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => return true,
@@ -230,7 +221,7 @@ impl fmt::Debug for Forking {
             .field("max_children", &self.max_children)
             .field("block_on_close", &self.block_on_close)
             .field("children", &self.children)
-            .field("activity", &self.activity)
+            .field("activity", self.ledger.activity())
             .finish()
     }
 }
@@ -279,9 +270,10 @@ impl Strategy for Forking {
                 drop(job);
                 log::debug!(target: "socketserver::forking", "forked child {child}");
                 self.children.push(child);
-                self.activity.add_started();
-                self.activity.set_active(self.children.len());
-                self.activity.set_tracked(self.children.len());
+                let activity = self.ledger.activity();
+                activity.add_started();
+                activity.set_active(self.children.len());
+                activity.set_tracked(self.children.len());
                 Ok(())
             }
             Err(errno) => Err(Error::Spawn {
@@ -300,8 +292,8 @@ impl Strategy for Forking {
                 return Readiness::Ready;
             }
             let mut fds = [PollFd::new(waker, PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(REAP_POLL.as_millis() as u16)) {
-                Ok(0) | Err(Errno::EINTR) => {}
+            match sys::sleep_until(&mut fds, Some(Instant::now() + REAP_POLL)) {
+                Ok(0) => {}
                 Ok(_) => return Readiness::Woken,
                 Err(e) => {
                     // The serving loop polls the same fd next and reports the error.
@@ -333,34 +325,30 @@ impl Strategy for Forking {
     /// [`ServerContext::is_closing`](crate::ServerContext::is_closing), which a child sees
     /// only if the stop was requested before it was forked.
     fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
-        let before = self.activity.finished();
+        self.ledger.look();
         loop {
             self.reap();
             if self.children.is_empty() || !self.block_on_close {
                 break;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            let pause = match deadline {
-                None => REAP_POLL,
-                Some(d) => REAP_POLL.min(d.saturating_duration_since(Instant::now())),
-            };
+            let next = deadline.map_or(now + REAP_POLL, |d| d.min(now + REAP_POLL));
             // Library polling for our own pids only: `waitpid(-1)` would block properly but
             // could reap other code's children.
-            std::thread::sleep(pause);
+            if let Err(e) = sys::sleep_until(&mut [], Some(next)) {
+                log::error!(target: "socketserver::forking", "waiting for the children to exit: {e}");
+                break;
+            }
         }
-        let completed = usize::try_from(self.activity.finished() - before).unwrap_or(usize::MAX);
-        let abandoned = self.children.len();
-        if abandoned > 0 {
-            log::warn!(target: "socketserver::forking",
-                "closing: {abandoned} children still running are left to finish on their own");
-        }
-        DrainReport {
-            completed,
-            abandoned,
-            shut_down: 0,
-        }
+        drain_report(
+            "socketserver::forking",
+            "children",
+            self.ledger.finished_since_look(),
+            self.children.len(),
+        )
     }
 }
 

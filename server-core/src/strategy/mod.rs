@@ -47,6 +47,7 @@
 //!   serial strategy keeps up with a hand-written `recv_from`/`send_to` loop.
 
 mod activity;
+mod bookkeeping;
 pub mod forking;
 pub mod pool;
 pub mod threading;

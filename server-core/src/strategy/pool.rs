@@ -9,11 +9,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 
+use super::bookkeeping::{activity_getters, recv_until, thread_builder, ExitNotice, Ledger};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
+use crate::sys;
 use crate::wake;
 
 /// The most workers [`Pool::new`] starts, however many CPUs there are.
@@ -116,19 +117,19 @@ pub struct Pool {
     workers: usize,
     queue: Option<usize>,
     stack_size: Option<usize>,
-    running: Option<Running>,
-    activity: Activity,
-    /// Requests finished as of the loop's last call; closing counts those finished since.
-    seen_finished: u64,
+    running: Option<Workers>,
+    /// The counters; the serving loop looks at them on each call, and closing counts the
+    /// requests finished since.
+    ledger: Ledger,
 }
 
 /// The pool once its workers have started.
-struct Running {
+struct Workers {
     /// The queue's sending end; dropped when closing, which ends the workers once it is empty.
     jobs: Option<Sender<Job>>,
     /// A receiving end kept to drop the requests still queued at the close deadline.
     queued: Receiver<Job>,
-    shared: Arc<Shared>,
+    shared: Arc<PoolShared>,
     /// Woken when a request finishes while the serving loop waits for room.
     room: wake::Wait,
     /// Join handles by worker number; `None` where a worker could not be started or ended.
@@ -139,7 +140,7 @@ struct Running {
 }
 
 /// What the workers share with the pool.
-struct Shared {
+struct PoolShared {
     /// Requests accepted and not yet finished: queued plus running.
     in_flight: AtomicUsize,
     /// Notified when a request finishes while `waiting` is set.
@@ -166,8 +167,7 @@ impl Pool {
             queue: None,
             stack_size: None,
             running: None,
-            activity: Activity::default(),
-            seen_finished: 0,
+            ledger: Ledger::default(),
         }
     }
 
@@ -202,24 +202,16 @@ impl Pool {
         self.queue.unwrap_or(self.workers)
     }
 
-    /// Requests running now (busy workers).
-    pub fn active(&self) -> usize {
-        self.activity.active()
-    }
-
     /// Requests taken and waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.running.as_ref().map_or(0, |r| r.queued.len())
+        self.running.as_ref().map_or(0, |w| w.queued.len())
     }
 
-    /// Worker threads alive.
-    pub fn tracked(&self) -> usize {
-        self.activity.tracked()
-    }
-
-    /// A handle on this strategy's counters, readable from other threads while it serves.
-    pub fn activity(&self) -> Activity {
-        self.activity.clone()
+    activity_getters! {
+        /// Requests running now (busy workers).
+        active -> usize;
+        /// Worker threads alive.
+        tracked -> usize;
     }
 
     /// Starts the pool if needed and replaces workers that ended.
@@ -227,7 +219,7 @@ impl Pool {
     /// # Errors
     ///
     /// [`Error::Spawn`] if there is no worker at all afterwards.
-    fn start(&mut self) -> Result<&mut Running> {
+    fn start(&mut self) -> Result<&mut Workers> {
         let running = match &mut self.running {
             Some(running) => running,
             slot @ None => {
@@ -237,14 +229,14 @@ impl Pool {
                 })?;
                 let (jobs, queued) = bounded(self.queue.unwrap_or(self.workers));
                 let (exits_tx, exits) = unbounded();
-                slot.insert(Running {
+                slot.insert(Workers {
                     jobs: Some(jobs),
                     queued,
-                    shared: Arc::new(Shared {
+                    shared: Arc::new(PoolShared {
                         in_flight: AtomicUsize::new(0),
                         room: room_tx,
                         waiting: AtomicBool::new(false),
-                        activity: self.activity.clone(),
+                        activity: self.ledger.activity().clone(),
                     }),
                     room: room_rx,
                     handles: (0..self.workers).map(|_| None).collect(),
@@ -256,9 +248,18 @@ impl Pool {
         running.replace_workers(self.stack_size)?;
         Ok(running)
     }
+
+    /// Replaces workers that ended, once started; logs a failure to start any.
+    fn replace_workers(&mut self) {
+        if let Some(running) = &mut self.running {
+            if let Err(e) = running.replace_workers(self.stack_size) {
+                log::error!(target: "socketserver::pool", "{e}");
+            }
+        }
+    }
 }
 
-impl Running {
+impl Workers {
     fn live(&self) -> usize {
         self.handles.iter().filter(|h| h.is_some()).count()
     }
@@ -280,16 +281,10 @@ impl Running {
             if slot.is_some() {
                 continue;
             }
-            let mut builder = thread::Builder::new().name(format!("socketserver-pool-{index}"));
-            if let Some(size) = stack_size {
-                builder = builder.stack_size(size);
-            }
+            let builder = thread_builder(format!("socketserver-pool-{index}"), stack_size);
             let receiver = self.queued.clone();
             let shared = Arc::clone(&self.shared);
-            let exit = WorkerExit {
-                index,
-                exits: self.exits_tx.clone(),
-            };
+            let exit = ExitNotice::new(self.exits_tx.clone(), index);
             match builder.spawn(move || work(receiver, &shared, exit)) {
                 Ok(handle) => *slot = Some(handle),
                 Err(source) => {
@@ -310,20 +305,9 @@ impl Running {
     }
 }
 
-/// Tells the pool a worker ended, even if it unwinds.
-struct WorkerExit {
-    index: usize,
-    exits: Sender<usize>,
-}
-
-impl Drop for WorkerExit {
-    fn drop(&mut self) {
-        let _ = self.exits.send(self.index);
-    }
-}
-
-/// A worker's loop: run queued requests until the queue is closed and empty.
-fn work(jobs: Receiver<Job>, shared: &Shared, exit: WorkerExit) {
+/// A worker's loop: run queued requests until the queue is closed and empty. `exit` tells the
+/// pool the worker ended, even if it unwinds.
+fn work(jobs: Receiver<Job>, shared: &PoolShared, exit: ExitNotice<usize>) {
     let _exit = exit;
     for job in jobs.iter() {
         shared.activity.add_active();
@@ -358,7 +342,7 @@ impl fmt::Debug for Pool {
             .field("stack_size", &self.stack_size)
             .field("started", &self.running.is_some())
             .field("queued", &self.queued())
-            .field("activity", &self.activity)
+            .field("activity", self.ledger.activity())
             .finish()
     }
 }
@@ -373,7 +357,7 @@ impl Strategy for Pool {
     ///
     /// [`Error::Spawn`] if no worker thread can be started; the request is closed unserved.
     fn process_request(&mut self, job: Job) -> Result<()> {
-        self.seen_finished = self.activity.finished();
+        self.ledger.look();
         let running = self.start()?;
         let Some(jobs) = &running.jobs else {
             // Only after close, which consumes the pool's running state: unreachable.
@@ -412,19 +396,12 @@ impl Strategy for Pool {
                 PollFd::new(waker, PollFlags::POLLIN),
                 PollFd::new(running.room.fd(), PollFlags::POLLIN),
             ];
-            let timeout = PollTimeout::from(CHECK_INTERVAL.as_millis() as u16);
-            let polled = poll(&mut fds, timeout);
+            let polled = sys::sleep_until(&mut fds, Some(Instant::now() + CHECK_INTERVAL));
             shared.waiting.store(false, Ordering::SeqCst);
             match polled {
-                Err(Errno::EINTR) => {}
                 Ok(0) => {
                     // Nothing finished for a while: make sure the workers are alive.
-                    let stack_size = self.stack_size;
-                    if let Some(running) = &mut self.running {
-                        if let Err(e) = running.replace_workers(stack_size) {
-                            log::error!(target: "socketserver::pool", "{e}");
-                        }
-                    }
+                    self.replace_workers();
                 }
                 Ok(_) => {
                     if fds[0].revents().is_some_and(|r| !r.is_empty()) {
@@ -443,13 +420,8 @@ impl Strategy for Pool {
 
     /// Replaces workers that ended.
     fn service_actions(&mut self) {
-        self.seen_finished = self.activity.finished();
-        let stack_size = self.stack_size;
-        if let Some(running) = &mut self.running {
-            if let Err(e) = running.replace_workers(stack_size) {
-                log::error!(target: "socketserver::pool", "{e}");
-            }
-        }
+        self.ledger.look();
+        self.replace_workers();
     }
 
     /// Closes the queue, lets the workers finish the queued and running requests until
@@ -465,12 +437,10 @@ impl Strategy for Pool {
         running.jobs = None;
         let mut live = running.live();
         while live > 0 {
-            // The pool holds an exit sender itself, so these fail only at the deadline.
-            let exit = match deadline {
-                None => running.exits.recv().ok(),
-                Some(deadline) => running.exits.recv_deadline(deadline).ok(),
+            // The pool holds an exit sender itself, so this fails only at the deadline.
+            let Some(index) = recv_until(&running.exits, deadline) else {
+                break;
             };
-            let Some(index) = exit else { break };
             if let Some(handle) = running.handles.get_mut(index).and_then(Option::take) {
                 let _ = handle.join();
                 live -= 1;
@@ -487,10 +457,9 @@ impl Strategy for Pool {
                 .in_flight
                 .fetch_sub(dropped, Ordering::SeqCst);
         }
-        let completed =
-            usize::try_from(self.activity.finished() - self.seen_finished).unwrap_or(usize::MAX);
+        let completed = self.ledger.finished_since_look();
         let abandoned = running.shared.in_flight.load(Ordering::SeqCst) + dropped;
-        self.activity.set_tracked(0);
+        self.ledger.activity().set_tracked(0);
         if abandoned > 0 {
             log::warn!(target: "socketserver::pool",
                 "closing: {dropped} queued requests dropped unserved, {} running ones left to their {live} workers",

@@ -1,14 +1,19 @@
 //! A thread for each request (Python's `ThreadingMixIn`), reusing finished threads.
 
+mod idle;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
 
+use self::idle::Idle;
+use super::bookkeeping::{
+    activity_getters, drain_report, recv_until, thread_builder, ExitNotice, Ledger, REAP_INTERVAL,
+};
 use super::{Activity, DrainReport, Job, Strategy};
 use crate::error::{Error, Result};
 
@@ -17,9 +22,6 @@ use crate::error::{Error, Result};
 /// Linux shows thread names cut to 15 bytes (`socketserver-ha` in `top -H` or
 /// `/proc/<pid>/task/*/comm`).
 pub const THREAD_NAME: &str = "socketserver-handler";
-
-/// How often the serving loop reaps finished threads while idle, when any are tracked.
-const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Default of [`Threading::max_idle_threads`].
 pub const DEFAULT_MAX_IDLE_THREADS: usize = 64;
@@ -135,121 +137,12 @@ pub struct Threading {
     /// Join handles of tracked threads that have not been seen to end, by thread number.
     threads: HashMap<u64, JoinHandle<()>>,
     next_id: u64,
-    /// Requests finished when the serving loop last looked: those that finish after it are
-    /// the ones `close` reports as completed.
-    seen_finished: u64,
     /// Tracked threads send their number here as they end.
     done_tx: Sender<u64>,
     done_rx: Receiver<u64>,
-    activity: Activity,
-}
-
-/// Handler threads waiting for a request: a stack, so the thread that finished last (its
-/// stack and caches still warm) takes the next request, and under a trickle of requests the
-/// threads at the bottom time out instead of taking turns and all staying alive.
-struct Idle {
-    /// The waiting threads' slots, the most recent last. Emptied, for good, on close.
-    waiting: Mutex<Waiting>,
-    max: usize,
-    timeout: Duration,
-}
-
-#[derive(Default)]
-struct Waiting {
-    slots: Vec<Arc<Slot>>,
-    closed: bool,
-}
-
-/// Where one waiting thread receives its next request.
-#[derive(Default)]
-struct Slot {
-    hand: Mutex<Hand>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-enum Hand {
-    #[default]
-    Empty,
-    Task(Task),
-    Closed,
-}
-
-impl Slot {
-    fn give(&self, hand: Hand) {
-        *self.hand.lock() = hand;
-        self.ready.notify_one();
-    }
-}
-
-impl Idle {
-    /// Hands `task` to the thread that started waiting last; gives it back if none waits.
-    fn offer(&self, task: Task) -> std::result::Result<(), Task> {
-        let slot = self.waiting.lock().slots.pop();
-        match slot {
-            Some(slot) => {
-                slot.give(Hand::Task(task));
-                Ok(())
-            }
-            None => Err(task),
-        }
-    }
-
-    /// After a request: waits for the next one, if fewer than `max` threads wait already, at
-    /// most `timeout`. `None`: the thread should end.
-    fn next_task(&self, slot: &Arc<Slot>) -> Option<Task> {
-        // `None`: a timeout too long to represent, so no timeout at all.
-        let deadline = Instant::now().checked_add(self.timeout);
-        {
-            let mut waiting = self.waiting.lock();
-            if waiting.closed || waiting.slots.len() >= self.max {
-                return None;
-            }
-            waiting.slots.push(Arc::clone(slot));
-        }
-        let mut hand = slot.hand.lock();
-        loop {
-            match std::mem::take(&mut *hand) {
-                Hand::Task(task) => return Some(task),
-                Hand::Closed => return None,
-                Hand::Empty => {}
-            }
-            let Some(deadline) = deadline else {
-                slot.ready.wait(&mut hand);
-                continue;
-            };
-            if !slot.ready.wait_until(&mut hand, deadline).timed_out() {
-                continue;
-            }
-            // Timed out: leave the stack, unless `offer` or `close` took this slot from it
-            // meanwhile; then its hand is on the way, and the thread waits for it. (The two
-            // locks are never held together.)
-            drop(hand);
-            {
-                let mut waiting = self.waiting.lock();
-                if let Some(i) = waiting.slots.iter().position(|s| Arc::ptr_eq(s, slot)) {
-                    waiting.slots.remove(i);
-                    return None;
-                }
-            }
-            hand = slot.hand.lock();
-            while matches!(*hand, Hand::Empty) {
-                slot.ready.wait(&mut hand);
-            }
-        }
-    }
-
-    /// Ends every waiting thread, and lets no other wait from now on.
-    fn close(&self) {
-        let slots = {
-            let mut waiting = self.waiting.lock();
-            waiting.closed = true;
-            std::mem::take(&mut waiting.slots)
-        };
-        for slot in slots {
-            slot.give(Hand::Closed);
-        }
-    }
+    /// The counters; the serving loop looks at them as it reaps, so `close` reports the
+    /// requests that finish after that as completed.
+    ledger: Ledger,
 }
 
 /// A request and its bookkeeping, on its way to a thread.
@@ -280,10 +173,9 @@ impl Threading {
             idle: None,
             threads: HashMap::new(),
             next_id: 0,
-            seen_finished: 0,
             done_tx,
             done_rx,
-            activity: Activity::default(),
+            ledger: Ledger::default(),
         }
     }
 
@@ -338,21 +230,13 @@ impl Threading {
         self
     }
 
-    /// Requests running now (one handler thread each, daemon threads included).
-    pub fn active(&self) -> usize {
-        self.activity.active()
-    }
-
-    /// Join handles held: tracked threads not yet seen to end, whether running a request or
-    /// waiting for one. Bounded by what runs at once plus
-    /// [`max_idle_threads`](Self::max_idle_threads).
-    pub fn tracked(&self) -> usize {
-        self.activity.tracked()
-    }
-
-    /// A handle on this strategy's counters, readable from other threads while it serves.
-    pub fn activity(&self) -> Activity {
-        self.activity.clone()
+    activity_getters! {
+        /// Requests running now (one handler thread each, daemon threads included).
+        active -> usize;
+        /// Join handles held: tracked threads not yet seen to end, whether running a request
+        /// or waiting for one. Bounded by what runs at once plus
+        /// [`max_idle_threads`](Self::max_idle_threads).
+        tracked -> usize;
     }
 
     /// Whether threads are tracked, and so waited for on close.
@@ -363,41 +247,24 @@ impl Threading {
     /// Starts a thread for `task`; it then serves what [`Idle`] hands it.
     fn spawn(&mut self, task: Task) -> Result<()> {
         let idle = Arc::clone(self.idle.get_or_insert_with(|| {
-            Arc::new(Idle {
-                waiting: Mutex::default(),
-                max: self.max_idle_threads,
-                timeout: self.idle_thread_timeout,
-            })
+            Arc::new(Idle::new(self.max_idle_threads, self.idle_thread_timeout))
         }));
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let track = self.tracks();
-        let exit = track.then(|| Exit {
-            done: self.done_tx.clone(),
-            id,
-        });
-        let mut builder = thread::Builder::new().name(THREAD_NAME.to_owned());
-        if let Some(size) = self.stack_size {
-            builder = builder.stack_size(size);
-        }
+        let exit = track.then(|| ExitNotice::new(self.done_tx.clone(), id));
+        let builder = thread_builder(THREAD_NAME.to_owned(), self.stack_size);
         let spawned = builder.spawn(move || {
             let _exit = exit;
-            let slot = Arc::new(Slot::default());
-            let mut task = task;
-            loop {
-                task.run();
-                match idle.next_task(&slot) {
-                    Some(next) => task = next,
-                    None => break,
-                }
-            }
+            idle.serve(task);
         });
         match spawned {
             Ok(handle) => {
-                self.activity.add_started();
+                let activity = self.ledger.activity();
+                activity.add_started();
                 if track {
                     self.threads.insert(id, handle);
-                    self.activity.set_tracked(self.threads.len());
+                    activity.set_tracked(self.threads.len());
                 }
                 Ok(())
             }
@@ -420,8 +287,8 @@ impl Threading {
         }
         // After the joins: a thread counts its request's end before it reports its own, so no
         // request of a thread joined here is left for `close` to count as completed.
-        self.seen_finished = self.activity.finished();
-        self.activity.set_tracked(self.threads.len());
+        self.ledger.look();
+        self.ledger.activity().set_tracked(self.threads.len());
     }
 
     /// Joins one thread that has reported its end (it is exiting, so this does not block
@@ -460,7 +327,7 @@ impl fmt::Debug for Threading {
             .field("stack_size", &self.stack_size)
             .field("max_idle_threads", &self.max_idle_threads)
             .field("idle_thread_timeout", &self.idle_thread_timeout)
-            .field("activity", &self.activity)
+            .field("activity", self.ledger.activity())
             .finish_non_exhaustive()
     }
 }
@@ -482,19 +349,6 @@ impl Drop for Finished {
     }
 }
 
-/// Reports a tracked thread's end, even if it unwinds.
-struct Exit {
-    done: Sender<u64>,
-    id: u64,
-}
-
-impl Drop for Exit {
-    fn drop(&mut self) {
-        // The strategy holds a receiver until it is dropped; after that nobody listens.
-        let _ = self.done.send(self.id);
-    }
-}
-
 impl Strategy for Threading {
     /// Hands the request to a thread waiting for one, or starts a thread for it (Python:
     /// `ThreadingMixIn.process_request`), after joining the threads that have ended.
@@ -504,18 +358,19 @@ impl Strategy for Threading {
     /// [`Error::Spawn`] when the thread cannot be created; the request is closed unserved.
     fn process_request(&mut self, job: Job) -> Result<()> {
         self.reap();
-        self.activity.add_active();
+        let activity = self.ledger.activity();
+        activity.add_active();
         let mut task = Task {
             job,
             finished: Finished {
-                activity: self.activity.clone(),
+                activity: activity.clone(),
                 ok: None,
             },
         };
         if let Some(idle) = &self.idle {
             match idle.offer(task) {
                 Ok(()) => {
-                    self.activity.add_started();
+                    activity.add_started();
                     return Ok(());
                 }
                 Err(back) => task = back,
@@ -549,164 +404,28 @@ impl Strategy for Threading {
             idle.close();
         }
         while !self.threads.is_empty() {
-            // The strategy holds a sender itself, so these fail only at the deadline.
-            let id = match deadline {
-                None => self.done_rx.recv().ok(),
-                Some(deadline) => self.done_rx.recv_deadline(deadline).ok(),
+            // The strategy holds a sender itself, so this fails only at the deadline.
+            let Some(id) = recv_until(&self.done_rx, deadline) else {
+                break;
             };
-            let Some(id) = id else { break };
             self.join(id);
         }
         // Dropping a JoinHandle detaches its thread.
         self.threads.clear();
-        self.activity.set_tracked(0);
+        self.ledger.activity().set_tracked(0);
         let completed = if self.tracks() {
             // Each request that ended since the serving loop last looked: those this close
             // waited for, or found done. (Read before `active`, so none counts twice.)
-            self.activity.finished() - self.seen_finished
+            self.ledger.finished_since_look()
         } else {
             0
         };
-        let abandoned = self.activity.active();
-        if abandoned > 0 {
-            log::warn!(target: "socketserver::threading",
-                "closing: {abandoned} handler threads still running are left to finish on their own");
-        }
-        DrainReport {
-            completed: usize::try_from(completed).unwrap_or(usize::MAX),
+        let abandoned = self.ledger.activity().active();
+        drain_report(
+            "socketserver::threading",
+            "handler threads",
+            completed,
             abandoned,
-            shut_down: 0,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A request that reports on `ran` when it runs.
-    fn task(ran: Sender<()>) -> Task {
-        let run = move || ran.send(()).is_ok();
-        Task {
-            job: Job::new(Box::new(run), None),
-            finished: Finished {
-                activity: Activity::default(),
-                ok: None,
-            },
-        }
-    }
-
-    fn idle(max: usize, timeout: Duration) -> Arc<Idle> {
-        Arc::new(Idle {
-            waiting: Mutex::default(),
-            max,
-            timeout,
-        })
-    }
-
-    /// A thread waiting in `next_task`, once its slot is on the stack (use a timeout far
-    /// longer than a test runs).
-    fn waiting_thread(idle: &Arc<Idle>) -> thread::JoinHandle<Option<Task>> {
-        let slot = Arc::new(Slot::default());
-        let thread = {
-            let (idle, slot) = (Arc::clone(idle), Arc::clone(&slot));
-            thread::spawn(move || idle.next_task(&slot))
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !idle
-            .waiting
-            .lock()
-            .slots
-            .iter()
-            .any(|s| Arc::ptr_eq(s, &slot))
-        {
-            assert!(Instant::now() < deadline, "the thread never waited");
-            thread::yield_now();
-        }
-        thread
-    }
-
-    #[test]
-    fn the_thread_that_waited_last_gets_the_next_request() {
-        let idle = idle(2, Duration::from_secs(60));
-        let older = waiting_thread(&idle);
-        let newer = waiting_thread(&idle);
-        let (ran, runs) = unbounded();
-        assert!(idle.offer(task(ran)).is_ok());
-        newer.join().unwrap().expect("a request").run();
-        assert!(runs.try_recv().is_ok());
-        assert!(!older.is_finished(), "the older thread still waits");
-        idle.close();
-        assert!(older.join().unwrap().is_none(), "close ends it");
-    }
-
-    #[test]
-    fn no_more_than_max_wait_and_none_after_close() {
-        let idle = idle(1, Duration::from_secs(60));
-        let waiter = waiting_thread(&idle);
-        // The second finds the stack full and ends at once.
-        assert!(idle.next_task(&Arc::new(Slot::default())).is_none());
-        idle.close();
-        assert!(waiter.join().unwrap().is_none());
-        let (ran, _runs) = unbounded();
-        assert!(idle.offer(task(ran)).is_err(), "nobody waits after close");
-        assert!(idle.next_task(&Arc::new(Slot::default())).is_none());
-    }
-
-    /// `offer` takes a slot off the stack just as its thread's wait times out: the thread must
-    /// wait for the request on its way, not end and lose it.
-    #[test]
-    fn a_request_given_as_the_wait_times_out_is_not_lost() {
-        let timeout = Duration::from_millis(50);
-        let idle = idle(1, timeout);
-        // The first half of `offer`, as soon as the slot is on the stack. Should this thread
-        // be too slow to catch it before the wait times out, try again.
-        let (waiter, slot) = (0..100)
-            .find_map(|_| {
-                let slot = Arc::new(Slot::default());
-                let waiter = {
-                    let (idle, slot) = (Arc::clone(&idle), Arc::clone(&slot));
-                    thread::spawn(move || idle.next_task(&slot))
-                };
-                loop {
-                    if let Some(popped) = idle.waiting.lock().slots.pop() {
-                        return Some((waiter, popped));
-                    }
-                    if waiter.is_finished() {
-                        return None;
-                    }
-                    thread::yield_now();
-                }
-            })
-            .expect("a waiting slot");
-        // The request comes only after the wait has timed out (the subject here).
-        thread::sleep(timeout * 4);
-        let (ran, runs) = unbounded();
-        slot.give(Hand::Task(task(ran)));
-        waiter.join().unwrap().expect("the request").run();
-        assert!(runs.try_recv().is_ok());
-    }
-
-    #[test]
-    fn an_unused_waiting_thread_ends_at_the_timeout() {
-        let idle = idle(1, Duration::from_millis(20));
-        let waiter = {
-            let idle = Arc::clone(&idle);
-            thread::spawn(move || idle.next_task(&Arc::new(Slot::default())))
-        };
-        assert!(waiter.join().unwrap().is_none());
-        assert!(idle.waiting.lock().slots.is_empty(), "it left the stack");
-    }
-
-    /// `Duration::MAX` means no timeout, not an overflow that kills the waiting thread and
-    /// leaves its slot to swallow the next request.
-    #[test]
-    fn a_timeout_too_long_to_represent_waits_forever() {
-        let idle = idle(1, Duration::MAX);
-        let waiter = waiting_thread(&idle);
-        let (ran, runs) = unbounded();
-        assert!(idle.offer(task(ran)).is_ok());
-        waiter.join().unwrap().expect("the request").run();
-        assert!(runs.try_recv().is_ok());
+        )
     }
 }
