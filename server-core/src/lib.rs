@@ -23,8 +23,6 @@ mod stats;
 pub mod strategy;
 mod sys;
 pub mod transport;
-// The wake-up pair lives in `sys`; this path stays until every user names `sys::wake`.
-use sys::wake;
 
 pub use addr::{Address, UnixAddress};
 pub use aliases::{

@@ -14,8 +14,7 @@ use nix::poll::{PollFd, PollFlags};
 use super::bookkeeping::{activity_getters, recv_until, thread_builder, ExitNotice, Ledger};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
-use crate::sys;
-use crate::wake;
+use crate::sys::{self, wake};
 
 /// The most workers [`Pool::new`] starts, however many CPUs there are.
 pub const MAX_DEFAULT_WORKERS: usize = 32;
