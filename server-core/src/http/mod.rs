@@ -111,8 +111,10 @@
 //! examples only route and encode.
 
 mod connection;
+mod input;
 mod message;
 mod parse;
+mod write;
 
 use std::fmt;
 use std::time::Duration;
