@@ -1,0 +1,250 @@
+//! What a handler gets for one request: the connection or the datagram, the client's address,
+//! and the server. The connection itself is in `connection.rs`, `wfile` in `wfile.rs`.
+
+mod connection;
+mod wfile;
+
+use std::fmt;
+use std::io::{self, BufReader};
+use std::net::UdpSocket;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+
+use crate::addr::{Address, UnixAddress};
+use crate::server::connections::Registered;
+use crate::server::ServerContext;
+
+pub use connection::{Connection, PeerCredentials};
+pub use wfile::Wfile;
+
+/// One stream request: a connection, as a [`StreamRequestHandler`](crate::StreamRequestHandler)
+/// sees it (Python: the handler's `request`, `client_address`, `server`, `rfile` and `wfile`).
+///
+/// `rfile` and `wfile` are public fields so that both can be borrowed at once, as in
+/// `io::copy(&mut request.rfile, &mut request.wfile)`.
+pub struct StreamRequest<'a, S = ()> {
+    /// Buffered reading from the connection (Python: `rfile`); the buffer holds `rbufsize` bytes.
+    pub rfile: BufReader<&'a Connection>,
+    /// Writing to the connection (Python: `wfile`); see [`Wfile`].
+    pub wfile: Wfile<'a>,
+    connection: &'a Connection,
+    client_address: &'a Address,
+    server: &'a ServerContext<S>,
+    registered: Option<&'a Registered<'a>>,
+}
+
+impl<'a, S> StreamRequest<'a, S> {
+    pub(crate) fn new(
+        connection: &'a Connection,
+        client_address: &'a Address,
+        server: &'a ServerContext<S>,
+        registered: Option<&'a Registered<'a>>,
+        (rbufsize, wbufsize): (usize, usize),
+    ) -> Self {
+        StreamRequest {
+            rfile: BufReader::with_capacity(rbufsize, connection),
+            wfile: Wfile::new(connection, wbufsize),
+            connection,
+            client_address,
+            server,
+            registered,
+        }
+    }
+
+    /// Marks the connection idle (`true`: the handler waits for the client's next request and
+    /// has none in progress) or busy again (`false`).
+    ///
+    /// A stop closes idle connections at once: a [`ShutdownHandle`](crate::ShutdownHandle), a
+    /// signal with `serve_until_signal`, or [`Server::close`](crate::Server::close) shuts them
+    /// down, so the handler's pending read returns end-of-file and the handler can end, instead
+    /// of holding up the stop until the client hangs up or the close deadline passes. Busy
+    /// connections finish their request.
+    ///
+    /// Returns `false` when the server is already stopping: end the connection instead of
+    /// waiting for the client. The HTTP layer does this between keep-alive requests; a line
+    /// protocol can do it while it waits for the next line:
+    ///
+    /// ```
+    /// # use std::io::{BufRead, Write};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler};
+    /// # struct Lines;
+    /// # impl Handler for Lines { type State = (); fn new(_: &ServerContext) -> Self { Lines } }
+    /// impl StreamRequestHandler for Lines {
+    ///     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+    ///         let mut line = String::new();
+    ///         // Idle while waiting for a line; a stop ends the wait with end-of-file.
+    ///         while request.set_idle(true) && request.rfile.read_line(&mut line)? > 0 {
+    ///             request.set_idle(false);
+    ///             request.wfile.write_all(line.as_bytes())?;
+    ///             line.clear();
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Mark a connection idle only while nothing of the next request has arrived: a client
+    /// whose request crosses the stop sees its connection closed without an answer, the race
+    /// every keep-alive protocol has (HTTP clients retry such requests when they are
+    /// idempotent). Only connections served on threads of this process are reached; a
+    /// forked child's are not.
+    pub fn set_idle(&self, idle: bool) -> bool {
+        self.registered.is_none_or(|r| r.set_idle(idle))
+    }
+
+    /// The connection's registration, for the HTTP layer's idle marks.
+    #[cfg(feature = "http")]
+    pub(crate) fn registered(&self) -> Option<&'a Registered<'a>> {
+        self.registered
+    }
+
+    /// The connection itself (Python: `request` / `connection`), for socket options and
+    /// timeouts. Reading from it directly skips what `rfile` has already buffered.
+    #[doc(alias = "request")]
+    pub fn connection(&self) -> &'a Connection {
+        self.connection
+    }
+
+    /// The client's address (Python: `client_address`). For Unix stream clients this is usually
+    /// [`UnixAddress::Unnamed`], as clients rarely bind.
+    pub fn client_address(&self) -> &'a Address {
+        self.client_address
+    }
+
+    /// The server: its address, shared state and shutdown handle (Python: `server`).
+    pub fn server(&self) -> &'a ServerContext<S> {
+        self.server
+    }
+}
+
+impl<S> fmt::Debug for StreamRequest<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamRequest")
+            .field("client_address", self.client_address)
+            .field("server_address", self.server.server_address())
+            .field("rbufsize", &self.rfile.capacity())
+            .field("wfile", &self.wfile)
+            .finish()
+    }
+}
+
+/// A bound datagram socket: UDP or Unix (Python: the socket in a datagram handler's `request`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DatagramSocket {
+    /// A UDP socket.
+    Udp(UdpSocket),
+    /// A Unix datagram socket.
+    Unix(UnixDatagram),
+}
+
+impl DatagramSocket {
+    /// Sends one datagram to `to` (Python: `socket.sendto`).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error; `InvalidInput` when `to` does not fit this socket's family,
+    /// or is an unnamed Unix address (such a client cannot be answered).
+    pub fn send_to(&self, buf: &[u8], to: &Address) -> io::Result<usize> {
+        match (self, to) {
+            (DatagramSocket::Udp(s), Address::Inet(addr)) => s.send_to(buf, addr),
+            (DatagramSocket::Unix(s), Address::Unix(UnixAddress::Path(path))) => {
+                s.send_to(buf, path)
+            }
+            (DatagramSocket::Unix(s), Address::Unix(UnixAddress::Abstract(name))) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                s.send_to_addr(buf, &addr)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot send a datagram to {to} from this socket"),
+            )),
+        }
+    }
+}
+
+impl AsFd for DatagramSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DatagramSocket::Udp(s) => s.as_fd(),
+            DatagramSocket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// One datagram, as a [`DatagramRequestHandler`](crate::DatagramRequestHandler) sees it (Python:
+/// the handler's `request`, `client_address`, `server`, `rfile` and `wfile`).
+pub struct DatagramRequest<'a, S = ()> {
+    /// The packet, readable with [`Read`](std::io::Read) (Python: `rfile`, a `BytesIO` over the packet).
+    pub rfile: &'a [u8],
+    /// The reply, sent to the client in one datagram after `finish` when not empty
+    /// (Python: `wfile`).
+    pub wfile: Vec<u8>,
+    packet: &'a [u8],
+    socket: &'a DatagramSocket,
+    client_address: &'a Address,
+    server: &'a ServerContext<S>,
+    send_empty: bool,
+}
+
+impl<'a, S> DatagramRequest<'a, S> {
+    pub(crate) fn new(
+        packet: &'a [u8],
+        socket: &'a DatagramSocket,
+        client_address: &'a Address,
+        server: &'a ServerContext<S>,
+    ) -> Self {
+        DatagramRequest {
+            rfile: packet,
+            wfile: Vec::new(),
+            packet,
+            socket,
+            client_address,
+            server,
+            send_empty: false,
+        }
+    }
+
+    /// The whole datagram, whatever has been read from `rfile`.
+    pub fn packet(&self) -> &'a [u8] {
+        self.packet
+    }
+
+    /// The server's socket, to send more than one datagram back (Python: the socket in
+    /// `request`).
+    #[doc(alias = "request")]
+    pub fn socket(&self) -> &'a DatagramSocket {
+        self.socket
+    }
+
+    /// The sender's address (Python: `client_address`).
+    pub fn client_address(&self) -> &'a Address {
+        self.client_address
+    }
+
+    /// The server: its address, shared state and shutdown handle (Python: `server`).
+    pub fn server(&self) -> &'a ServerContext<S> {
+        self.server
+    }
+
+    /// Sends a reply even if `wfile` stays empty (Python always does).
+    pub fn send_empty_reply(&mut self) {
+        self.send_empty = true;
+    }
+
+    pub(crate) fn reply(&self) -> Option<&[u8]> {
+        (self.send_empty || !self.wfile.is_empty()).then_some(&self.wfile[..])
+    }
+}
+
+impl<S> fmt::Debug for DatagramRequest<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramRequest")
+            .field("client_address", self.client_address)
+            .field("server_address", self.server.server_address())
+            .field("len", &self.packet.len())
+            .field("reply_len", &self.wfile.len())
+            .finish()
+    }
+}
