@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: run a server on a thread, stop it, wait for things.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod faulty;
 pub mod isolation;
+pub mod lab;
+pub mod lines;
 
 use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
