@@ -6,8 +6,6 @@
 
 mod example;
 
-use std::process::Command;
-
 use example::{curl, Example};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -223,58 +221,11 @@ fn add_echo_invalid_params_and_internal_errors() {
 
 // ----- Hostile clients (issue 12): what one request may cost. -----
 
-/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
-/// test that listens on `address` (an `IP:port` the example printed): found through the
-/// listening socket's inode, so that examples started by tests running in parallel are told
-/// apart.
-fn memory_of(address: &str) -> (u64, u64) {
-    let port: u16 = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let inode = tcp
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
-        .map(|f| format!("socket:[{}]", f[9]))
-        .expect("the listening socket");
-    let me = std::process::id().to_string();
-    let pid = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .find(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().nth(1));
-            parent == Some(me.as_str())
-                && std::fs::read_dir(format!("/proc/{pid}/fd"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                    .any(|link| link.to_string_lossy() == inode)
-        })
-        .expect("the example's process");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Sends hostile bodies from many clients at once, each expecting one error object back,
-/// then a probe call that must still be answered.
+/// Sends hostile bodies from many clients at once (`at_once` is
+/// [`example::PY_AT_ONCE`]), each expecting one error object back, then a probe call that
+/// must still be answered.
 const PY_HOSTILE: &str = r#"
-import sys, json, threading, urllib.request
+import sys, json, urllib.request
 url = sys.argv[1]
 
 def post(body):
@@ -282,18 +233,6 @@ def post(body):
     with urllib.request.urlopen(req, timeout=30) as r:
         assert r.status == 200, r.status
         return json.loads(r.read())
-
-def at_once(body, n, check):
-    errors = []
-    def client():
-        try:
-            check(post(body))
-        except Exception as e:
-            errors.append(repr(e))
-    threads = [threading.Thread(target=client) for _ in range(n)]
-    for t in threads: t.start()
-    for t in threads: t.join(60)
-    assert not errors, errors[:3]
 
 def refused(data_part):
     def check(reply):
@@ -306,11 +245,11 @@ MiB = 1024 * 1024
 # Four 1 MiB batches of 1s (the crash of issue 12): 524,287 invalid calls each.
 ones = b"[" + b",".join([b"1"] * (MiB // 2 - 1)) + b"]"
 assert len(ones) == MiB - 1
-at_once(ones, 4, refused("10000 JSON values"))
+at_once(4, lambda i: refused("10000 JSON values")(post(ones)))
 # Four 1 MiB calls whose params are small objects, each a map node once decoded.
 objects = b'{"jsonrpc":"2.0","method":"echo","params":[' + b",".join([b'{"a":{}}'] * 116000) + b'],"id":1}'
 assert len(objects) < MiB, len(objects)
-at_once(objects, 4, refused("10000 JSON values"))
+at_once(4, lambda i: refused("10000 JSON values")(post(objects)))
 # A batch over the cap, though small: no call runs, so no notification is counted.
 before = post(b'{"jsonrpc":"2.0","method":"notifications","id":1}')["result"]
 batch = json.dumps([{"jsonrpc": "2.0", "method": "update"}] * 101).encode()
@@ -329,30 +268,13 @@ print("ok")
 #[test]
 fn hostile_batches_cost_little_and_the_server_keeps_serving() {
     let server = Example::start("jsonrpc", &["127.0.0.1:0"]);
-    let clients = example::run(
-        Command::new("python3")
-            .args(["-c", PY_HOSTILE])
-            .arg(format!("{}/", server.url())),
-        example::CLIENT_DEADLINE,
+    let url = format!("{}/", server.url());
+    server.python_within_memory(
+        PY_HOSTILE,
+        &[&url],
+        64.0,
+        "4 x 1 MiB batches and 4 x 1 MiB object calls at once",
     );
-    // The figure first, so that it shows even when the clients failed.
-    let (peak, now) = memory_of(&server.address);
-    let bound = 64 * 1024;
-    eprintln!(
-        "jsonrpc: peak RSS {} MiB (bound {} MiB), {} MiB after, for 4 x 1 MiB batches and 4 x 1 MiB object calls at once",
-        peak / 1024,
-        bound / 1024,
-        now / 1024
-    );
-    let stdout = String::from_utf8_lossy(&clients.stdout);
-    assert!(
-        clients.status.success() && stdout.trim_end().ends_with("ok"),
-        "python clients failed ({}):\n{stdout}\n{}",
-        clients.status,
-        String::from_utf8_lossy(&clients.stderr)
-    );
-    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
-    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
 
 /// An answer that would pass `--max-answer` is replaced by an internal error with its id;
@@ -396,13 +318,8 @@ fn answers_over_the_cap_become_errors() {
     assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
 
-/// Issue 12 item 8: `serving on` is printed once the signal handlers are installed, so a
-/// SIGTERM sent as soon as it is read is a graceful stop (exit 0), never the default action
-/// (before, 19 to 29 starts in 50 died of the signal).
+/// Issue 12 item 8: see [`example::sigterm_as_soon_as_serving`].
 #[test]
 fn sigterm_as_soon_as_serving_is_a_graceful_stop() {
-    for _ in 0..20 {
-        let server = Example::start("jsonrpc", &["127.0.0.1:0"]);
-        assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
-    }
+    example::sigterm_as_soon_as_serving("jsonrpc", 20);
 }

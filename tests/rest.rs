@@ -225,72 +225,13 @@ fn twenty_clients_in_parallel() {
 
 // ----- Hostile clients (issue 12): what clients can make the store hold. -----
 
-/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
-/// test that listens on `address` (an `IP:port` the example printed): found through the
-/// listening socket's inode, so that examples started by tests running in parallel are told
-/// apart.
-fn memory_of(address: &str) -> (u64, u64) {
-    let port: u16 = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let inode = tcp
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
-        .map(|f| format!("socket:[{}]", f[9]))
-        .expect("the listening socket");
-    let me = std::process::id().to_string();
-    let pid = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .find(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().nth(1));
-            parent == Some(me.as_str())
-                && std::fs::read_dir(format!("/proc/{pid}/fd"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                    .any(|link| link.to_string_lossy() == inode)
-        })
-        .expect("the example's process");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 /// Bodies that decode into large trees are refused; big items are stored as their text;
-/// listings come in pages; then a probe must still be served.
+/// listings come in pages (many clients at once: `at_once` is [`example::PY_AT_ONCE`]); then
+/// a probe must still be served.
 const PY_HOSTILE: &str = r#"
-import sys, threading, requests
+import sys, requests
 base = sys.argv[1] + "/items"
 MiB = 1024 * 1024
-
-def at_once(n, work):
-    errors = []
-    def client(i):
-        try:
-            work(i)
-        except Exception as e:
-            errors.append(repr(e))
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-    for t in threads: t.start()
-    for t in threads: t.join(60)
-    assert not errors, errors[:3]
 
 # Ten 1 MiB objects of small objects (issue 12: ~90 MB each, kept for ever).
 nested = b'{"a":[' + b",".join([b'{"b":{}}'] * 116000) + b']}'
@@ -332,30 +273,13 @@ print("ok")
 #[test]
 fn hostile_posts_cost_little_and_the_server_keeps_serving() {
     let rest = Example::start("rest", &["127.0.0.1:0"]);
-    let clients = run(
-        Command::new("python3")
-            .args(["-c", PY_HOSTILE])
-            .arg(rest.url()),
-        CLIENT_DEADLINE,
+    let url = rest.url();
+    rest.python_within_memory(
+        PY_HOSTILE,
+        &[&url],
+        96.0,
+        "10 x 1 MiB nested POSTs, 10 x 1 MiB items stored and 4 listings at once",
     );
-    // The figure first, so that it shows even when the clients failed.
-    let (peak, now) = memory_of(&rest.address);
-    let bound = 96 * 1024;
-    eprintln!(
-        "rest: peak RSS {} MiB (bound {} MiB), {} MiB after, for 10 x 1 MiB nested POSTs, 10 x 1 MiB items stored and 4 listings at once",
-        peak / 1024,
-        bound / 1024,
-        now / 1024
-    );
-    let stdout = String::from_utf8_lossy(&clients.stdout);
-    assert!(
-        clients.status.success() && stdout.trim_end().ends_with("ok"),
-        "python clients failed ({}):\n{stdout}\n{}",
-        clients.status,
-        String::from_utf8_lossy(&clients.stderr)
-    );
-    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
-    assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
 }
 
 const PY_CAPS: &str = r#"
@@ -437,15 +361,10 @@ fn listings_are_paged() {
     assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
 }
 
-/// Issue 12 item 8: `serving on` is printed once the signal handlers are installed, so a
-/// SIGTERM sent as soon as it is read is a graceful stop (exit 0), never the default action
-/// (before, 19 to 29 starts in 50 died of the signal).
+/// Issue 12 item 8: see [`example::sigterm_as_soon_as_serving`].
 #[test]
 fn sigterm_as_soon_as_serving_is_a_graceful_stop() {
-    for _ in 0..20 {
-        let server = Example::start("rest", &["127.0.0.1:0"]);
-        assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
-    }
+    example::sigterm_as_soon_as_serving("rest", 20);
 }
 
 /// Issue 12 item 7: a client that connects and says nothing is closed after

@@ -11,7 +11,7 @@ mod example;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use example::{curl, python, python3, run, Example, CLIENT_DEADLINE};
+use example::{assert_python_ok, curl, python, python_output, Example};
 use nix::sys::signal::Signal;
 
 const PY_ROOM: &str = r#"
@@ -289,6 +289,18 @@ def recv_exactly(s, n):
         data += chunk
     return data
 
+def broadcast_rounds(a, b, message, rounds):
+    """`a` sends `message` `rounds` times and both `a` and `b` must get each one back (20 s
+    each); prints the longest round as longest_round_ms."""
+    longest = 0
+    for i in range(rounds):
+        t = time.monotonic()
+        a.send(message)
+        assert a.recv(timeout=20) == message
+        assert b.recv(timeout=20) == message
+        longest = max(longest, time.monotonic() - t)
+    print("longest_round_ms=%.1f" % (longest * 1000))
+
 def read_frame(s):
     first, second = recv_exactly(s, 2)
     length = second & 0x7f
@@ -318,21 +330,9 @@ def until_closed(s, deadline):
 /// Runs a Python client script (with [`PY_RAW`] before it) against `address`, checks that it
 /// ended with `ok`, and returns its `name=value` figure lines.
 fn python_figures(script: &str, address: &str) -> Vec<(String, f64)> {
-    let out = run(
-        python3()
-            .arg("-c")
-            .arg(format!("{PY_RAW}\n{script}"))
-            .arg(address),
-        CLIENT_DEADLINE,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "python client failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let out = python_output(&format!("{PY_RAW}\n{script}"), &[address]);
+    assert_python_ok(&out);
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| line.split_once('='))
         .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
@@ -345,51 +345,6 @@ fn figure(figures: &[(String, f64)], name: &str) -> f64 {
         .find(|(n, _)| n == name)
         .map(|(_, v)| *v)
         .unwrap_or_else(|| panic!("no {name} in {figures:?}"))
-}
-
-/// The peak resident memory (`VmHWM`, in MiB) of this test's child process that listens on
-/// `address`: found through the listening socket's inode, so that examples started by tests
-/// running in parallel are told apart.
-fn peak_rss_mib(address: &str) -> f64 {
-    let port: u16 = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let inode = tcp
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
-        .map(|f| format!("socket:[{}]", f[9]))
-        .expect("the listening socket");
-    let me = std::process::id().to_string();
-    let pid = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .find(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().nth(1));
-            parent == Some(me.as_str())
-                && std::fs::read_dir(format!("/proc/{pid}/fd"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                    .any(|link| link.to_string_lossy() == inode)
-        })
-        .expect("the example's process");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024.0
 }
 
 /// Issue 12 item 1: a client pipelines page requests before its upgrade and never reads, so
@@ -472,14 +427,7 @@ print("stuck_after_attempts=%d" % (attempt + 1))
 url = "ws://" + sys.argv[1] + "/ws"
 message = "x" * (256 * 1024)
 with connect(url, open_timeout=10, max_size=None) as a, connect(url, open_timeout=10, max_size=None) as b:
-    longest = 0
-    for i in range(192):
-        t = time.monotonic()
-        a.send(message)
-        assert a.recv(timeout=20) == message
-        assert b.recv(timeout=20) == message
-        longest = max(longest, time.monotonic() - t)
-    print("longest_round_ms=%.1f" % (longest * 1000))
+    broadcast_rounds(a, b, message, 192)
 print("ok")
 "#;
 
@@ -489,7 +437,7 @@ fn a_client_that_pipelines_before_its_upgrade_and_never_reads_costs_bounded_memo
     const BOUND_ROUND_MS: f64 = 1000.0;
     let chat = Example::start("websocket", &["127.0.0.1:0"]);
     let figures = python_figures(PY_PIPELINERS, &chat.address);
-    let peak = peak_rss_mib(&chat.address);
+    let peak = chat.peak_rss_mib();
     let longest = figure(&figures, "longest_round_ms");
     let attempts = figure(&figures, "stuck_after_attempts");
     eprintln!(
@@ -509,14 +457,7 @@ silent = upgraded(rcvbuf=4096)
 url = "ws://" + sys.argv[1] + "/ws"
 message = "y" * (64 * 1024)
 with connect(url, open_timeout=10) as a, connect(url, open_timeout=10) as b:
-    longest = 0
-    for i in range(300):
-        t = time.monotonic()
-        a.send(message)
-        assert a.recv(timeout=20) == message
-        assert b.recv(timeout=20) == message
-        longest = max(longest, time.monotonic() - t)
-    print("longest_round_ms=%.1f" % (longest * 1000))
+    broadcast_rounds(a, b, message, 300)
     # The silent client was dropped: what was queued for it ends in end of file.
     started = time.monotonic()
     assert until_closed(silent, started + 10), "the silent client is still connected"
@@ -582,7 +523,7 @@ fn a_frame_over_the_message_limit_is_refused_with_1009_and_not_held() {
     const BOUND_MIB: f64 = 24.0;
     let chat = Example::start("websocket", &["127.0.0.1:0"]);
     let figures = python_figures(PY_BIG_FRAMES, &chat.address);
-    let peak = peak_rss_mib(&chat.address);
+    let peak = chat.peak_rss_mib();
     let within = figure(&figures, "refused_within_s");
     eprintln!(
         "peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB) after 8 clients sent 4 MiB of a 16 MiB frame; refused within {within:.2} s"

@@ -6,8 +6,6 @@
 
 mod example;
 
-use std::process::Command;
-
 use example::{curl, python, Example};
 use nix::sys::signal::Signal;
 
@@ -136,58 +134,11 @@ fn faults_multicall_and_malformed_xml_with_python() {
 
 // ----- Hostile clients (issue 12): what one request may cost. -----
 
-/// The peak and current resident memory (VmHWM, VmRSS, in KiB) of the child process of this
-/// test that listens on `address` (an `IP:port` the example printed): found through the
-/// listening socket's inode, so that examples started by tests running in parallel are told
-/// apart.
-fn memory_of(address: &str) -> (u64, u64) {
-    let port: u16 = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let inode = tcp
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 9 && f[3] == "0A" && f[1].ends_with(&format!(":{port:04X}")))
-        .map(|f| format!("socket:[{}]", f[9]))
-        .expect("the listening socket");
-    let me = std::process::id().to_string();
-    let pid = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .find(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().nth(1));
-            parent == Some(me.as_str())
-                && std::fs::read_dir(format!("/proc/{pid}/fd"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                    .any(|link| link.to_string_lossy() == inode)
-        })
-        .expect("the example's process");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Many clients at once send multicalls and calls that would decode into large trees; each
-/// gets a fault naming the limit, then a probe call must still be answered.
+/// Many clients at once (`at_once` is [`example::PY_AT_ONCE`]) send multicalls and calls
+/// that would decode into large trees; each gets a fault naming the limit, then a probe call
+/// must still be answered.
 const PY_HOSTILE: &str = r#"
-import sys, threading, urllib.request, xmlrpc.client as x
+import sys, urllib.request, xmlrpc.client as x
 url = sys.argv[1] + "/RPC2"
 p = x.ServerProxy(url)
 MiB = 1024 * 1024
@@ -205,18 +156,6 @@ def fault(body, code, words):
     else:
         raise AssertionError("no fault")
 
-def at_once(body, n, code, words):
-    errors = []
-    def client():
-        try:
-            fault(body, code, words)
-        except Exception as e:
-            errors.append(repr(e))
-    threads = [threading.Thread(target=client) for _ in range(n)]
-    for t in threads: t.start()
-    for t in threads: t.join(60)
-    assert not errors, errors[:3]
-
 def call(method, params):
     return (b"<?xml version='1.0'?><methodCall><methodName>" + method + b"</methodName><params><param>"
             + params + b"</param></params></methodCall>")
@@ -225,9 +164,10 @@ def call(method, params):
 entries = b"<value/>" * ((MiB - 200) // 8)
 multicall = call(b"system.multicall", b"<value><array><data>" + entries + b"</data></array></value>")
 assert MiB - 200 < len(multicall) <= MiB, len(multicall)
-at_once(multicall, 8, -32400, "10000 XML elements")
+at_once(8, lambda i: fault(multicall, -32400, "10000 XML elements"))
 # Eight 1 MiB echo calls of one array of empty elements.
-at_once(call(b"echo", b"<value><array><data>" + entries + b"</data></array></value>"), 8, -32400, "10000 XML elements")
+echo = call(b"echo", b"<value><array><data>" + entries + b"</data></array></value>")
+at_once(8, lambda i: fault(echo, -32400, "10000 XML elements"))
 # A multicall over the call cap, though small: none of its calls runs.
 m = x.MultiCall(p)
 for i in range(101):
@@ -253,30 +193,13 @@ print("ok")
 #[test]
 fn hostile_multicalls_cost_little_and_the_server_keeps_serving() {
     let server = Example::start("xmlrpc", &["127.0.0.1:0"]);
-    let clients = example::run(
-        Command::new("python3")
-            .args(["-c", PY_HOSTILE])
-            .arg(server.url()),
-        example::CLIENT_DEADLINE,
+    let url = server.url();
+    server.python_within_memory(
+        PY_HOSTILE,
+        &[&url],
+        64.0,
+        "8 x 1 MiB multicalls and 8 x 1 MiB echo calls at once",
     );
-    // The figure first, so that it shows even when the clients failed.
-    let (peak, now) = memory_of(&server.address);
-    let bound = 64 * 1024;
-    eprintln!(
-        "xmlrpc: peak RSS {} MiB (bound {} MiB), {} MiB after, for 8 x 1 MiB multicalls and 8 x 1 MiB echo calls at once",
-        peak / 1024,
-        bound / 1024,
-        now / 1024
-    );
-    let stdout = String::from_utf8_lossy(&clients.stdout);
-    assert!(
-        clients.status.success() && stdout.trim_end().ends_with("ok"),
-        "python clients failed ({}):\n{stdout}\n{}",
-        clients.status,
-        String::from_utf8_lossy(&clients.stderr)
-    );
-    assert!(peak < bound, "peak RSS {peak} KiB over {bound} KiB");
-    assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
 
 const PY_ANSWER_CAP: &str = r#"
@@ -313,13 +236,8 @@ fn answers_over_the_cap_become_faults() {
     assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
 }
 
-/// Issue 12 item 8: `serving on` is printed once the signal handlers are installed, so a
-/// SIGTERM sent as soon as it is read is a graceful stop (exit 0), never the default action
-/// (before, 19 to 29 starts in 50 died of the signal).
+/// Issue 12 item 8: see [`example::sigterm_as_soon_as_serving`].
 #[test]
 fn sigterm_as_soon_as_serving_is_a_graceful_stop() {
-    for _ in 0..20 {
-        let server = Example::start("xmlrpc", &["127.0.0.1:0"]);
-        assert_eq!(server.stop(Signal::SIGTERM).code(), Some(0));
-    }
+    example::sigterm_as_soon_as_serving("xmlrpc", 20);
 }
