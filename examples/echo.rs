@@ -34,17 +34,21 @@
 //!
 //! The timeouts apply to stream transports (tcp, unix); datagrams are answered at once.
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use socketserver::transport::Transport;
 use socketserver::{
-    DatagramRequest, DatagramRequestHandler, HandleResult, Handler, Serial, Serve, Server,
-    ServerBuilder, Strategy, StreamRequest, StreamRequestHandler, TcpServer, UdpServer,
-    UnixDatagramServer, UnixStreamServer,
+    DatagramRequest, DatagramRequestHandler, HandleResult, Handler, Serial, Strategy,
+    StreamRequest, StreamRequestHandler, TcpServer, UdpServer, UnixDatagramServer,
+    UnixStreamServer,
 };
+
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{exit_code, serve, Defaults, ServerLimits};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]
@@ -90,6 +94,11 @@ enum Mode {
 /// An echo server on TCP, UDP, Unix stream or Unix datagram sockets.
 #[derive(Parser, Debug)]
 #[command(name = "echo")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "10", write_timeout: "10", max_connections: "256" }.flags()))]
+#[command(mut_arg("max_connections", |arg| arg.help(
+    "The most connections (or datagrams) in hand at once; more wait their turn"
+)))]
 struct Args {
     /// The transport.
     transport: TransportArg,
@@ -103,78 +112,44 @@ struct Args {
     /// Workers for the pool (and the most children for forking).
     #[arg(long)]
     workers: Option<usize>,
-    /// Close a stream connection that sends nothing for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Drop a client that does not take its echo for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most connections (or datagrams) in hand at once; more wait their turn.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-}
-
-/// Parses a timeout flag: seconds, fractions allowed, more than zero.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 {
-        return Err("must be more than zero seconds".into());
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+    // --read-timeout, --write-timeout (stream transports only) and --max-connections.
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("echo", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let strategy = strategy(args)?;
     let addr = args.address.as_str();
+    // The limits of the table above, from the flags: what any one client can hold.
+    let limits = &args.limits;
     match args.transport {
         TransportArg::Tcp => serve(
-            limits(TcpServer::<Echo>::builder().strategy(strategy), args)
+            limits
+                .apply(TcpServer::<Echo>::builder().strategy(strategy))
                 .nodelay(true)
                 .bind(addr)?,
         ),
-        TransportArg::Udp => {
-            serve(limits(UdpServer::<Echo>::builder().strategy(strategy), args).bind(addr)?)
-        }
-        TransportArg::Unix => {
-            serve(limits(UnixStreamServer::<Echo>::builder().strategy(strategy), args).bind(addr)?)
-        }
+        TransportArg::Udp => serve(
+            limits
+                .apply(UdpServer::<Echo>::builder().strategy(strategy))
+                .bind(addr)?,
+        ),
+        TransportArg::Unix => serve(
+            limits
+                .apply(UnixStreamServer::<Echo>::builder().strategy(strategy))
+                .bind(addr)?,
+        ),
         TransportArg::UnixDatagram => serve(
-            limits(
-                UnixDatagramServer::<Echo>::builder().strategy(strategy),
-                args,
-            )
-            .bind(addr)?,
+            limits
+                .apply(UnixDatagramServer::<Echo>::builder().strategy(strategy))
+                .bind(addr)?,
         ),
     }
-}
-
-/// The limits of the table above, from the flags: what any one client can hold.
-fn limits<T: Transport>(
-    builder: ServerBuilder<T, Echo, Box<dyn Strategy>>,
-    args: &Args,
-) -> ServerBuilder<T, Echo, Box<dyn Strategy>>
-where
-    Echo: Serve<T>,
-{
-    builder
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        // A u32 always fits a usize on Linux's 32- and 64-bit targets.
-        .max_connections(Some(args.max_connections as usize))
 }
 
 /// The strategy `--mode` asks for, chosen at run time, so boxed.
@@ -213,24 +188,4 @@ fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
             })
         }
     })
-}
-
-/// Serves until Ctrl-C or SIGTERM, announcing the address once the server really serves.
-///
-/// `on_ready` runs after the signal handlers are installed, so a SIGTERM sent as soon as
-/// `serving on` appears is a graceful stop, never the default action that would leave the
-/// socket file behind.
-fn serve<T: Transport>(
-    mut server: Server<T, Echo, Box<dyn Strategy>>,
-) -> Result<(), Box<dyn std::error::Error>>
-where
-    Echo: Serve<T>,
-{
-    server.on_ready(|address| {
-        let mut stdout = io::stdout().lock();
-        // Nobody reading stdout (closed, or a full pipe gone) is no reason to stop serving.
-        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
-    });
-    server.serve_until_signal()?;
-    Ok(())
 }

@@ -55,13 +55,18 @@
 //! batches and four 1 MiB calls of small objects at once peak at 9 MiB (`tests/jsonrpc.rs`);
 //! before these limits, one 1 MiB batch of `1`s took 855 MB.
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use socketserver::http::{Http, HttpHandler, Request, Response};
 use socketserver::{Handler, ServerContext, TcpServer, Threading};
+
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{at_least_one, exit_code, serve, Defaults, ServerLimits};
 
 // The decoding and the methods; the fuzz target includes the same file.
 #[path = "protocol/jsonrpc.rs"]
@@ -97,6 +102,8 @@ impl HttpHandler for JsonRpc {
 /// A JSON-RPC 2.0 server over HTTP.
 #[derive(Parser, Debug)]
 #[command(name = "jsonrpc")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "10", write_timeout: "10", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port), for example 127.0.0.1:8001.
     address: String,
@@ -109,47 +116,13 @@ struct Args {
     /// The most bytes in one answer.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_answer, value_parser = at_least_one)]
     max_answer: usize,
-    /// Close a connection that sends nothing for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Drop a client that does not take its answer for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most connections served at once; more wait their turn.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
-    max_connections: usize,
-}
-
-/// Parses a count flag: a whole number, at least 1.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("{text:?}: {e}")),
-    }
-}
-
-/// Parses a timeout flag: seconds, fractions allowed, more than zero.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 {
-        return Err("must be more than zero seconds".into());
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("jsonrpc: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("jsonrpc", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -161,20 +134,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             max_answer: args.max_answer,
         },
     };
-    let mut server = TcpServer::<Http<JsonRpc>, Threading>::with_state(state)
+    let builder = TcpServer::<Http<JsonRpc>, Threading>::with_state(state)
         .nodelay(true)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(args.max_connections))
-        .close_timeout(Some(Duration::from_secs(2)))
-        .bind(args.address.as_str())?;
-    // Announced once the server really serves (its signal handlers installed), so a SIGTERM
-    // sent on seeing this line is a graceful stop.
-    server.on_ready(|address| {
-        let mut stdout = io::stdout().lock();
-        // Nobody reading stdout is no reason to stop serving.
-        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .close_timeout(Some(Duration::from_secs(2)));
+    let server = args.limits.apply(builder).bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }

@@ -60,7 +60,6 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +70,12 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{json, Map, Value};
 use socketserver::http::{Http, HttpHandler, Request, Response};
 use socketserver::{Handler, ServerContext, TcpServer, Threading};
+
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{at_least_one, exit_code, serve, Defaults, ServerLimits};
 
 /// The collection every request shares, and its limits.
 struct Store {
@@ -379,6 +384,8 @@ fn method_not_allowed(allow: &str) -> Response {
 /// A JSON REST API over an in-memory collection.
 #[derive(Parser, Debug)]
 #[command(name = "rest")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "10", write_timeout: "10", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port), for example 127.0.0.1:8000.
     address: String,
@@ -394,47 +401,13 @@ struct Args {
     /// The most bytes in one page of GET /items (a page holds at least one item).
     #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024, value_parser = at_least_one)]
     max_page_bytes: usize,
-    /// Close a connection that sends nothing for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Drop a client that does not take its answer for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most connections served at once; more wait their turn.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one)]
-    max_connections: usize,
-}
-
-/// Parses a count flag: a whole number, at least 1.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("{text:?}: {e}")),
-    }
-}
-
-/// Parses a timeout flag: seconds, fractions allowed, more than zero.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 {
-        return Err("must be more than zero seconds".into());
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rest: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("rest", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -448,20 +421,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
     };
     // Python: ThreadingHTTPServer((host, port), Api).
-    let mut server = TcpServer::<Http<Api>, Threading>::with_state(store)
+    let builder = TcpServer::<Http<Api>, Threading>::with_state(store)
         .nodelay(true)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(args.max_connections))
-        .close_timeout(Some(Duration::from_secs(2)))
-        .bind(args.address.as_str())?;
-    // Announced once the server really serves (its signal handlers installed), so a SIGTERM
-    // sent on seeing this line is a graceful stop.
-    server.on_ready(|address| {
-        let mut stdout = io::stdout().lock();
-        // Nobody reading stdout is no reason to stop serving.
-        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .close_timeout(Some(Duration::from_secs(2)));
+    let server = args.limits.apply(builder).bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }

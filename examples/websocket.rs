@@ -88,6 +88,12 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 mod protocol;
 use protocol::{handshake, FrameWatch};
 
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{exit_code, seconds, serve, Defaults, ServerLimits};
+
 /// The page: connects to `/ws`, shows what arrives, sends what is typed.
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
@@ -124,18 +130,17 @@ const LINGER: Duration = Duration::from_secs(2);
 /// A chat room over WebSocket, safe against clients that do not read.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "websocket")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "30", write_timeout: "10", max_connections: "128" }.flags()))]
+// Here the read timeout bounds only the HTTP side: after the upgrade, --idle-timeout does.
+#[command(mut_arg("read_timeout", |arg| arg.help(
+    "Seconds an HTTP request may take to arrive (and an idle keep-alive connection may wait)"
+)))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port).
     address: String,
-    /// The most clients connected at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 128)]
-    max_connections: usize,
-    /// Seconds an HTTP request may take to arrive (and an idle keep-alive connection may wait).
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Seconds a client may take to receive what is queued for it before it is dropped.
-    #[arg(long, default_value = "10", value_parser = seconds)]
-    write_timeout: Duration,
+    #[command(flatten)]
+    limits: ServerLimits,
     /// Seconds of silence after which a client is closed (it is pinged at half of it); also
     /// the longest a frame or fragmented message may stay unfinished.
     #[arg(long, default_value = "60", value_parser = seconds)]
@@ -150,15 +155,6 @@ struct Args {
     /// plus 14, so that one largest message fits).
     #[arg(long, default_value_t = 2 << 20)]
     queue_bytes: usize,
-}
-
-/// Parses a number of seconds (`2`, `0.5`) into a positive duration.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err("must be a positive number of seconds".into()),
-    }
 }
 
 /// Why a frame was not queued for a client.
@@ -475,7 +471,7 @@ impl HttpHandler for Chat {
         connection.set_read_timeout(Some((args.idle_timeout / 4).max(Duration::from_millis(1))))?;
         let writer = {
             let (peer, socket) = (Arc::clone(&peer), connection.try_clone()?);
-            let timeout = args.write_timeout;
+            let timeout = args.limits.write_timeout;
             thread::Builder::new()
                 .name(format!("websocket-writer-{}", peer.id))
                 .spawn(move || peer.write_out(socket, timeout))?
@@ -598,13 +594,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("websocket: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("websocket", run(args))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -616,19 +606,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         next_id: AtomicU64::new(0),
         args: args.clone(),
     };
-    let mut server = TcpServer::<Http<Chat>, Threading>::with_state(room)
+    let builder = TcpServer::<Http<Chat>, Threading>::with_state(room)
         .nodelay(true)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(args.max_connections))
-        .close_timeout(Some(Duration::from_secs(2)))
-        .bind(&args.address)?;
-    // Printed once the server really serves (its signal handlers are in place), so a script
-    // that waits for this line can stop it at once. A closed stdout is no reason to stop.
-    server.on_ready(|address| {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "serving on {address}").and_then(|()| stdout.flush());
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .close_timeout(Some(Duration::from_secs(2)));
+    let server = args.limits.apply(builder).bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }

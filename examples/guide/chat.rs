@@ -42,7 +42,7 @@
 //! it, and the server exits 0.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::Shutdown;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,9 +57,17 @@ use socketserver::{
     Connection, HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer, Threading,
 };
 
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "../common/cli.rs"]
+mod cli;
+use cli::{exit_code, serve, Defaults, ServerLimits};
+
 /// A chat room on TCP: every line goes to every client.
 #[derive(Parser, Debug)]
 #[command(name = "guide-chat")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "300", write_timeout: "10", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port).
     address: String,
@@ -69,23 +77,8 @@ struct Args {
     /// Messages queued for one client before it is dropped as too slow.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     queue: u64,
-    /// Seconds to wait for a client's next line before letting it go.
-    #[arg(long, default_value = "300", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Seconds to wait for a client to take bytes before dropping it.
-    #[arg(long, default_value = "10", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most clients in the room; more wait in the listen backlog.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
-}
-
-/// A timeout flag: positive seconds, fractions allowed.
-fn seconds(text: &str) -> Result<Duration, String> {
-    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err("a timeout must be a positive number of seconds".into()),
-    }
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 /// A message, encoded once and shared by every queue it is in.
@@ -212,14 +205,7 @@ impl Chat {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("guide-chat: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("guide-chat", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -229,17 +215,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         max_line: args.max_line,
         queue: usize::try_from(args.queue)?,
     };
-    let mut server = TcpServer::<Chat, Threading>::with_state(room)
+    let builder = TcpServer::<Chat, Threading>::with_state(room)
         .nodelay(true)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(usize::try_from(args.max_connections)?))
-        .close_timeout(Some(Duration::from_secs(2)))
-        .bind(args.address.as_str())?;
-    // Announced once the server is really serving, its Ctrl-C handlers in place.
-    server.on_ready(|address| {
-        let _ = writeln!(io::stdout(), "serving on {address}");
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .close_timeout(Some(Duration::from_secs(2)));
+    let server = args.limits.apply(builder).bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }

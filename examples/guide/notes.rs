@@ -41,7 +41,6 @@
 //! connections are closed at once, requests running get 2 s, and it exits 0.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,9 +51,17 @@ use serde_json::{json, Value};
 use socketserver::http::{Http, HttpHandler, Limits, Request, Response};
 use socketserver::{Handler, ServerContext, TcpServer, Threading};
 
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "../common/cli.rs"]
+mod cli;
+use cli::{exit_code, serve, Defaults, ServerLimits};
+
 /// A REST API of short notes.
 #[derive(Parser, Debug)]
 #[command(name = "guide-notes")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "30", write_timeout: "30", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port).
     address: String,
@@ -64,23 +71,8 @@ struct Args {
     /// The most notes stored at once.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     max_notes: u64,
-    /// Seconds for a whole request to arrive, and for an idle connection to stay open.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Seconds to wait for a client to take an answer before closing its connection.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most connections served at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
-}
-
-/// A timeout flag: positive seconds, fractions allowed.
-fn seconds(text: &str) -> Result<Duration, String> {
-    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err("a timeout must be a positive number of seconds".into()),
-    }
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 /// The shared state: the notes and the limits.
@@ -178,14 +170,7 @@ fn error(status: u16, message: &str) -> Response {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("guide-notes: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("guide-notes", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -195,17 +180,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         max_body: usize::try_from(args.max_body)?,
     };
     // Python: ThreadingHTTPServer((host, port), NotesApi).
-    let mut server = TcpServer::<Http<NotesApi>, Threading>::with_state(store)
+    let builder = TcpServer::<Http<NotesApi>, Threading>::with_state(store)
         .nodelay(true)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(usize::try_from(args.max_connections)?))
-        .close_timeout(Some(Duration::from_secs(2)))
-        .bind(args.address.as_str())?;
-    // Announced once the server is really serving, its Ctrl-C handlers in place.
-    server.on_ready(|address| {
-        let _ = writeln!(io::stdout(), "serving on {address}");
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .close_timeout(Some(Duration::from_secs(2)));
+    let server = args.limits.apply(builder).bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }

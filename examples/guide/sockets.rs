@@ -41,60 +41,46 @@ use std::time::Duration;
 use clap::Parser;
 use parking_lot::{Condvar, Mutex};
 
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections) and
+// their parsers; this program applies the limits itself, below.
+#[path = "../common/cli.rs"]
+mod cli;
+use cli::{announce, exit_code, Defaults, ServerLimits};
+
 /// An echo server on std::net: a thread per client, timeouts and a cap.
 #[derive(Parser, Debug)]
 #[command(name = "guide-sockets")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "30", write_timeout: "30", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port).
     address: String,
-    /// Seconds to wait for a client's next bytes before letting it go.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Seconds to wait for a client to take a reply before letting it go.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most clients served at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-}
-
-/// A timeout flag: positive seconds, fractions allowed.
-fn seconds(text: &str) -> Result<Duration, String> {
-    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err("a timeout must be a positive number of seconds".into()),
-    }
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("guide-sockets: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("guide-sockets", run(&Args::parse()))
 }
 
 /// How many clients are being served; the accept loop waits on `left` at the cap.
 #[derive(Default)]
 struct Slots {
-    busy: Mutex<u32>,
+    busy: Mutex<usize>,
     left: Condvar,
 }
 
 fn run(args: &Args) -> io::Result<()> {
     // socket() + bind() + listen(), in one call.
     let listener = TcpListener::bind(&args.address)?;
-    println!("serving on {}", listener.local_addr()?);
+    announce(&listener.local_addr()?); // serving on ADDRESS
     let slots = Arc::new(Slots::default());
     loop {
         // Wait for a free slot before accepting, so the crowd waits in the backlog.
         {
             let mut busy = slots.busy.lock();
-            while *busy >= args.max_connections {
+            while *busy >= args.limits.max_connections {
                 slots.left.wait(&mut busy);
             }
             *busy += 1;
@@ -109,7 +95,7 @@ fn run(args: &Args) -> io::Result<()> {
                 continue;
             }
         };
-        let (read_timeout, write_timeout) = (args.read_timeout, args.write_timeout);
+        let (read_timeout, write_timeout) = (args.limits.read_timeout, args.limits.write_timeout);
         let slots_for_client = Arc::clone(&slots);
         let spawned = thread::Builder::new()
             .name(format!("client {peer}"))

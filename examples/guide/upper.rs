@@ -35,7 +35,7 @@
 //! the server with Ctrl-C or SIGTERM: it stops accepting at once, clients waiting between lines
 //! are let go at once, and it exits 0. `RUST_LOG=debug` shows every connection.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,32 +45,25 @@ use socketserver::{
     HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer, Threading,
 };
 
+// The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
+// parsers, `serve` (which prints the `serving on` line) and the exit status.
+#[path = "../common/cli.rs"]
+mod cli;
+use cli::{exit_code, serve, Defaults, ServerLimits};
+
 /// Upper-cases every line, on a thread per client.
 #[derive(Parser, Debug)]
 #[command(name = "guide-upper")]
+// The defaults of the limits every example shares (the table above).
+#[command(mut_args(Defaults { read_timeout: "30", write_timeout: "30", max_connections: "64" }.flags()))]
 struct Args {
     /// HOST:PORT to listen on (port 0 picks a free port).
     address: String,
     /// The longest line accepted, in bytes, newline included.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_line: u64,
-    /// Seconds to wait for a client's next bytes before closing its connection.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    read_timeout: Duration,
-    /// Seconds to wait for a client to take a reply before closing its connection.
-    #[arg(long, default_value = "30", value_parser = seconds)]
-    write_timeout: Duration,
-    /// The most clients served at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
-}
-
-/// A timeout flag: positive seconds, fractions allowed.
-fn seconds(text: &str) -> Result<Duration, String> {
-    match Duration::try_from_secs_f64(text.parse().map_err(|e| format!("{e}"))?) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err("a timeout must be a positive number of seconds".into()),
-    }
+    #[command(flatten)]
+    limits: ServerLimits,
 }
 
 /// Shared by every connection: the line limit.
@@ -121,14 +114,7 @@ impl StreamRequestHandler for MyTcpHandler {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("guide-upper: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("guide-upper", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -136,16 +122,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings {
         max_line: args.max_line,
     };
-    let mut server = TcpServer::<MyTcpHandler, Threading>::with_state(settings)
-        .read_timeout(Some(args.read_timeout))
-        .write_timeout(Some(args.write_timeout))
-        .max_connections(Some(usize::try_from(args.max_connections)?))
+    let server = TcpServer::<MyTcpHandler, Threading>::with_state(settings)
+        // The three limits, spelled out (the other examples call `args.limits.apply(builder)`).
+        .read_timeout(Some(args.limits.read_timeout))
+        .write_timeout(Some(args.limits.write_timeout))
+        .max_connections(Some(args.limits.max_connections))
         .close_timeout(Some(Duration::from_secs(2)))
-        .bind(args.address.as_str())?;
-    // Announced once the server is really serving, its Ctrl-C handlers in place.
-    server.on_ready(|address| {
-        let _ = writeln!(io::stdout(), "serving on {address}");
-    });
-    server.serve_until_signal()?;
-    Ok(())
+        .bind(&args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
+    serve(server)
 }
