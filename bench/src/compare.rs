@@ -147,6 +147,10 @@ fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
             "{addr}".into(),
             "--mode".into(),
             mode.into(),
+            // The example caps connections at 256 by default (a safe default for users);
+            // the peers have no cap, and the largest scenario holds 1000 at once.
+            "--max-connections".into(),
+            "4096".into(),
         ],
     };
     let peer = |name: &'static str, which: &str, transport: &str| ServerSpec {
