@@ -89,7 +89,12 @@ impl Watch {
                         return Ok(Heard::Signal(signal));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The socket is non-blocking: another reader took the byte, or none was there.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }

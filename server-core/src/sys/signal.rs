@@ -7,18 +7,16 @@
 //! afterwards Ctrl-C does what it did before (`signal-hook`'s `unregister` leaves its own
 //! handler in place, which swallowed the signals for the rest of the process).
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use parking_lot::Mutex;
 
-use super::sleep_until;
+use super::wake;
 
 /// The signals a listener hears.
 const SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
@@ -90,6 +88,7 @@ pub(crate) fn listen() -> io::Result<Listening> {
     if pair.is_none() {
         let (receiver, sender) = UnixStream::pair()?;
         sender.set_nonblocking(true)?;
+        receiver.set_nonblocking(true)?;
         *pair = Some((sender, Some(receiver)));
     }
     let Some((sender, receiver)) = pair.as_mut() else {
@@ -101,7 +100,7 @@ pub(crate) fn listen() -> io::Result<Listening> {
         .take()
         .ok_or_else(|| io::Error::other("signal slot in use"))?;
     // Bytes left from an earlier listener on this slot.
-    drain(&receiver);
+    wake::drain(&receiver);
     if installed.listeners == 0 {
         let action = SigAction::new(
             SigHandler::Handler(on_signal),
@@ -147,22 +146,6 @@ pub(crate) fn stop_listening(slot: usize, receiver: UnixStream) {
     installed.listeners = installed.listeners.saturating_sub(1);
     if installed.listeners == 0 {
         restore(&mut installed);
-    }
-}
-
-/// Reads every byte waiting on `receiver` without blocking.
-fn drain(receiver: &UnixStream) {
-    let mut buf = [0u8; 64];
-    loop {
-        let mut fds = [PollFd::new(receiver.as_fd(), PollFlags::POLLIN)];
-        match sleep_until(&mut fds, Some(Instant::now())) {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-        match (&*receiver).read(&mut buf) {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
     }
 }
 

@@ -16,6 +16,20 @@ pub(crate) fn pair() -> io::Result<(Notify, Wait)> {
     Ok((Notify(tx), Wait(rx)))
 }
 
+/// Reads every byte waiting on the non-blocking `receiver`; `true` if there was any.
+pub(crate) fn drain(receiver: &UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    let mut any = false;
+    loop {
+        match (&*receiver).read(&mut buf) {
+            Ok(0) => return any,
+            Ok(_) => any = true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return any,
+        }
+    }
+}
+
 /// The sending end.
 #[derive(Debug)]
 pub(crate) struct Notify(UnixStream);
@@ -35,16 +49,7 @@ pub(crate) struct Wait(UnixStream);
 impl Wait {
     /// Reads every pending wake-up byte; `true` if there was any.
     pub(crate) fn drain(&self) -> bool {
-        let mut buf = [0u8; 64];
-        let mut any = false;
-        loop {
-            match (&self.0).read(&mut buf) {
-                Ok(0) => return any,
-                Ok(_) => any = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return any,
-            }
-        }
+        drain(&self.0)
     }
 
     /// The descriptor to `poll(2)` for readability.
