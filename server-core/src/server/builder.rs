@@ -382,6 +382,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             timeout: self.timeout,
             close_timeout: self.close_timeout,
             on_ready: None,
+            on_pass: None,
             _handler: PhantomData,
         })
     }

@@ -84,6 +84,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     close_timeout: Option<Duration>,
     /// Called once, when the loop first waits for requests.
     on_ready: Option<ReadyCallback>,
+    /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
+    /// model's worker heartbeat).
+    on_pass: Option<Box<dyn FnMut() + Send>>,
     _handler: PhantomData<fn() -> H>,
 }
 
@@ -176,6 +179,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// ```
     pub fn on_ready(&mut self, ready: impl FnOnce(&Address) + Send + 'static) {
         self.on_ready = Some(Box::new(ready));
+    }
+
+    /// Runs `pass` on every pass of the serving loop, after `service_actions`: at least every
+    /// `poll_interval` while idle. For the crate's own use (the process model's heartbeat).
+    #[allow(dead_code)] // used by the process model, landing next
+    pub(crate) fn on_pass(&mut self, pass: impl FnMut() + Send + 'static) {
+        self.on_pass = Some(Box::new(pass));
     }
 
     /// Runs the `on_ready` callback, the first time only.
@@ -330,6 +340,9 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     fn service_actions(&mut self) {
         self.strategy.service_actions();
         H::service_actions(self.shared.context());
+        if let Some(pass) = &mut self.on_pass {
+            pass();
+        }
     }
 
     /// Waits until the socket is readable, a stop is requested, or `timeout` passes.
