@@ -14,6 +14,7 @@ pub mod error;
 pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod prefork;
 mod report;
 pub mod request;
 pub mod server;
@@ -22,6 +23,7 @@ mod signals;
 mod stats;
 pub mod strategy;
 mod sys;
+pub mod systemd;
 pub mod transport;
 
 pub use addr::{Address, UnixAddress};
