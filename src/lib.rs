@@ -162,7 +162,8 @@
 //!
 //! Binding fails with an [`Error`] that names the address or path: [`Error::AddrInUse`],
 //! [`Error::UnixPathInUse`] and so on. A request that fails, by an error or a panic, never stops
-//! the server: it goes to the handler's `handle_error` hook as a [`RequestError`], whose default
+//! the server: it goes to the server's `handle_error` hook ([`ServerBuilder::handle_error`]) as a
+//! [`RequestError`], whose default
 //! logs it through the `log` crate (this crate never installs a logger), or writes it to stderr
 //! when no logger is installed, so a failure is never silent. `Error`'s `Debug` form is its
 //! message and causes, so `fn main() -> Result<(), socketserver::Error>` prints a readable line.
@@ -179,7 +180,7 @@
 //! | `self.rfile`, `self.wfile` | `request.rfile`, `request.wfile` |
 //! | `server_address` | [`Server::server_address`], [`ServerContext::server_address`] |
 //! | `serve_forever`, `handle_request`, `shutdown`, `server_close` | [`Server::serve_forever`], [`Server::handle_request`], [`ShutdownHandle::shutdown`], [`Server::close`] |
-//! | `verify_request`, `handle_error`, `handle_timeout`, `service_actions` | the handler traits' hooks of the same names |
+//! | overriding `verify_request`, `handle_error`, `handle_timeout`, `service_actions` on a server subclass | closures given to the builder methods of the same names: [`ServerBuilder::verify_request`] and the rest |
 //! | `allow_reuse_address`, `allow_reuse_port`, `request_queue_size` | [`ServerBuilder::reuse_address`], [`ServerBuilder::reuse_port`], [`ServerBuilder::backlog`] |
 //! | `timeout` (server), `timeout` (handler), `disable_nagle_algorithm` | [`ServerBuilder::timeout`], [`ServerBuilder::request_timeout`], [`ServerBuilder::nodelay`] |
 //! | `rbufsize`, `wbufsize`, `max_packet_size` | [`ServerBuilder::rbufsize`], [`ServerBuilder::wbufsize`], [`ServerBuilder::max_packet_size`] |

@@ -36,15 +36,16 @@ impl DatagramRequestHandler for Reporting {
         request.wfile.write_all(request.packet())?;
         Ok(())
     }
+}
 
-    fn handle_error(server: &ServerContext<Sender<String>>, error: &RequestError) {
-        let kind = match error {
-            RequestError::Truncated { capacity, .. } => format!("dropped: over {capacity}"),
-            RequestError::UnboundClient { len } => format!("unbound client, {len} bytes"),
-            other => other.to_string(),
-        };
-        let _ = server.state().send(kind);
-    }
+/// The `handle_error` hook: forwards every reported error as text.
+fn reporting_error(server: &ServerContext<Sender<String>>, error: &RequestError) {
+    let kind = match error {
+        RequestError::Truncated { capacity, .. } => format!("dropped: over {capacity}"),
+        RequestError::UnboundClient { len } => format!("unbound client, {len} bytes"),
+        other => other.to_string(),
+    };
+    let _ = server.state().send(kind);
 }
 
 #[test]
@@ -69,6 +70,7 @@ fn a_busy_udp_port_is_addr_in_use() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let err = UdpServer::<Reporting>::with_state(unbounded().0)
+        .handle_error(reporting_error)
         .bind(addr)
         .unwrap_err();
     assert!(matches!(err, Error::AddrInUse { .. }), "{err:?}");
@@ -106,6 +108,7 @@ fn a_live_unix_socket_path_is_refused_and_left_alone() {
     assert!(path.exists(), "the live server's socket file is untouched");
     // A datagram server is refused there too (the probe gets EPROTOTYPE).
     let err = UnixDatagramServer::<Reporting>::with_state(unbounded().0)
+        .handle_error(reporting_error)
         .bind(&path)
         .unwrap_err();
     assert!(matches!(err, Error::UnixPathInUse { .. }), "{err:?}");
@@ -134,6 +137,7 @@ fn a_stale_unix_datagram_socket_file_is_replaced() {
     let path = dir.path().join("stale-dgram.sock");
     drop(UnixDatagram::bind(&path).unwrap());
     let server = UnixDatagramServer::<Reporting>::with_state(unbounded().0)
+        .handle_error(reporting_error)
         .bind(&path)
         .unwrap();
     drop(server);
@@ -220,6 +224,7 @@ fn reuse_port_lets_two_tcp_servers_share_a_port() {
 fn an_oversized_datagram_is_reported_not_truncated_and_serving_goes_on() {
     let (tx, rx) = unbounded();
     let server = UdpServer::<Reporting>::with_state(tx)
+        .handle_error(reporting_error)
         .max_packet_size(16)
         .bind("127.0.0.1:0")
         .unwrap();
@@ -244,6 +249,7 @@ fn an_oversized_unix_datagram_is_reported() {
     let path = dir.path().join("s.sock");
     let (tx, rx) = unbounded();
     let server = UnixDatagramServer::<Reporting>::with_state(tx)
+        .handle_error(reporting_error)
         .max_packet_size(8)
         .bind(&path)
         .unwrap();
@@ -261,6 +267,7 @@ fn an_unbound_unix_datagram_client_is_reported_and_serving_goes_on() {
     let (tx, rx) = unbounded();
     let running = serve(
         UnixDatagramServer::<Reporting>::with_state(tx)
+            .handle_error(reporting_error)
             .bind(&path)
             .unwrap(),
     );
@@ -342,6 +349,7 @@ fn an_empty_unix_path_is_refused_instead_of_autobinding() {
         "invalid address \"\": a Unix socket path must not be empty"
     );
     let datagram = UnixDatagramServer::<Reporting>::with_state(unbounded().0)
+        .handle_error(reporting_error)
         .bind("")
         .expect_err("empty path");
     assert!(

@@ -93,13 +93,14 @@ impl StreamRequestHandler for Forked {
         );
         Ok(())
     }
+}
 
-    fn handle_error(server: &ServerContext<ForkLab>, error: &RequestError) {
-        report(
-            &server.state().events,
-            &format!("error {} {error}", std::process::id()),
-        );
-    }
+/// The `handle_error` hook: reports the error with the pid of the process it ran in.
+fn forked_error(server: &ServerContext<ForkLab>, error: &RequestError) {
+    report(
+        &server.state().events,
+        &format!("error {} {error}", std::process::id()),
+    );
 }
 
 impl DatagramRequestHandler for Forked {
@@ -109,13 +110,6 @@ impl DatagramRequestHandler for Forked {
         }
         write!(request.wfile, "{}", std::process::id())?;
         Ok(())
-    }
-
-    fn handle_error(server: &ServerContext<ForkLab>, error: &RequestError) {
-        report(
-            &server.state().events,
-            &format!("error {} {error}", std::process::id()),
-        );
     }
 }
 
@@ -165,6 +159,7 @@ fn forking_never_runs_more_than_max_children_and_leaves_no_zombie() {
     let activity = forking.activity();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
+            .handle_error(forked_error)
             .strategy(forking)
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -230,6 +225,7 @@ fn forking_close_waits_for_running_children() {
     let activity = forking.activity();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
+            .handle_error(forked_error)
             .strategy(forking)
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -260,6 +256,7 @@ fn forking_panicking_handler_is_reported_by_the_child_and_counted_as_failed() {
     let activity = forking.activity();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
+            .handle_error(forked_error)
             .strategy(forking)
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -284,6 +281,7 @@ fn forking_panicking_datagram_handler_is_reported_and_the_next_datagram_served()
     let activity = forking.activity();
     let running = serve(
         UdpServer::<Forked>::with_state(state)
+            .handle_error(forked_error)
             .strategy(forking)
             .bind("127.0.0.1:0")
             .unwrap(),

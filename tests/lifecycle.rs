@@ -84,21 +84,18 @@ impl StreamRequestHandler for Scripted {
         request.server().state().events.send(Event::Finish)?;
         Ok(())
     }
+}
 
-    fn verify_request(_server: &ServerContext<Probe>, client_address: &Address) -> bool {
-        // The verify_request test connects from 127.0.0.2 to be rejected.
-        client_address
-            .as_inet()
-            .is_none_or(|a| a.ip() != std::net::Ipv4Addr::new(127, 0, 0, 2))
-    }
+/// The `verify_request` hook: the verify_request test connects from 127.0.0.2 to be rejected.
+fn not_from_127_0_0_2(_server: &ServerContext<Probe>, client_address: &Address) -> bool {
+    client_address
+        .as_inet()
+        .is_none_or(|a| a.ip() != std::net::Ipv4Addr::new(127, 0, 0, 2))
+}
 
-    fn handle_error(server: &ServerContext<Probe>, error: &RequestError) {
-        report(server, error);
-    }
-
-    fn handle_timeout(server: &ServerContext<Probe>) {
-        let _ = server.state().events.send(Event::Timeout);
-    }
+/// The `handle_timeout` hook.
+fn timeout_event(server: &ServerContext<Probe>) {
+    let _ = server.state().events.send(Event::Timeout);
 }
 
 fn events(rx: &Receiver<Event>, n: usize) -> Vec<Event> {
@@ -112,6 +109,9 @@ fn shutdown_while_idle_returns_promptly_without_polling() {
     let (state, _rx) = probe();
     // A poll interval of an hour: only the waker can stop the loop in time.
     let server = TcpServer::<Scripted>::with_state(state)
+        .verify_request(not_from_127_0_0_2)
+        .handle_error(report)
+        .handle_timeout(timeout_event)
         .poll_interval(Duration::from_secs(3600))
         .bind("127.0.0.1:0")
         .unwrap();
@@ -135,6 +135,9 @@ fn shutdown_from_a_handler_does_not_deadlock() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -156,6 +159,9 @@ fn shutdown_from_a_handler_does_not_deadlock() {
 fn shutdown_before_serving_makes_serve_forever_return_at_once() {
     let (state, _rx) = probe();
     let mut server = TcpServer::<Scripted>::with_state(state)
+        .verify_request(not_from_127_0_0_2)
+        .handle_error(report)
+        .handle_timeout(timeout_event)
         .bind("127.0.0.1:0")
         .unwrap();
     server.shutdown_handle().shutdown();
@@ -170,6 +176,9 @@ fn shutdown_before_serving_makes_serve_forever_return_at_once() {
 fn handle_request_serves_one_then_times_out_and_calls_handle_timeout() {
     let (state, rx) = probe();
     let mut server = TcpServer::<Scripted>::with_state(state)
+        .verify_request(not_from_127_0_0_2)
+        .handle_error(report)
+        .handle_timeout(timeout_event)
         .timeout(Some(Duration::from_millis(50)))
         .bind("127.0.0.1:0")
         .unwrap();
@@ -187,6 +196,9 @@ fn verify_request_false_closes_the_connection_unhandled() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -209,6 +221,9 @@ fn a_panicking_handler_is_reported_finish_runs_and_the_next_client_is_served() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -235,6 +250,9 @@ fn a_failing_handler_goes_to_handle_error_and_finish_still_runs() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -272,9 +290,6 @@ impl StreamRequestHandler for BadSetup {
         request.server().state().events.send(Event::Finish)?;
         Ok(())
     }
-    fn handle_error(server: &ServerContext<Probe>, error: &RequestError) {
-        report(server, error);
-    }
 }
 
 #[test]
@@ -282,6 +297,7 @@ fn a_failed_setup_skips_handle_and_finish() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<BadSetup>::with_state(state)
+            .handle_error(report)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -299,6 +315,9 @@ fn an_abrupt_reset_mid_request_is_reported_and_serving_goes_on() {
     let (state, rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -333,6 +352,9 @@ fn half_closed_client_still_gets_its_reply() {
     let (state, _rx) = probe();
     let running = serve(
         TcpServer::<Scripted>::with_state(state)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(report)
+            .handle_timeout(timeout_event)
             .bind("127.0.0.1:0")
             .unwrap(),
     );

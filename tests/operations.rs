@@ -35,21 +35,16 @@ impl StreamRequestHandler for Counted {
         request.wfile.write_all(b"ok")?;
         Ok(())
     }
+}
 
-    fn verify_request(
-        _: &ServerContext<Sender<Option<PeerCredentials>>>,
-        client: &Address,
-    ) -> bool {
-        client
-            .as_inet()
-            .is_none_or(|a| a.ip() != std::net::Ipv4Addr::new(127, 0, 0, 2))
-    }
-
-    fn handle_error(
-        _: &ServerContext<Sender<Option<PeerCredentials>>>,
-        _: &socketserver::RequestError,
-    ) {
-    }
+/// The `verify_request` hook: the test connects from 127.0.0.2 to be rejected.
+fn not_from_127_0_0_2(
+    _: &ServerContext<Sender<Option<PeerCredentials>>>,
+    client: &Address,
+) -> bool {
+    client
+        .as_inet()
+        .is_none_or(|a| a.ip() != std::net::Ipv4Addr::new(127, 0, 0, 2))
 }
 
 fn send(addr: std::net::SocketAddr, word: &[u8; 4]) -> String {
@@ -65,6 +60,8 @@ fn stats_count_served_failed_and_rejected_requests() {
     let (tx, rx) = unbounded();
     let running = serve(
         TcpServer::<Counted>::with_state(tx)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(|_, _| {})
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -92,6 +89,8 @@ fn a_unix_handler_sees_the_peers_credentials_and_tcp_has_none() {
     let (tx, rx) = unbounded();
     let running = serve(
         UnixStreamServer::<Counted>::with_state(tx.clone())
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(|_, _| {})
             .bind(&path)
             .unwrap(),
     );
@@ -112,6 +111,8 @@ fn a_unix_handler_sees_the_peers_credentials_and_tcp_has_none() {
 
     let running = serve(
         TcpServer::<Counted>::with_state(tx)
+            .verify_request(not_from_127_0_0_2)
+            .handle_error(|_, _| {})
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -129,6 +130,8 @@ fn socket_mode_sets_the_socket_file_permissions() {
     let dir = temp_dir();
     let path = dir.path().join("private.sock");
     let server = UnixStreamServer::<Counted>::with_state(unbounded().0)
+        .verify_request(not_from_127_0_0_2)
+        .handle_error(|_, _| {})
         .socket_mode(0o600)
         .bind(&path)
         .unwrap();

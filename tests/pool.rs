@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use socketserver::{Pool, TcpServer, UnixDatagramServer};
 use util::isolation::shared;
-use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, Line};
+use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, report, Line};
 use util::{ask, eventually, serve, temp_dir, PATIENCE};
 
 // ---------------------------------------------------------------------------------------------
@@ -36,6 +36,7 @@ fn pool_of_4_answers_50_clients_connected_at_once_in_turn() {
     // was accepted yet (the kernel queues it), so a small pool serves them all in turn.
     let running = serve(
         TcpServer::<Line>::builder()
+            .handle_error(report)
             .strategy(Pool::new().workers(4).queue(4))
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -157,6 +158,7 @@ fn pool_panicking_unix_datagram_handler_is_reported_and_the_next_datagram_served
     let _shared = shared();
     let dir = temp_dir();
     let server = UnixDatagramServer::<Line>::builder()
+        .handle_error(report)
         .strategy(Pool::new().workers(1))
         .bind(dir.path().join("server.sock"))
         .unwrap();

@@ -72,7 +72,7 @@ fn is_child(name: &str) -> bool {
 fn child_serve<T, H, S>(mut server: socketserver::Server<T, H, S>)
 where
     T: socketserver::transport::Transport,
-    H: socketserver::Serve<T>,
+    H: socketserver::Handler,
     S: socketserver::Strategy,
 {
     server.on_ready(|address| {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use socketserver::{Threading, ThreadingTcpServer, UdpServer};
 use util::isolation::{alone, own_threads, shared};
-use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, Line};
+use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, report, Line};
 use util::{ask, eventually, serve, udp_client, PATIENCE};
 
 // ---------------------------------------------------------------------------------------------
@@ -31,6 +31,7 @@ fn threading_answers_50_clients_connected_at_once() {
     let _shared = shared();
     let running = serve(
         ThreadingTcpServer::<Line>::builder()
+            .handle_error(report)
             .bind("127.0.0.1:0")
             .unwrap(),
     );
@@ -300,6 +301,7 @@ fn threading_panicking_handler_is_reported_and_the_next_request_served() {
 fn threading_panicking_datagram_handler_is_reported_and_the_next_datagram_served() {
     let _shared = shared();
     let server = UdpServer::<Line>::builder()
+        .handle_error(report)
         .strategy(Threading::new())
         .bind("127.0.0.1:0")
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Arg;
 use socketserver::transport::Transport;
-use socketserver::{Serve, Server, ServerBuilder, Strategy};
+use socketserver::{Handler, Server, ServerBuilder, Strategy};
 
 /// The limits every example sets, as flags: put it in the example's `Args` with
 /// `#[command(flatten)]`, give it the example's [`Defaults`], and [`apply`](Self::apply) it
@@ -37,7 +37,7 @@ impl ServerLimits {
     // guide-sockets (on std::net alone) and guide-upper (which spells the three calls out)
     // apply them by hand.
     #[allow(dead_code)]
-    pub fn apply<T: Transport, H: Serve<T>, S: Strategy>(
+    pub fn apply<T: Transport, H: Handler, S: Strategy>(
         &self,
         builder: ServerBuilder<T, H, S>,
     ) -> ServerBuilder<T, H, S> {
@@ -109,7 +109,7 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 /// a test that sends SIGTERM as soon as it reads the line gets a graceful stop, never the
 /// default action (which would leave a Unix socket file behind).
 #[allow(dead_code)] // guide-sockets, on std::net alone, has no `Server`
-pub fn serve<T: Transport, H: Serve<T>, S: Strategy>(
+pub fn serve<T: Transport, H: Handler, S: Strategy>(
     mut server: Server<T, H, S>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     server.on_ready(announce);

@@ -17,9 +17,10 @@
 //! # Server hooks
 //!
 //! Python overrides `verify_request`, `handle_error`, `handle_timeout` and `service_actions` on a
-//! subclass of the server. Rust has no subclasses and the server is generic over the handler, so
-//! these hooks are associated functions of the handler traits, with Python's defaults. They get the
-//! [`ServerContext`], so they can reach the shared state.
+//! subclass of the server. They belong to the server here too: set them on the
+//! [`ServerBuilder`](crate::ServerBuilder) (its `verify_request`, `handle_error`,
+//! `handle_timeout` and `service_actions` methods), once, for every transport and handler type.
+//! Each gets the [`ServerContext`], so it can reach the shared state.
 
 use log::Level;
 
@@ -120,35 +121,6 @@ pub trait StreamRequestHandler: Handler {
         let _ = request;
         Ok(())
     }
-
-    /// Decides whether to serve a new connection (Python: `server.verify_request`).
-    ///
-    /// Returning `false` closes the connection at once, without making a handler.
-    /// The default accepts every connection.
-    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
-        let _ = (server, client_address);
-        true
-    }
-
-    /// Reports a failed request (Python: `server.handle_error`).
-    ///
-    /// The default logs the error at `error` level with the client's address, through `log`
-    /// (target `socketserver::handler`). The server keeps serving whatever this does.
-    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
-        default_handle_error(server.server_address(), error);
-    }
-
-    /// Called when [`handle_request`](crate::Server::handle_request) waited `timeout` and no
-    /// request came (Python: `server.handle_timeout`). The default does nothing.
-    fn handle_timeout(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
-
-    /// Called on every pass of the serving loop, and at least every `poll_interval` while idle
-    /// (Python: `server.service_actions`). The default does nothing.
-    fn service_actions(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
 }
 
 /// A handler for datagram sockets (UDP, Unix datagram): Python's `DatagramRequestHandler`.
@@ -199,33 +171,6 @@ pub trait DatagramRequestHandler: Handler {
         let _ = request;
         Ok(())
     }
-
-    /// Decides whether to serve a datagram (Python: `server.verify_request`).
-    ///
-    /// Returning `false` drops the datagram without making a handler. The default accepts all.
-    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
-        let _ = (server, client_address);
-        true
-    }
-
-    /// Reports a failed request (Python: `server.handle_error`). The default logs it at `error`
-    /// level (target `socketserver::handler`), or at `warn` for dropped oversized datagrams and
-    /// replies that cannot be delivered.
-    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
-        default_handle_error(server.server_address(), error);
-    }
-
-    /// Called when [`handle_request`](crate::Server::handle_request) timed out (Python:
-    /// `server.handle_timeout`). The default does nothing.
-    fn handle_timeout(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
-
-    /// Called on every pass of the serving loop (Python: `server.service_actions`).
-    /// The default does nothing.
-    fn service_actions(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
 }
 
 /// The default `handle_error`: logs through `log`, naming the server and the client (Python
@@ -233,8 +178,9 @@ pub trait DatagramRequestHandler: Handler {
 ///
 /// Failures are logged at error level (target `socketserver::handler`); undeliverable replies
 /// and oversized datagrams at warn level. When no logger is installed (`log`'s level is off),
-/// the message goes to stderr instead, so a failing handler is never silent; override
-/// `handle_error` to report elsewhere or not at all. At most 20 messages a second are written,
+/// the message goes to stderr instead, so a failing handler is never silent; set
+/// [`ServerBuilder::handle_error`](crate::ServerBuilder::handle_error) to report elsewhere or
+/// not at all. At most 20 messages a second are written,
 /// so that a flood of bad requests does not become a flood of log lines; the next message
 /// written says how many were left out.
 pub fn default_handle_error(server_address: &Address, error: &RequestError) {

@@ -38,8 +38,8 @@ pub use request::{
     Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
 };
 pub use server::{
-    HandleOutcome, Serve, Server, ServerBuilder, ServerContext, TcpServer, UdpServer,
-    UnixDatagramServer, UnixStreamServer,
+    HandleOutcome, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
+    UnixStreamServer,
 };
 pub use shutdown::ShutdownHandle;
 pub use stats::Stats;

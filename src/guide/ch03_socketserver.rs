@@ -203,7 +203,7 @@
 //! | `serve_forever()`, `handle_request()` | [`serve_forever`](crate::Server::serve_forever), [`handle_request`](crate::Server::handle_request) |
 //! | `server.shutdown()` | [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown): a handle you can clone and send; it never deadlocks, even from a handler |
 //! | `server.server_close()`, `with ... as server` | [`close`](crate::Server::close), which also waits (with a deadline) for running requests; dropping the server stops listening without waiting |
-//! | `verify_request`, `handle_error`, `handle_timeout`, `service_actions` | hooks of the same names on the handler trait |
+//! | overriding `verify_request`, `handle_error`, `handle_timeout`, `service_actions` | closures given to the [`ServerBuilder`](crate::ServerBuilder) methods of the same names |
 //! | `KeyboardInterrupt` ends `serve_forever` | [`serve_until_signal`](crate::Server::serve_until_signal): SIGINT and SIGTERM stop the server gracefully (chapter 4) |
 //!
 //! The [front page](crate#python-names) has the full table, and what differs and why.

@@ -125,10 +125,6 @@ impl StreamRequestHandler for Line {
             }
         }
     }
-
-    fn handle_error(server: &ServerContext<Lab>, error: &RequestError) {
-        let _ = server.state().errors.0.send(error.to_string());
-    }
 }
 
 impl DatagramRequestHandler for Line {
@@ -139,10 +135,11 @@ impl DatagramRequestHandler for Line {
         request.wfile.extend_from_slice(request.packet());
         Ok(())
     }
+}
 
-    fn handle_error(server: &ServerContext<Lab>, error: &RequestError) {
-        let _ = server.state().errors.0.send(error.to_string());
-    }
+/// The lab's `handle_error` hook: hands the error, as text, to the test.
+pub fn report(server: &ServerContext<Lab>, error: &RequestError) {
+    let _ = server.state().errors.0.send(error.to_string());
 }
 
 /// Sends `line` on each connection.
@@ -166,6 +163,7 @@ pub fn every_transport<S: Strategy>(make: impl Fn() -> S) -> Vec<String> {
 
     let running = serve(
         TcpServer::<Line>::with_state(Lab::default())
+            .handle_error(report)
             .strategy(make())
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -176,6 +174,7 @@ pub fn every_transport<S: Strategy>(make: impl Fn() -> S) -> Vec<String> {
 
     let running = serve(
         UnixStreamServer::<Line>::with_state(Lab::default())
+            .handle_error(report)
             .strategy(make())
             .bind(dir.path().join("stream.sock"))
             .unwrap(),
@@ -190,6 +189,7 @@ pub fn every_transport<S: Strategy>(make: impl Fn() -> S) -> Vec<String> {
 
     let running = serve(
         UdpServer::<Line>::with_state(Lab::default())
+            .handle_error(report)
             .strategy(make())
             .bind("127.0.0.1:0")
             .unwrap(),
@@ -203,6 +203,7 @@ pub fn every_transport<S: Strategy>(make: impl Fn() -> S) -> Vec<String> {
 
     let running = serve(
         UnixDatagramServer::<Line>::with_state(Lab::default())
+            .handle_error(report)
             .strategy(make())
             .bind(dir.path().join("dgram.sock"))
             .unwrap(),
@@ -248,6 +249,7 @@ pub fn lab_server<S: Strategy>(
     Arc<Lab>,
 ) {
     let server = TcpServer::<Line>::builder()
+        .handle_error(report)
         .strategy(strategy)
         .close_timeout(close_timeout)
         .bind("127.0.0.1:0")

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use socketserver::transport::Transport;
-use socketserver::{Address, Serve, Server, ShutdownHandle, Strategy};
+use socketserver::{Address, Handler, Server, ShutdownHandle, Strategy};
 
 /// Installs the test logger once.
 pub fn init() {
@@ -20,14 +20,14 @@ pub fn init() {
 }
 
 /// A server serving on its own thread.
-pub struct Running<T: Transport, H: Serve<T>, S: Strategy> {
+pub struct Running<T: Transport, H: Handler, S: Strategy> {
     pub address: Address,
     pub handle: ShutdownHandle,
     thread: JoinHandle<(Server<T, H, S>, socketserver::Result<()>)>,
 }
 
 /// Starts `serve_forever` on a new thread.
-pub fn serve<T: Transport, H: Serve<T> + 'static, S: Strategy>(
+pub fn serve<T: Transport, H: Handler + 'static, S: Strategy>(
     mut server: Server<T, H, S>,
 ) -> Running<T, H, S> {
     init();
@@ -44,7 +44,7 @@ pub fn serve<T: Transport, H: Serve<T> + 'static, S: Strategy>(
     }
 }
 
-impl<T: Transport, H: Serve<T> + 'static, S: Strategy> Running<T, H, S> {
+impl<T: Transport, H: Handler + 'static, S: Strategy> Running<T, H, S> {
     /// The bound internet address.
     pub fn inet(&self) -> std::net::SocketAddr {
         self.address.as_inet().expect("an internet server")

@@ -258,14 +258,11 @@ fn respond<H: HttpHandler>(
     match catch_unwind(AssertUnwindSafe(|| handler.respond(request, server))) {
         Ok(response) => (response, false),
         Err(payload) => {
-            H::handle_error(
-                server,
-                &RequestError::Panic {
-                    client: client.clone(),
-                    stage: Stage::Handle,
-                    message: crate::error::panic_message(payload.as_ref()),
-                },
-            );
+            server.handle_error(&RequestError::Panic {
+                client: client.clone(),
+                stage: Stage::Handle,
+                message: crate::error::panic_message(payload.as_ref()),
+            });
             (Response::text(500, "500 Internal Server Error\n"), true)
         }
     }

@@ -119,9 +119,7 @@ mod write;
 use std::fmt;
 use std::time::Duration;
 
-use crate::addr::Address;
-use crate::error::RequestError;
-use crate::handler::{default_handle_error, HandleResult, Handler, StreamRequestHandler};
+use crate::handler::{HandleResult, Handler, StreamRequestHandler};
 use crate::request::StreamRequest;
 use crate::server::ServerContext;
 
@@ -215,31 +213,6 @@ pub trait HttpHandler: Handler {
         let _ = (request, stream, server);
         Ok(())
     }
-
-    /// Decides whether to serve a new connection (Python: `server.verify_request`). The default
-    /// accepts every connection.
-    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
-        let _ = (server, client_address);
-        true
-    }
-
-    /// Reports a failed connection or a panic in `respond` (Python: `server.handle_error`).
-    /// The default logs it, as for stream handlers.
-    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
-        default_handle_error(server.server_address(), error);
-    }
-
-    /// Called when [`handle_request`](crate::Server::handle_request) waited `timeout` and no
-    /// connection came (Python: `server.handle_timeout`). The default does nothing.
-    fn handle_timeout(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
-
-    /// Called on every pass of the serving loop, and at least every `poll_interval` while idle
-    /// (Python: `server.service_actions`). The default does nothing.
-    fn service_actions(server: &ServerContext<Self::State>) {
-        let _ = server;
-    }
 }
 
 /// The adapter that serves an [`HttpHandler`] on a stream server: `TcpServer<Http<MyApi>>`,
@@ -278,22 +251,6 @@ impl<H: HttpHandler> StreamRequestHandler for Http<H> {
     fn handle(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
         connection::serve(&mut self.handler, request)
     }
-
-    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool {
-        H::verify_request(server, client_address)
-    }
-
-    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError) {
-        H::handle_error(server, error);
-    }
-
-    fn handle_timeout(server: &ServerContext<Self::State>) {
-        H::handle_timeout(server);
-    }
-
-    fn service_actions(server: &ServerContext<Self::State>) {
-        H::service_actions(server);
-    }
 }
 
 impl<H> fmt::Debug for Http<H> {
@@ -326,7 +283,7 @@ pub fn fuzz_connection<H: HttpHandler>(
     let (ours, _peer) = std::os::unix::net::UnixStream::pair()?;
     ours.set_nonblocking(true)?;
     let connection = crate::request::Connection::Unix(ours);
-    let client = Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+    let client = crate::addr::Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
     let mut rfile = bytes;
     let mut wfile = Vec::new();
     connection::serve_bytes(

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
-use super::{Serve, Server};
+use super::Server;
+use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
 use crate::shutdown::ShutdownHandle;
 use crate::strategy::{Job, Readiness, Strategy};
@@ -41,7 +42,7 @@ pub(super) enum Room {
     Full,
 }
 
-impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Takes the requests that are waiting, up to a bound.
     pub(super) fn take_requests(&mut self, handle: &ShutdownHandle) {
         for _ in 0..MAX_REQUESTS_PER_WAKE {
@@ -74,7 +75,10 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     self.end_shortage();
                 }
                 let context = self.shared.context();
-                if !H::verify_request(context, T::client_address(&request)) {
+                if !self
+                    .hooks
+                    .verify_request(context, T::client_address(&request))
+                {
                     log::debug!(target: "socketserver::request",
                         "verify_request rejected {}", T::client_address(&request));
                     context.reject();
@@ -82,12 +86,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                     return true;
                 }
                 let shared = Arc::clone(&self.shared);
+                let finish = self.finish;
                 // Counts the request against `max_connections` until the job has run or been
                 // dropped (for forking: until the parent has handed it to the child).
                 let admitted = context.gate().enter();
                 let job = Job::new(
                     Box::new(move || {
-                        let ok = H::finish_request(&shared, request);
+                        let ok = finish(&shared, request);
                         drop(admitted);
                         ok
                     }),
@@ -108,7 +113,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             Ok(Received::Dropped(error)) => {
                 let context = self.shared.context();
                 context.reject();
-                H::handle_error(context, &error);
+                context.handle_error(&error);
                 true
             }
             Err(e) => {

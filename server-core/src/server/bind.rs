@@ -12,12 +12,14 @@ use socket2::Type;
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
+use crate::handler::{DatagramRequestHandler, StreamRequestHandler};
 use crate::request::DatagramSocket;
-use crate::server::{Serve, Server, ServerBuilder};
+use crate::server::pipeline::{finish_datagram, finish_stream};
+use crate::server::{Server, ServerBuilder};
 use crate::strategy::Strategy;
 use crate::transport::{self, Listener};
 
-impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
+impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
     /// Binds and listens on `addr` (`"127.0.0.1:8000"`, `"[::1]:0"`, `("localhost", 0)`, a
     /// `SocketAddr`...). Port 0 picks a free port; read it back with
     /// [`Server::server_address`].
@@ -30,7 +32,12 @@ impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> 
     pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<TcpServerOf<H, S>> {
         self.validate()?;
         let (socket, local) = transport::bind_inet(addr, Type::STREAM, &self.bind)?;
-        self.build(transport::to_tcp(socket), Address::Inet(local), None)
+        self.build(
+            transport::to_tcp(socket),
+            Address::Inet(local),
+            None,
+            finish_stream::<H>,
+        )
     }
 
     /// Serves on a listener bound elsewhere (Python: `bind_and_activate=False`; also what
@@ -51,11 +58,16 @@ impl<H: Serve<transport::Tcp>, S: Strategy> ServerBuilder<transport::Tcp, H, S> 
             transport: "tcp",
             reason: e.to_string(),
         })?;
-        self.build(Listener::Tcp(listener), Address::Inet(local), None)
+        self.build(
+            Listener::Tcp(listener),
+            Address::Inet(local),
+            None,
+            finish_stream::<H>,
+        )
     }
 }
 
-impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> {
+impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::Udp, H, S> {
     /// Binds a UDP socket to `addr`; port 0 picks a free port.
     ///
     /// # Errors
@@ -71,6 +83,7 @@ impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> 
             Arc::new(transport::to_udp(socket)),
             Address::Inet(local),
             None,
+            finish_datagram::<H>,
         )
     }
 
@@ -91,11 +104,12 @@ impl<H: Serve<transport::Udp>, S: Strategy> ServerBuilder<transport::Udp, H, S> 
             Arc::new(DatagramSocket::Udp(socket)),
             Address::Inet(local),
             None,
+            finish_datagram::<H>,
         )
     }
 }
 
-impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::UnixStream, H, S> {
+impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, H, S> {
     /// Binds and listens on the socket file `path`, replacing a stale one (see
     /// [the transport docs](crate::transport)). The file is removed when the server closes.
     ///
@@ -113,6 +127,7 @@ impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::Unix
             Listener::Unix(UnixListener::from(fd)),
             Address::from(path.to_path_buf()),
             Some(file),
+            finish_stream::<H>,
         )
     }
 
@@ -129,11 +144,11 @@ impl<H: Serve<transport::UnixStream>, S: Strategy> ServerBuilder<transport::Unix
         let listener = listener.into();
         transport::adopt(listener.as_fd(), Type::STREAM, "unix", self.bind.backlog)?;
         let local = transport::unix_local_address(listener.local_addr());
-        self.build(Listener::Unix(listener), local, None)
+        self.build(Listener::Unix(listener), local, None, finish_stream::<H>)
     }
 }
 
-impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
+impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
     /// Binds a Unix datagram socket at `path`, replacing a stale one. The file is removed when
     /// the server closes. Clients must bind a path of their own to get replies.
     ///
@@ -149,6 +164,7 @@ impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::Un
             Arc::new(socket),
             Address::from(path.to_path_buf()),
             Some(file),
+            finish_datagram::<H>,
         )
     }
 
@@ -170,15 +186,20 @@ impl<H: Serve<transport::UnixDatagram>, S: Strategy> ServerBuilder<transport::Un
             self.bind.backlog,
         )?;
         let local = transport::unix_local_address(socket.local_addr());
-        self.build(Arc::new(DatagramSocket::Unix(socket)), local, None)
+        self.build(
+            Arc::new(DatagramSocket::Unix(socket)),
+            local,
+            None,
+            finish_datagram::<H>,
+        )
     }
 }
 
 type TcpServerOf<H, S> = Server<transport::Tcp, H, S>;
 
 macro_rules! bind_shortcut {
-    ($transport:ty, $arg:ident: $ty:ty, $($bound:tt)*) => {
-        impl<H: Serve<$transport>, S: Strategy + Default> Server<$transport, H, S>
+    ($transport:ty, $handler:ident, $arg:ident: $ty:ty, $($bound:tt)*) => {
+        impl<H: $handler, S: Strategy + Default> Server<$transport, H, S>
         where
             H::State: Default,
         {
@@ -195,7 +216,7 @@ macro_rules! bind_shortcut {
     };
 }
 
-bind_shortcut!(transport::Tcp, addr: A, A: ToSocketAddrs + fmt::Debug);
-bind_shortcut!(transport::Udp, addr: A, A: ToSocketAddrs + fmt::Debug);
-bind_shortcut!(transport::UnixStream, path: P, P: AsRef<Path>);
-bind_shortcut!(transport::UnixDatagram, path: P, P: AsRef<Path>);
+bind_shortcut!(transport::Tcp, StreamRequestHandler, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::Udp, DatagramRequestHandler, addr: A, A: ToSocketAddrs + fmt::Debug);
+bind_shortcut!(transport::UnixStream, StreamRequestHandler, path: P, P: AsRef<Path>);
+bind_shortcut!(transport::UnixDatagram, DatagramRequestHandler, path: P, P: AsRef<Path>);

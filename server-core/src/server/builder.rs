@@ -10,7 +10,9 @@ use crate::addr::Address;
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::admission::Gate;
-use crate::server::{RequestOptions, Serve, Server, ServerContext, Shared};
+use crate::server::hooks::{ErrorHook, LoopHooks};
+use crate::server::pipeline::Finish;
+use crate::server::{RequestOptions, Server, ServerContext, Shared};
 use crate::shutdown;
 use crate::strategy::{Serial, Strategy};
 use crate::transport::{BindOptions, SocketFile, Transport};
@@ -49,6 +51,8 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     close_timeout: Option<Duration>,
     max_packet_size: usize,
     max_connections: Option<usize>,
+    pub(super) loop_hooks: LoopHooks<H::State>,
+    pub(super) error_hook: Option<ErrorHook<H::State>>,
     _types: PhantomData<fn() -> (T, H)>,
 }
 
@@ -68,7 +72,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Linux caps the value at `net.core.somaxconn` (4096 on recent kernels).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
-impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// A builder with the default options, the state made with `Default`, and the strategy made
     /// with `Default`.
     pub fn builder() -> ServerBuilder<T, H, S>
@@ -106,12 +110,14 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             close_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: None,
+            loop_hooks: LoopHooks::default(),
+            error_hook: None,
             _types: PhantomData,
         }
     }
 }
 
-impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
+impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     /// Uses `strategy` to run requests (Python: choosing a mix-in).
     pub fn strategy<S2: Strategy>(self, strategy: S2) -> ServerBuilder<T, H, S2> {
         ServerBuilder {
@@ -124,6 +130,8 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
             close_timeout: self.close_timeout,
             max_packet_size: self.max_packet_size,
             max_connections: self.max_connections,
+            loop_hooks: self.loop_hooks,
+            error_hook: self.error_hook,
             _types: PhantomData,
         }
     }
@@ -350,6 +358,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         socket: T::Socket,
         server_address: Address,
         socket_file: Option<SocketFile>,
+        finish: Finish<H::State, T>,
     ) -> Result<Server<T, H, S>> {
         let (shutdown, stops) = shutdown::pair().map_err(|source| Error::Spawn {
             what: "the shutdown waker",
@@ -364,10 +373,13 @@ impl<T: Transport, H: Serve<T>, S: Strategy> ServerBuilder<T, H, S> {
         if !datagram && matches!(server_address, Address::Inet(_)) {
             options.inherited = set_on_listener(&socket, &options);
         }
-        let context = ServerContext::new(server_address, self.state, shutdown, gate);
+        let context =
+            ServerContext::new(server_address, self.state, shutdown, gate, self.error_hook);
         Ok(Server {
             socket,
             shared: Arc::new(Shared::new(context, options)),
+            finish,
+            hooks: self.loop_hooks,
             strategy: self.strategy,
             stops,
             shortage: None,
@@ -428,6 +440,8 @@ impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H,
             .field("close_timeout", &self.close_timeout)
             .field("max_packet_size", &self.max_packet_size)
             .field("max_connections", &self.max_connections)
+            .field("hooks", &self.loop_hooks)
+            .field("handle_error", &self.error_hook.is_some())
             .finish_non_exhaustive()
     }
 }

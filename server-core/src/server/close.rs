@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags};
 
-use super::{Serve, Server, DEFAULT_GRACE_PERIOD};
+use super::{Server, DEFAULT_GRACE_PERIOD};
 use crate::error::{Error, Result};
+use crate::handler::Handler;
 use crate::server::connections::Reach;
 use crate::signals::{self, watch_signals};
 use crate::strategy::{DrainReport, Readiness, Strategy};
@@ -19,7 +20,7 @@ use crate::transport::Transport;
 /// Most requests [`Server::close`] takes from the backlog.
 const MAX_BACKLOG_TAKEN: usize = 4096;
 
-impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Stops serving and releases the server (Python: `server_close`).
     ///
     /// In order: clients that connected before the close and still wait in the listen backlog

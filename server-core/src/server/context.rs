@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::addr::Address;
+use crate::error::RequestError;
+use crate::handler::default_handle_error;
 #[cfg(feature = "http")]
 use crate::server::admission::Budget;
 use crate::server::admission::Gate;
+use crate::server::hooks::ErrorHook;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Active, Counters, Stats};
 
@@ -26,6 +29,8 @@ pub struct ServerContext<S = ()> {
     /// Bytes held by buffered HTTP request bodies.
     #[cfg(feature = "http")]
     bodies: Budget,
+    /// The `handle_error` hook, if one was set.
+    error_hook: Option<ErrorHook<S>>,
 }
 
 impl<S> ServerContext<S> {
@@ -35,6 +40,7 @@ impl<S> ServerContext<S> {
         state: Arc<S>,
         shutdown: ShutdownHandle,
         gate: Gate,
+        error_hook: Option<ErrorHook<S>>,
     ) -> Self {
         ServerContext {
             server_address,
@@ -44,6 +50,7 @@ impl<S> ServerContext<S> {
             gate: Arc::new(gate),
             #[cfg(feature = "http")]
             bodies: Budget::default(),
+            error_hook,
         }
     }
 
@@ -130,6 +137,20 @@ impl<S> ServerContext<S> {
         self.shutdown.is_closing()
     }
 
+    /// Reports a failed request through the server's `handle_error` hook (Python:
+    /// `self.server.handle_error(...)` from a handler): the one set with
+    /// [`ServerBuilder::handle_error`](crate::ServerBuilder::handle_error), or
+    /// [`default_handle_error`](crate::handler::default_handle_error).
+    ///
+    /// The server calls it for every failed request; a handler calls it for failures it
+    /// handles itself and still wants reported (a bad message in a keep-alive loop).
+    pub fn handle_error(&self, error: &RequestError) {
+        match &self.error_hook {
+            Some(hook) => hook(self, error),
+            None => default_handle_error(&self.server_address, error),
+        }
+    }
+
     /// A handle that stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
@@ -167,9 +188,8 @@ pub(crate) struct RequestOptions {
 }
 
 /// What every request of a server shares.
-#[doc(hidden)]
 #[derive(Debug)]
-pub struct Shared<S> {
+pub(crate) struct Shared<S> {
     context: ServerContext<S>,
     options: RequestOptions,
 }

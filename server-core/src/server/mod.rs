@@ -12,6 +12,7 @@ mod builder;
 mod close;
 pub(crate) mod connections;
 mod context;
+mod hooks;
 mod pipeline;
 
 use std::fmt;
@@ -24,9 +25,10 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags};
 
 pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE};
-pub(crate) use context::RequestOptions;
-pub use context::{ServerContext, Shared};
-pub use pipeline::Serve;
+pub use context::ServerContext;
+pub(crate) use context::{RequestOptions, Shared};
+use hooks::LoopHooks;
+use pipeline::Finish;
 
 use crate::addr::Address;
 use crate::error::{Error, Result};
@@ -59,7 +61,7 @@ pub enum HandleOutcome {
 /// # The serving loop
 ///
 /// [`serve_forever`](Self::serve_forever) waits in `poll(2)` on the server's socket and on a
-/// waker. For every request it calls the handler's `verify_request`, wraps the request into a
+/// waker. For every request it calls the `verify_request` hook, wraps the request into a
 /// [`Job`](crate::Job) and hands it to the strategy. It calls `service_actions` on every pass,
 /// and at least every `poll_interval` when idle. A [`ShutdownHandle`] wakes it at once.
 ///
@@ -71,6 +73,10 @@ pub enum HandleOutcome {
 pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     socket: T::Socket,
     shared: Arc<Shared<H::State>>,
+    /// Serves one request: chosen by the transport's `bind`.
+    finish: Finish<H::State, T>,
+    /// `verify_request`, `handle_timeout` and `service_actions`.
+    hooks: LoopHooks<H::State>,
     strategy: S,
     /// Where stop requests arrive: the receiving end of the [`ShutdownHandle`]'s wake-up pair.
     stops: StopReceiver,
@@ -111,7 +117,7 @@ enum Event {
     Timeout,
 }
 
-impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
+impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// The address the server is bound to (Python: `server_address`). When port 0 was asked
     /// for, this is the port the system picked.
     #[doc(alias = "local_addr")]
@@ -276,7 +282,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
     /// Waits for one request and handles it (Python: `handle_request`).
     ///
     /// Waits at most the server's `timeout` (builder option; `None` waits forever). If nothing
-    /// came by then it calls the handler's `handle_timeout` and returns
+    /// came by then it calls the `handle_timeout` hook and returns
     /// [`HandleOutcome::TimedOut`]. A shutdown request ends the wait with
     /// [`HandleOutcome::Stopped`] (Python ignores it here).
     ///
@@ -299,7 +305,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
             match event {
                 Event::Stop => break HandleOutcome::Stopped,
                 Event::Timeout => {
-                    H::handle_timeout(self.shared.context());
+                    self.hooks.handle_timeout(self.shared.context());
                     break HandleOutcome::TimedOut;
                 }
                 Event::Readable => {
@@ -308,7 +314,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
                         Room::Free => {}
                         Room::Woken => continue,
                         Room::Full if deadline.is_some_and(|d| Instant::now() >= d) => {
-                            H::handle_timeout(self.shared.context());
+                            self.hooks.handle_timeout(self.shared.context());
                             break HandleOutcome::TimedOut;
                         }
                         Room::Full => continue,
@@ -339,7 +345,7 @@ impl<T: Transport, H: Serve<T>, S: Strategy> Server<T, H, S> {
 
     fn service_actions(&mut self) {
         self.strategy.service_actions();
-        H::service_actions(self.shared.context());
+        self.hooks.service_actions(self.shared.context());
         if let Some(pass) = &mut self.on_pass {
             pass();
         }

@@ -10,66 +10,12 @@ use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
 use crate::request::{Connection, DatagramRequest, StreamRequest};
 use crate::server::{RequestOptions, ServerContext, Shared};
-use crate::transport::{self, Accepted, Datagram, Transport};
+use crate::transport::{Accepted, Datagram, Transport};
 
-/// "This handler can serve transport `T`": implemented for every
-/// [`StreamRequestHandler`] on [`Tcp`](transport::Tcp) and [`UnixStream`](transport::UnixStream),
-/// and for every [`DatagramRequestHandler`] on [`Udp`](transport::Udp) and
-/// [`UnixDatagram`](transport::UnixDatagram).
-///
-/// Name it as a bound (`where H: Serve<T>`) in code that is generic over the transport; there is
-/// nothing to implement.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot serve this transport",
-    label = "`{Self}` is not a handler for this kind of socket",
-    note = "stream servers (`TcpServer`, `UnixStreamServer`) need `impl StreamRequestHandler for {Self}`; datagram servers (`UdpServer`, `UnixDatagramServer`) need `impl DatagramRequestHandler for {Self}`"
-)]
-pub trait Serve<T: Transport>: Handler {
-    #[doc(hidden)]
-    fn verify_request(server: &ServerContext<Self::State>, client_address: &Address) -> bool;
-    #[doc(hidden)]
-    fn handle_error(server: &ServerContext<Self::State>, error: &RequestError);
-    #[doc(hidden)]
-    fn handle_timeout(server: &ServerContext<Self::State>);
-    #[doc(hidden)]
-    fn service_actions(server: &ServerContext<Self::State>);
-    #[doc(hidden)]
-    fn finish_request(shared: &Shared<Self::State>, request: T::Request) -> bool;
-}
-
-macro_rules! serve {
-    ($transport:ty, $kind:ident, $finish:ident) => {
-        impl<H: $kind> Serve<$transport> for H {
-            fn verify_request(server: &ServerContext<H::State>, client_address: &Address) -> bool {
-                <H as $kind>::verify_request(server, client_address)
-            }
-            fn handle_error(server: &ServerContext<H::State>, error: &RequestError) {
-                <H as $kind>::handle_error(server, error)
-            }
-            fn handle_timeout(server: &ServerContext<H::State>) {
-                <H as $kind>::handle_timeout(server)
-            }
-            fn service_actions(server: &ServerContext<H::State>) {
-                <H as $kind>::service_actions(server)
-            }
-            fn finish_request(
-                shared: &Shared<H::State>,
-                request: <$transport as Transport>::Request,
-            ) -> bool {
-                $finish::<H>(shared, request)
-            }
-        }
-    };
-}
-
-serve!(transport::Tcp, StreamRequestHandler, finish_stream);
-serve!(transport::UnixStream, StreamRequestHandler, finish_stream);
-serve!(transport::Udp, DatagramRequestHandler, finish_datagram);
-serve!(
-    transport::UnixDatagram,
-    DatagramRequestHandler,
-    finish_datagram
-);
+/// What runs one request of transport `T` for handler `H`: [`finish_stream`] or
+/// [`finish_datagram`], chosen when the server is bound (the transport's `bind` knows which
+/// handler trait it needs), so nothing else needs a bound beyond [`Handler`].
+pub(crate) type Finish<S, T> = fn(&Shared<S>, <T as Transport>::Request) -> bool;
 
 /// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
 fn stage<F>(stage: Stage, client: &Address, report: &mut dyn FnMut(RequestError), f: F) -> bool
@@ -178,7 +124,11 @@ fn apply_options(connection: &Connection, options: &RequestOptions, client: &Add
     }
 }
 
-fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: Accepted) -> bool {
+/// Serves one stream connection: Python's `finish_request` then `shutdown_request`.
+pub(crate) fn finish_stream<H: StreamRequestHandler>(
+    shared: &Shared<H::State>,
+    accepted: Accepted,
+) -> bool {
     let server = shared.context();
     let _in_handler = server.handle().enter_handler();
     let mut active = server.start_request();
@@ -195,7 +145,7 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
         .register(connection.as_fd().as_raw_fd());
     log::debug!(target: "socketserver::request", "connection from {client}");
     apply_options(&connection, shared.options(), client);
-    let mut report = |error: RequestError| H::handle_error(server, &error);
+    let mut report = |error: RequestError| server.handle_error(&error);
     let options = shared.options();
     let mut request = StreamRequest::new(
         &connection,
@@ -236,7 +186,8 @@ fn finish_stream<H: StreamRequestHandler>(shared: &Shared<H::State>, accepted: A
     ok
 }
 
-fn finish_datagram<H: DatagramRequestHandler>(
+/// Serves one datagram, then sends the reply the handler wrote.
+pub(crate) fn finish_datagram<H: DatagramRequestHandler>(
     shared: &Shared<H::State>,
     datagram: Datagram,
 ) -> bool {
@@ -250,7 +201,7 @@ fn finish_datagram<H: DatagramRequestHandler>(
     } = datagram;
     let client = &client_address;
     log::trace!(target: "socketserver::request", "{} byte datagram from {client}", packet.len());
-    let mut report = |error: RequestError| H::handle_error(server, &error);
+    let mut report = |error: RequestError| server.handle_error(&error);
     let mut request = DatagramRequest::new(&packet, &socket, client, server);
     let outcome = lifecycle::<H, _>(
         server,
