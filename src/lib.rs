@@ -131,7 +131,7 @@
 //! listening, serves the clients already waiting in the listen backlog, removes the Unix socket
 //! file and waits for running requests, and [`Server::serve_until_signal`] does all of this on
 //! SIGINT or SIGTERM: the first signal gives running requests a grace period
-//! ([`server::DEFAULT_GRACE_PERIOD`], 10 s, or the builder's `close_timeout`), after which
+//! ([`DEFAULT_GRACE_PERIOD`], 10 s, or the builder's `close_timeout`), after which
 //! connections still open have their reading side shut down; a second signal stops at once.
 //! A stop closes idle connections at once (those marked with [`StreamRequest::set_idle`], as
 //! the HTTP layer marks keep-alive connections between requests). Announce the server from

@@ -1,28 +1,4 @@
-//! Ready-made servers: each transport with each strategy (Python's `ThreadingTCPServer` and
-//! friends).
-//!
-//! Python spells out eight combinations as empty classes; generics give all twelve (four
-//! transports, three strategies) for free, including the pool, which Python lacks. Each is
-//! [`Server`] with its transport and strategy filled in, so everything on [`Server`] and
-//! [`ServerBuilder`](crate::ServerBuilder) applies. To change a strategy's options, pass a
-//! configured one to the builder:
-//!
-//! ```
-//! # use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler};
-//! use socketserver::{Threading, ThreadingTcpServer};
-//! # #[derive(Handler)]
-//! # struct Echo;
-//! # impl StreamRequestHandler for Echo {
-//! #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
-//! # }
-//! # fn main() -> Result<(), socketserver::Error> {
-//! let server = ThreadingTcpServer::<Echo>::builder()
-//!     .strategy(Threading::new().daemon_threads(true))
-//!     .bind("127.0.0.1:0")?;
-//! # server.close();
-//! # Ok(())
-//! # }
-//! ```
+//! Ready-made servers: each transport with each strategy (documented on `Server`).
 
 use crate::server::Server;
 use crate::strategy::{Forking, Pool, Threading};

@@ -1,26 +1,5 @@
-//! Request handlers: what runs for each request (Python's `BaseRequestHandler` family).
-//!
-//! A handler type implements [`Handler`] (how it is made, and the type of the state it shares with
-//! every other request) and one of [`StreamRequestHandler`] (TCP and Unix stream servers) or
-//! [`DatagramRequestHandler`] (UDP and Unix datagram servers).
-//!
-//! # Lifecycle
-//!
-//! For every request the server makes a new handler with [`Handler::new`], then calls `setup`,
-//! `handle` and `finish`, as Python does:
-//!
-//! - If `setup` fails, neither `handle` nor `finish` runs.
-//! - `finish` runs whenever `setup` succeeded, even when `handle` failed or panicked.
-//! - Every error and every caught panic goes to the `handle_error` hook with the client's address,
-//!   and the server goes on serving.
-//!
-//! # Server hooks
-//!
-//! Python overrides `verify_request`, `handle_error`, `handle_timeout` and `service_actions` on a
-//! subclass of the server. They belong to the server here too: set them on the
-//! [`ServerBuilder`](crate::ServerBuilder) (its `verify_request`, `handle_error`,
-//! `handle_timeout` and `service_actions` methods), once, for every transport and handler type.
-//! Each gets the [`ServerContext`], so it can reach the shared state.
+//! Request handlers: what runs for each request (Python's `BaseRequestHandler` family),
+//! documented on [`Handler`].
 
 use log::Level;
 
@@ -39,7 +18,27 @@ pub type HandleResult = Result<(), BoxError>;
 /// server calls [`Handler::new`] on the thread (or in the process) that will run the request, so a
 /// handler itself never crosses threads and needs neither `Send` nor `'static`.
 ///
-/// `#[derive(Handler)]` (from the facade crate) writes this impl for you.
+/// `#[derive(Handler)]` (from the facade crate) writes this impl for you. Then implement
+/// [`StreamRequestHandler`] (TCP and Unix stream servers) or [`DatagramRequestHandler`] (UDP and
+/// Unix datagram servers).
+///
+/// # Lifecycle
+///
+/// For every request the server makes a new handler with [`Handler::new`], then calls `setup`,
+/// `handle` and `finish`, as Python does:
+///
+/// - If `setup` fails, neither `handle` nor `finish` runs.
+/// - `finish` runs whenever `setup` succeeded, even when `handle` failed or panicked.
+/// - Every error and every caught panic goes to the `handle_error` hook with the client's address,
+///   and the server goes on serving.
+///
+/// # Server hooks
+///
+/// Python overrides `verify_request`, `handle_error`, `handle_timeout` and `service_actions` on a
+/// subclass of the server. They belong to the server here too: set them on the
+/// [`ServerBuilder`](crate::ServerBuilder) (its `verify_request`, `handle_error`,
+/// `handle_timeout` and `service_actions` methods), once, for every transport and handler type.
+/// Each gets the [`ServerContext`], so it can reach the shared state.
 ///
 /// # Examples
 ///

@@ -8,20 +8,23 @@
 // Library code never unwraps: every failure a user or the network can cause is an error value.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod addr;
-pub mod aliases;
-pub mod error;
-pub mod handler;
+// The modules are private and every item has one path, at the root: `socketserver::Threading`,
+// as Python's `socketserver.ThreadingTCPServer`. Only modules whose items are not re-exported
+// here are public: `http`, `prefork`, `systemd`, `transport`.
+mod addr;
+mod aliases;
+mod error;
+mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod prefork;
 mod report;
-pub mod request;
-pub mod server;
+mod request;
+mod server;
 mod shutdown;
 mod signals;
 mod stats;
-pub mod strategy;
+mod strategy;
 mod sys;
 pub mod systemd;
 pub mod transport;
@@ -33,13 +36,15 @@ pub use aliases::{
     ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
 };
 pub use error::{BoxError, Error, RequestError, Result, Stage};
-pub use handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
+pub use handler::{
+    default_handle_error, DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler,
+};
 pub use request::{
     Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
 };
 pub use server::{
     HandleOutcome, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
-    UnixStreamServer,
+    UnixStreamServer, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
 };
 pub use shutdown::ShutdownHandle;
 pub use stats::Stats;

@@ -198,7 +198,7 @@
 //! [`serve_until_signal`](crate::Server::serve_until_signal) puts these together for a program
 //! that runs until Ctrl-C. On the first SIGINT or SIGTERM it stops taking requests, closes idle
 //! connections at once, and gives running requests a **grace period** to finish: the
-//! `close_timeout`, or [`DEFAULT_GRACE_PERIOD`](crate::server::DEFAULT_GRACE_PERIOD) (10 s) when that is
+//! `close_timeout`, or [`DEFAULT_GRACE_PERIOD`](crate::DEFAULT_GRACE_PERIOD) (10 s) when that is
 //! not set; when it passes, the connections still open have their reading side shut down. A
 //! **second** signal stops at once. Afterwards SIGINT and SIGTERM work as they did before.
 //! A [`Serial`](crate::Serial) handler blocked reading on the serving thread is reached the same

@@ -90,8 +90,8 @@
 //!   reads what the client still sends (at most 2 s and 16 MiB), because closing a socket with
 //!   unread data sends a reset that can destroy the refusal before the client reads it.
 //! - **Panics** in [`HttpHandler::respond`] become `500 Internal Server Error` for that client,
-//!   a report to [`HttpHandler::handle_error`], and a closed connection; other clients never
-//!   notice.
+//!   a report to the server's [`handle_error`](crate::ServerBuilder::handle_error) hook, and a
+//!   closed connection; other clients never notice.
 //! - **Protocol switches**: a `101` response (see [`Response::switching_protocols`]) ends HTTP on
 //!   the connection; the layer then calls [`HttpHandler::upgraded`] with the raw stream
 //!   ([`Upgraded`]). This is how the `websocket` example serves WebSocket on the same port.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::addr::Address;
+use crate::default_handle_error;
 use crate::error::RequestError;
-use crate::handler::default_handle_error;
 #[cfg(feature = "http")]
 use crate::server::admission::Budget;
 use crate::server::admission::Gate;
@@ -140,7 +140,7 @@ impl<S> ServerContext<S> {
     /// Reports a failed request through the server's `handle_error` hook (Python:
     /// `self.server.handle_error(...)` from a handler): the one set with
     /// [`ServerBuilder::handle_error`](crate::ServerBuilder::handle_error), or
-    /// [`default_handle_error`](crate::handler::default_handle_error).
+    /// [`default_handle_error`](crate::default_handle_error).
     ///
     /// The server calls it for every failed request; a handler calls it for failures it
     /// handles itself and still wants reported (a bad message in a keep-alive loop).

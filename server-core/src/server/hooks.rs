@@ -117,7 +117,7 @@ impl<T: Transport, H: Handler, S> ServerBuilder<T, H, S> {
     /// Gets every error and caught panic of every request, with the client's address and the
     /// stage, wherever the request ran (another thread, a forked child), so it must be
     /// `Send + Sync`. The server keeps serving whatever it does. Without this hook errors go to
-    /// [`default_handle_error`](crate::handler::default_handle_error) (logged through `log`,
+    /// [`default_handle_error`](crate::default_handle_error) (logged through `log`,
     /// or to stderr without a logger, at most 20 a second); call it from your hook to keep that
     /// and add your own. Handlers reach it with [`ServerContext::handle_error`].
     ///
@@ -139,7 +139,7 @@ impl<T: Transport, H: Handler, S> ServerBuilder<T, H, S> {
     /// let server = TcpServer::<Echo>::builder()
     ///     .handle_error(|server, error| {
     ///         server.state().0.fetch_add(1, Ordering::Relaxed);
-    ///         socketserver::handler::default_handle_error(server.server_address(), error);
+    ///         socketserver::default_handle_error(server.server_address(), error);
     ///     })
     ///     .bind("127.0.0.1:0")?;
     /// # Ok(())

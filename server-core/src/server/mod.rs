@@ -58,6 +58,33 @@ pub enum HandleOutcome {
 /// Use the aliases: [`TcpServer`], [`UdpServer`], [`UnixStreamServer`], [`UnixDatagramServer`],
 /// each with a strategy parameter that defaults to [`Serial`].
 ///
+/// # Ready-made servers
+///
+/// [`ThreadingTcpServer`](crate::ThreadingTcpServer), [`PoolUdpServer`](crate::PoolUdpServer),
+/// [`ForkingUnixStreamServer`](crate::ForkingUnixStreamServer) and their siblings name each
+/// transport with each strategy (Python: `ThreadingTCPServer` and friends). Python spells out eight combinations as empty classes; generics give all twelve (four
+/// transports, three strategies) for free, including the pool, which Python lacks. Each is
+/// [`Server`] with its transport and strategy filled in, so everything on [`Server`] and
+/// [`ServerBuilder`](crate::ServerBuilder) applies. To change a strategy's options, pass a
+/// configured one to the builder:
+///
+/// ```
+/// # use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler};
+/// use socketserver::{Threading, ThreadingTcpServer};
+/// # #[derive(Handler)]
+/// # struct Echo;
+/// # impl StreamRequestHandler for Echo {
+/// #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
+/// # }
+/// # fn main() -> Result<(), socketserver::Error> {
+/// let server = ThreadingTcpServer::<Echo>::builder()
+///     .strategy(Threading::new().daemon_threads(true))
+///     .bind("127.0.0.1:0")?;
+/// # server.close();
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # The serving loop
 ///
 /// [`serve_forever`](Self::serve_forever) waits in `poll(2)` on the server's socket and on a

@@ -16,9 +16,6 @@ use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// Python's default `max_children`.
-pub const DEFAULT_MAX_CHILDREN: usize = 40;
-
 /// How often waiting for a child to exit checks again (at the limit, and when closing).
 const REAP_POLL: Duration = Duration::from_millis(10);
 
@@ -134,10 +131,13 @@ pub struct Forking {
 }
 
 impl Forking {
+    /// Python's default `max_children`.
+    pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
     /// A process per request, with Python's defaults: at most 40 children, waited for on close.
     pub fn new() -> Forking {
         Forking {
-            max_children: DEFAULT_MAX_CHILDREN,
+            max_children: Forking::DEFAULT_MAX_CHILDREN,
             block_on_close: true,
             children: Vec::new(),
             ledger: Ledger::default(),
@@ -145,7 +145,7 @@ impl Forking {
     }
 
     /// The most children running at once (Python: `max_children`). Default:
-    /// [`DEFAULT_MAX_CHILDREN`] (40). A value of 0 is taken as 1.
+    /// [`Forking::DEFAULT_MAX_CHILDREN`] (40). A value of 0 is taken as 1.
     pub fn max_children(mut self, max: usize) -> Forking {
         self.max_children = max.max(1);
         self

@@ -1,32 +1,4 @@
-//! Processing strategies: where a request runs (Python's mix-ins).
-//!
-//! The strategy is the server's third type parameter. The serving loop accepts a request (or
-//! receives a datagram), wraps everything that serving it takes into a [`Job`], and hands the job
-//! to the strategy's [`process_request`](Strategy::process_request):
-//!
-//! | strategy | Python | where the job runs |
-//! |---|---|---|
-//! | [`Serial`] | plain `TCPServer` | on the serving thread, one request at a time |
-//! | [`Threading`] | `ThreadingMixIn` | on a thread of its own (finished threads are reused) |
-//! | [`Forking`] | `ForkingMixIn` | in a new child process per request, at most `max_children` at once |
-//! | [`Pool`] | none | on a fixed set of worker threads, fed by a bounded queue |
-//!
-//! Each is a type implementing the same trait, never a change to the servers; the aliases such
-//! as [`ThreadingTcpServer`](crate::ThreadingTcpServer) name the common combinations. A strategy
-//! can also hold back the loop: the loop asks [`Strategy::wait_ready`] before every request,
-//! which is how [`Forking`] (at `max_children`) and [`Pool`] (queue full) apply backpressure
-//! (clients then wait in the kernel's backlog).
-//!
-//! Closing a server lets the strategy wait for the requests still running, up to the server's
-//! `close_timeout`, and report them in a [`DrainReport`]. The strategies that run requests
-//! elsewhere count them in an [`Activity`], readable from any thread.
-//!
-//! | | [`Threading`] | [`Forking`] | [`Pool`] |
-//! |---|---|---|---|
-//! | concurrency cap | none | `max_children` (40) | `workers` (CPUs + 4, at most 32) |
-//! | waits on close | `block_on_close` (true) | `block_on_close` (true) | always |
-//! | handler panic | caught in its thread | caught in the child, exit status 1 | caught, the worker lives on |
-//! | shared state changes | seen by all | stay in the child | seen by all |
+//! Processing strategies: where a request runs (documented on [`Strategy`]).
 
 //! # Which strategy for which load
 //!
@@ -128,7 +100,35 @@ pub enum Readiness {
 }
 
 /// Where requests run: Python's `process_request`, and the strategy's part of `service_actions`
-/// and `server_close`.
+/// and `server_close` (Python's mix-ins).
+///
+/// The strategy is the server's third type parameter. The serving loop accepts a request (or
+/// receives a datagram), wraps everything that serving it takes into a [`Job`], and hands the job
+/// to the strategy's [`process_request`](Strategy::process_request):
+///
+/// | strategy | Python | where the job runs |
+/// |---|---|---|
+/// | [`Serial`] | plain `TCPServer` | on the serving thread, one request at a time |
+/// | [`Threading`] | `ThreadingMixIn` | on a thread of its own (finished threads are reused) |
+/// | [`Forking`] | `ForkingMixIn` | in a new child process per request, at most `max_children` at once |
+/// | [`Pool`] | none | on a fixed set of worker threads, fed by a bounded queue |
+///
+/// Each is a type implementing the same trait, never a change to the servers; the aliases such
+/// as [`ThreadingTcpServer`](crate::ThreadingTcpServer) name the common combinations. A strategy
+/// can also hold back the loop: the loop asks [`Strategy::wait_ready`] before every request,
+/// which is how [`Forking`] (at `max_children`) and [`Pool`] (queue full) apply backpressure
+/// (clients then wait in the kernel's backlog).
+///
+/// Closing a server lets the strategy wait for the requests still running, up to the server's
+/// `close_timeout`, and report them in a [`DrainReport`]. The strategies that run requests
+/// elsewhere count them in an [`Activity`], readable from any thread.
+///
+/// | | [`Threading`] | [`Forking`] | [`Pool`] |
+/// |---|---|---|---|
+/// | concurrency cap | none | `max_children` (40) | `workers` (CPUs + 4, at most 32) |
+/// | waits on close | `block_on_close` (true) | `block_on_close` (true) | always |
+/// | handler panic | caught in its thread | caught in the child, exit status 1 | caught, the worker lives on |
+/// | shared state changes | seen by all | stay in the child | seen by all |
 ///
 /// Strategies must be `Send` so that a server can be moved to the thread that serves it.
 pub trait Strategy: Send + 'static {

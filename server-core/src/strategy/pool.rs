@@ -16,9 +16,6 @@ use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
 use crate::sys::{self, wake};
 
-/// The most workers [`Pool::new`] starts, however many CPUs there are.
-pub const MAX_DEFAULT_WORKERS: usize = 32;
-
 /// How long `wait_ready` sleeps at most between checks that its workers are alive. Room and the
 /// waker wake it at once; this is only a safety net.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -45,7 +42,7 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// # Defaults
 ///
 /// - [`workers`](Self::workers): the number of CPUs (`available_parallelism`) plus 4, at most
-///   [`MAX_DEFAULT_WORKERS`]; so at least 5. This is Python's default for
+///   [`Pool::MAX_DEFAULT_WORKERS`]; so at least 5. This is Python's default for
 ///   `concurrent.futures.ThreadPoolExecutor`. Handlers mostly wait on their sockets rather
 ///   than compute, so a pool of exactly one thread per CPU would sit idle while slow clients
 ///   hold every worker; the cap keeps a large machine from starting hundreds of idle threads.
@@ -155,10 +152,13 @@ fn default_workers() -> usize {
     thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .saturating_add(4)
-        .min(MAX_DEFAULT_WORKERS)
+        .min(Pool::MAX_DEFAULT_WORKERS)
 }
 
 impl Pool {
+    /// The most workers [`Pool::new`] starts, however many CPUs there are.
+    pub const MAX_DEFAULT_WORKERS: usize = 32;
+
     /// A pool with the default size and queue bound (see [Defaults](#defaults)).
     pub fn new() -> Pool {
         Pool {

@@ -17,18 +17,6 @@ use super::bookkeeping::{
 use super::{Activity, DrainReport, Job, Strategy};
 use crate::error::{Error, Result};
 
-/// The name every handler thread gets (`std::thread::current().name()` in a handler).
-///
-/// Linux shows thread names cut to 15 bytes (`socketserver-ha` in `top -H` or
-/// `/proc/<pid>/task/*/comm`).
-pub const THREAD_NAME: &str = "socketserver-handler";
-
-/// Default of [`Threading::max_idle_threads`].
-pub const DEFAULT_MAX_IDLE_THREADS: usize = 64;
-
-/// Default of [`Threading::idle_thread_timeout`].
-pub const DEFAULT_IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Runs every request on a thread of its own (Python: `ThreadingMixIn`, as in
 /// `ThreadingTCPServer`).
 ///
@@ -161,6 +149,18 @@ impl Task {
 }
 
 impl Threading {
+    /// The name every handler thread gets (`std::thread::current().name()` in a handler).
+    ///
+    /// Linux shows thread names cut to 15 bytes (`socketserver-ha` in `top -H` or
+    /// `/proc/<pid>/task/*/comm`).
+    pub const THREAD_NAME: &str = "socketserver-handler";
+
+    /// Default of [`Threading::max_idle_threads`].
+    pub const DEFAULT_MAX_IDLE_THREADS: usize = 64;
+
+    /// Default of [`Threading::idle_thread_timeout`].
+    pub const DEFAULT_IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// A thread per request, with Python's defaults: non-daemon threads, waited for on close.
     pub fn new() -> Threading {
         let (done_tx, done_rx) = unbounded();
@@ -168,8 +168,8 @@ impl Threading {
             daemon_threads: false,
             block_on_close: true,
             stack_size: None,
-            max_idle_threads: DEFAULT_MAX_IDLE_THREADS,
-            idle_thread_timeout: DEFAULT_IDLE_THREAD_TIMEOUT,
+            max_idle_threads: Threading::DEFAULT_MAX_IDLE_THREADS,
+            idle_thread_timeout: Threading::DEFAULT_IDLE_THREAD_TIMEOUT,
             idle: None,
             threads: HashMap::new(),
             next_id: 0,
@@ -211,7 +211,7 @@ impl Threading {
     }
 
     /// How many handler threads that finished a request may wait for the next one at once.
-    /// Default: [`DEFAULT_MAX_IDLE_THREADS`] (64). `0`: every request gets a new thread, which
+    /// Default: [`Threading::DEFAULT_MAX_IDLE_THREADS`] (64). `0`: every request gets a new thread, which
     /// ends with it, as in Python.
     ///
     /// Set it to about the number of requests that arrive together in a burst; more only holds
@@ -222,7 +222,7 @@ impl Threading {
     }
 
     /// How long a handler thread that finished a request waits for the next one before it
-    /// ends. Default: [`DEFAULT_IDLE_THREAD_TIMEOUT`] (5 s). An idle server is back to no
+    /// ends. Default: [`Threading::DEFAULT_IDLE_THREAD_TIMEOUT`] (5 s). An idle server is back to no
     /// handler threads after this long (meanwhile its loop wakes every 100 ms to join the
     /// threads that end). `Duration::MAX`: waiting threads never time out.
     pub fn idle_thread_timeout(mut self, timeout: Duration) -> Threading {
@@ -253,7 +253,7 @@ impl Threading {
         self.next_id = self.next_id.wrapping_add(1);
         let track = self.tracks();
         let exit = track.then(|| ExitNotice::new(self.done_tx.clone(), id));
-        let builder = thread_builder(THREAD_NAME.to_owned(), self.stack_size);
+        let builder = thread_builder(Threading::THREAD_NAME.to_owned(), self.stack_size);
         let spawned = builder.spawn(move || {
             let _exit = exit;
             idle.serve(task);
