@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use socketserver::{
-    Address, HandleOutcome, HandleResult, Handler, RequestError, ServerContext, Stage,
-    StreamRequest, StreamRequestHandler, TcpServer,
+    Address, HandleResult, Handler, RequestError, ServerContext, Stage, StreamRequest,
+    StreamRequestHandler, TcpServer, Waited,
 };
 use util::{ask, serve, tcp_client, PATIENCE};
 
@@ -184,9 +184,9 @@ fn handle_request_serves_one_then_times_out_and_calls_handle_timeout() {
         .unwrap();
     let addr = server.server_address().as_inet().unwrap();
     let client = std::thread::spawn(move || ask(addr, "one"));
-    assert_eq!(server.handle_request().unwrap(), HandleOutcome::Handled);
+    assert_eq!(server.handle_request().unwrap(), Waited::Handled);
     assert_eq!(client.join().unwrap(), "one\n");
-    assert_eq!(server.handle_request().unwrap(), HandleOutcome::TimedOut);
+    assert_eq!(server.handle_request().unwrap(), Waited::TimedOut);
     assert_eq!(events(&rx, 4).last(), Some(&Event::Timeout));
     assert!(rx.try_recv().is_err(), "handle_timeout ran once");
 }

@@ -75,7 +75,7 @@ fn stats_count_served_failed_and_rejected_requests() {
     let server = running.stop();
     let stats = server.stats();
     assert_eq!(
-        (stats.active, stats.served, stats.failed, stats.rejected),
+        (stats.active, stats.succeeded, stats.failed, stats.rejected),
         (0, 2, 1, 1),
         "{stats:?}"
     );

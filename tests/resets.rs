@@ -31,7 +31,7 @@ fn serial_survives_faults() {
     let _shared = shared();
     let server = survive_faults(Serial);
     let stats = server.stats();
-    assert_eq!((stats.served, stats.failed), FAULT_OUTCOMES, "{stats:?}");
+    assert_eq!((stats.succeeded, stats.failed), FAULT_OUTCOMES, "{stats:?}");
     server.close();
 }
 

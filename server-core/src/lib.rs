@@ -43,8 +43,8 @@ pub use request::{
     Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
 };
 pub use server::{
-    HandleOutcome, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
-    UnixStreamServer, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
+    Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
+    UnixStreamServer, Waited, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
 };
 pub use shutdown::ShutdownHandle;
 pub use stats::Stats;

@@ -102,7 +102,7 @@ impl ShutdownHandle {
     /// - Before `serve_forever` starts, or after it returned: returns at once, and the next
     ///   `serve_forever` returns immediately, as in Python.
     pub fn shutdown(&self) {
-        self.request();
+        self.shutdown_nowait();
         // Checked before taking the lock: in a forked child the lock may have been held by
         // another thread of the parent at fork time, and would never be released.
         if self.in_handler() {
@@ -118,12 +118,13 @@ impl ShutdownHandle {
         }
     }
 
-    /// Asks the server to stop and returns at once, without waiting.
+    /// Asks the server to stop and returns at once, without waiting for the loop to return
+    /// (as Python's `queue.put_nowait` is to `put`).
     ///
     /// Connections whose handler marked them idle (an HTTP keep-alive connection between
     /// requests; see [`StreamRequest::set_idle`](crate::StreamRequest::set_idle)) are closed
     /// at once; busy ones finish their request.
-    pub fn request(&self) {
+    pub fn shutdown_nowait(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.requested.store(true, Ordering::SeqCst);
         self.inner.waker.notify();
@@ -131,7 +132,7 @@ impl ShutdownHandle {
     }
 
     /// Whether a stop has been asked for and not yet acted on.
-    pub fn is_requested(&self) -> bool {
+    pub(crate) fn is_requested(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)
     }
 
@@ -139,9 +140,9 @@ impl ShutdownHandle {
     /// signal, or [`Server::close`](crate::Server::close)), and the server has not started
     /// serving again since.
     ///
-    /// Unlike [`is_requested`](Self::is_requested), this stays set after `serve_forever` has
-    /// returned, so a handler in a keep-alive loop can poll it between requests and end its
-    /// connection early instead of holding up closing. See
+    /// Unlike the stop request itself, which the loop clears as it acts on it, this stays set
+    /// after `serve_forever` has returned, so a handler in a keep-alive loop can poll it
+    /// between requests and end its connection early instead of holding up closing. See
     /// [`ServerContext::is_closing`](crate::ServerContext::is_closing).
     pub fn is_closing(&self) -> bool {
         self.inner.closing.load(Ordering::SeqCst) || self.is_requested()

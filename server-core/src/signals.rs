@@ -147,7 +147,7 @@ pub(crate) fn watch_signals(
             gate.open()
         ),
     );
-    handle.request();
+    handle.shutdown_nowait();
     let mut cut = false;
     loop {
         match watch.wait((!cut).then_some(deadline)) {

@@ -13,7 +13,7 @@ pub struct Stats {
     /// Requests whose handler is running now.
     pub active: usize,
     /// Requests whose handler finished with every stage succeeding.
-    pub served: u64,
+    pub succeeded: u64,
     /// Requests that ended with an error or a panic (each also went to `handle_error`).
     pub failed: u64,
     /// Requests refused before a handler ran: `verify_request` said no, or an oversized datagram
@@ -29,7 +29,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     active: AtomicUsize,
-    served: AtomicU64,
+    succeeded: AtomicU64,
     failed: AtomicU64,
     rejected: AtomicU64,
 }
@@ -38,7 +38,7 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             active: self.active.load(Ordering::Relaxed),
-            served: self.served.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             open: 0,
@@ -75,7 +75,7 @@ impl Active<'_> {
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         let finished = if self.ok {
-            &self.counters.served
+            &self.counters.succeeded
         } else {
             &self.counters.failed
         };

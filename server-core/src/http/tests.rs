@@ -461,10 +461,7 @@ fn the_server_hooks_run_for_an_http_server() {
         .bind("127.0.0.1:0")
         .unwrap();
     let state = std::sync::Arc::clone(server.context().state_arc());
-    assert_eq!(
-        server.handle_request().unwrap(),
-        crate::HandleOutcome::TimedOut
-    );
+    assert_eq!(server.handle_request().unwrap(), crate::Waited::TimedOut);
     assert_eq!(state.timeouts.load(SeqCst), 1);
     let before = state.service_actions.load(SeqCst);
     let address = server.server_address().as_inet().unwrap();

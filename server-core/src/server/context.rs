@@ -98,7 +98,7 @@ impl<S> ServerContext<S> {
         &self.state
     }
 
-    /// The server's counters: requests running, served, failed and rejected.
+    /// The server's counters: requests running, succeeded, failed and rejected.
     pub fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
         stats.open = self.gate.open();

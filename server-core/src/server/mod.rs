@@ -40,11 +40,14 @@ use crate::sys::{deadline_in, sleep_until};
 use crate::transport::{self, SocketFile, Transport};
 use accept::Room;
 
-/// What one call of [`Server::handle_request`] did.
+/// How one call of [`Server::handle_request`] ended: what its wait for a request came to.
+///
+/// (Not to be confused with [`HandleResult`](crate::HandleResult), what a handler's methods
+/// return.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 #[must_use = "handle_request reports whether a request came at all"]
-pub enum HandleOutcome {
+pub enum Waited {
     /// A request came and was handed to the strategy (or was rejected or dropped and reported).
     Handled,
     /// `timeout` passed with no request; `handle_timeout` was called.
@@ -167,7 +170,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         self.shared.context().shutdown_handle()
     }
 
-    /// The server's counters: requests running, served, failed and rejected.
+    /// The server's counters: requests running, succeeded, failed and rejected.
     pub fn stats(&self) -> Stats {
         self.shared.context().stats()
     }
@@ -310,30 +313,30 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     ///
     /// Waits at most the server's `timeout` (builder option; `None` waits forever). If nothing
     /// came by then it calls the `handle_timeout` hook and returns
-    /// [`HandleOutcome::TimedOut`]. A shutdown request ends the wait with
-    /// [`HandleOutcome::Stopped`] (Python ignores it here).
+    /// [`Waited::TimedOut`]. A shutdown request ends the wait with
+    /// [`Waited::Stopped`] (Python ignores it here).
     ///
     /// # Errors
     ///
     /// [`Error::Serve`] if waiting on the socket fails.
-    pub fn handle_request(&mut self) -> Result<HandleOutcome> {
+    pub fn handle_request(&mut self) -> Result<Waited> {
         let handle = self.shared.context().shutdown_handle();
         let deadline = self.timeout.map(deadline_in);
         self.ready();
         let outcome = loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if handle.is_requested() {
-                break HandleOutcome::Stopped;
+                break Waited::Stopped;
             }
             let event = self.wait(remaining).map_err(|source| Error::Serve {
                 addr: self.server_address().clone(),
                 source,
             })?;
             match event {
-                Event::Stop => break HandleOutcome::Stopped,
+                Event::Stop => break Waited::Stopped,
                 Event::Timeout => {
                     self.hooks.handle_timeout(self.shared.context());
-                    break HandleOutcome::TimedOut;
+                    break Waited::TimedOut;
                 }
                 Event::Readable => {
                     let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -342,7 +345,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                         Room::Woken => continue,
                         Room::Full if deadline.is_some_and(|d| Instant::now() >= d) => {
                             self.hooks.handle_timeout(self.shared.context());
-                            break HandleOutcome::TimedOut;
+                            break Waited::TimedOut;
                         }
                         Room::Full => continue,
                     }
@@ -350,12 +353,12 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                         continue;
                     }
                     if self.take_one() {
-                        break HandleOutcome::Handled;
+                        break Waited::Handled;
                     }
                 }
             }
         };
-        if outcome == HandleOutcome::Stopped {
+        if outcome == Waited::Stopped {
             self.stops.drain();
             handle.clear();
         }

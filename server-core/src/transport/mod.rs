@@ -30,27 +30,39 @@
 //! 3. `bind(2)` (and `listen(2)` for streams). The server remembers the file it created and
 //!    removes it when it closes, unless the file at that path is no longer the same one.
 //!
+//! Abstract Unix sockets (`bind("@name")`, Linux only):
+//!
+//! A path that starts with `@` names a socket in Linux's abstract namespace, as systemd's
+//! `ListenStream=@name` and `ss -x` write it; write `./@name` for a socket *file* named `@name`.
+//! An abstract socket has no file: nothing is created, checked for staleness or removed, and it
+//! goes away with its last descriptor. `bind` fails with [`Error::AddrInUse`] while another
+//! socket holds the name. The server reports its address as
+//! [`UnixAddress::Abstract`](crate::UnixAddress::Abstract), shown as `@name`; clients connect to
+//! the name with a leading NUL byte (Python: `sock.connect("\0name")`). `backlog` applies as
+//! for files; `socket_mode` is an [`Error::InvalidOption`], because an abstract socket has no
+//! permissions: any process in the same network namespace can connect, so check the peer
+//! ([`PeerCredentials`](crate::PeerCredentials)) where that matters.
+//!
 //! Sockets passed to `from_listener`/`from_socket` (Python's `bind_and_activate=False`, and
 //! systemd-style socket activation) are checked for the right type and used as they are; a
 //! stream socket that is bound but not yet listening is put into listening state. Their socket
 //! files are never removed, because the server did not create them.
 
+mod unix;
+
 use std::fmt;
-use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{
-    UnixDatagram as StdUnixDatagram, UnixListener, UnixStream as StdUnixStream,
-};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixListener;
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
-use crate::addr::{Address, UnixAddress};
+use crate::addr::Address;
 use crate::error::{Error, RequestError, Result};
 use crate::request::{Connection, DatagramSocket};
+
+pub(crate) use unix::{bind_unix, unix_local_address, SocketFile};
 
 /// TCP, over IPv4 or IPv6 (Python: `TCPServer`).
 #[derive(Debug, Clone, Copy)]
@@ -348,127 +360,6 @@ fn activate(socket: &Socket, ty: Type, options: &BindOptions, shown: &Address) -
         .map_err(option_error("O_NONBLOCK", shown))
 }
 
-/// A socket file this server created, to remove on close if it is still the same file.
-#[derive(Debug)]
-pub(crate) struct SocketFile {
-    path: PathBuf,
-    identity: Option<(u64, u64)>,
-}
-
-impl SocketFile {
-    fn created(path: &Path) -> SocketFile {
-        let identity = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        SocketFile {
-            path: path.to_path_buf(),
-            identity,
-        }
-    }
-}
-
-impl Drop for SocketFile {
-    /// Removes the file if it is still the one this server created.
-    fn drop(&mut self) {
-        let Some(identity) = self.identity.take() else {
-            return;
-        };
-        match fs::symlink_metadata(&self.path) {
-            Ok(m) if (m.dev(), m.ino()) == identity => match fs::remove_file(&self.path) {
-                Ok(()) => log::debug!(target: "socketserver::server",
-                    "removed socket file {}", self.path.display()),
-                Err(e) => log::warn!(target: "socketserver::server",
-                    "cannot remove socket file {}: {e}", self.path.display()),
-            },
-            Ok(_) => log::info!(target: "socketserver::server",
-                "socket file {} was replaced by another; leaving it", self.path.display()),
-            Err(_) => {}
-        }
-    }
-}
-
-/// Checks the path before binding: refuses non-sockets and live sockets, removes stale ones.
-fn prepare_unix_path(path: &Path, ty: Type) -> Result<()> {
-    let shown = || Address::from(path.to_path_buf());
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(bind_error(shown(), e)),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(Error::PathNotSocket {
-            path: path.to_path_buf(),
-        });
-    }
-    let probe = if ty == Type::STREAM {
-        StdUnixStream::connect(path).map(drop)
-    } else {
-        StdUnixDatagram::unbound().and_then(|s| s.connect(path))
-    };
-    match probe {
-        Ok(()) => Err(Error::UnixPathInUse {
-            path: path.to_path_buf(),
-        }),
-        // A live socket of the other type answers EPROTOTYPE: it is in use too.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EPROTOTYPE) => Err(Error::UnixPathInUse {
-            path: path.to_path_buf(),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            log::info!(target: "socketserver::server",
-                "removing stale unix socket {} (nobody is listening on it)", path.display());
-            fs::remove_file(path).map_err(|source| Error::StaleSocket {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-        Err(e) => Err(bind_error(shown(), e)),
-    }
-}
-
-/// Binds a Unix socket of type `ty` at `path`.
-pub(crate) fn bind_unix(
-    path: &Path,
-    ty: Type,
-    options: &BindOptions,
-) -> Result<(OwnedFd, SocketFile)> {
-    let shown = Address::from(path.to_path_buf());
-    if options.reuse_port {
-        return Err(Error::InvalidOption {
-            option: "reuse_port",
-            reason: "SO_REUSEPORT applies to internet sockets only".into(),
-        });
-    }
-    if path.as_os_str().is_empty() {
-        // Linux would "autobind" a random abstract address, which the server could then
-        // not even print.
-        return Err(Error::InvalidAddress {
-            addr: "\"\"".into(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a Unix socket path must not be empty",
-            ),
-        });
-    }
-    prepare_unix_path(path, ty)?;
-    let addr = SockAddr::unix(path).map_err(|source| Error::InvalidAddress {
-        addr: path.display().to_string(),
-        source,
-    })?;
-    let socket = Socket::new(Domain::UNIX, ty, None).map_err(|e| bind_error(shown.clone(), e))?;
-    socket.bind(&addr).map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => Error::UnixPathInUse {
-            path: path.to_path_buf(),
-        },
-        _ => bind_error(shown.clone(), e),
-    })?;
-    let file = SocketFile::created(path);
-    if let Some(mode) = options.socket_mode {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(option_error("socket_mode", &shown))?;
-    }
-    activate(&socket, ty, options, &shown)?;
-    Ok((socket.into(), file))
-}
-
 /// Checks a socket handed in by the caller and prepares it for serving.
 pub(crate) fn adopt(
     fd: BorrowedFd<'_>,
@@ -499,12 +390,6 @@ pub(crate) fn adopt(
         .set_nonblocking(true)
         .map_err(|e| wrong(format!("cannot make it non-blocking: {e}")))?;
     Ok(())
-}
-
-/// The address a Unix socket is bound to.
-pub(crate) fn unix_local_address(addr: io::Result<std::os::unix::net::SocketAddr>) -> Address {
-    addr.map(|a| Address::from_unix(&a))
-        .unwrap_or(Address::Unix(UnixAddress::Unnamed))
 }
 
 pub(crate) fn to_tcp(socket: Socket) -> Listener {
