@@ -122,11 +122,12 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, 
     pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixStream, H, S>> {
         self.validate()?;
         let path = path.as_ref();
-        let (fd, file) = transport::bind_unix(path, Type::STREAM, &self.bind)?;
+        // `@name` binds in the abstract namespace: no file, and the address says `@name`.
+        let (fd, address, file) = transport::bind_unix(path, Type::STREAM, &self.bind)?;
         self.build(
             Listener::Unix(UnixListener::from(fd)),
-            Address::from(path.to_path_buf()),
-            Some(file),
+            address,
+            file,
             finish_stream::<H>,
         )
     }
@@ -158,14 +159,9 @@ impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::UnixDatagr
     pub fn bind(self, path: impl AsRef<Path>) -> Result<Server<transport::UnixDatagram, H, S>> {
         self.validate()?;
         let path = path.as_ref();
-        let (fd, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
+        let (fd, address, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
         let socket = DatagramSocket::Unix(StdUnixDatagram::from(fd));
-        self.build(
-            Arc::new(socket),
-            Address::from(path.to_path_buf()),
-            Some(file),
-            finish_datagram::<H>,
-        )
+        self.build(Arc::new(socket), address, file, finish_datagram::<H>)
     }
 
     /// Serves on a Unix datagram socket bound elsewhere. Its socket file is left alone on close.

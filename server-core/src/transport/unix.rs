@@ -129,7 +129,7 @@ fn invalid(addr: String, reason: &'static str) -> Error {
 /// Binds a Unix socket of type `ty` at `path`, or in the abstract namespace when `path` starts
 /// with `@`. Returns the socket, the address it is bound to, and the socket file to remove on
 /// close (none for an abstract name).
-pub(crate) fn bind_unix_name(
+pub(crate) fn bind_unix(
     path: &Path,
     ty: Type,
     options: &BindOptions,
@@ -198,23 +198,6 @@ pub(crate) fn bind_unix_name(
     };
     activate(&socket, ty, options, &shown)?;
     Ok((socket.into(), shown, file))
-}
-
-/// [`bind_unix_name`] for the `bind` functions of today (server/bind.rs), which report the path
-/// as given. TEMPORARY: goes when server/bind.rs uses the address `bind_unix_name` returns.
-pub(crate) fn bind_unix(
-    path: &Path,
-    ty: Type,
-    options: &BindOptions,
-) -> Result<(OwnedFd, SocketFile)> {
-    let (fd, _, file) = bind_unix_name(path, ty, options)?;
-    Ok((
-        fd,
-        file.unwrap_or(SocketFile {
-            path: PathBuf::new(),
-            identity: None,
-        }),
-    ))
 }
 
 /// The address a Unix socket is bound to.
