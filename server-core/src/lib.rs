@@ -8,6 +8,12 @@
 // Library code never unwraps: every failure a user or the network can cause is an error value.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "socketserver supports Linux only: it is built on Linux's system calls (SO_PEERCRED, \
+     MSG_NOSIGNAL, abstract Unix sockets, PR_SET_PDEATHSIG, systemd's socket activation)"
+);
+
 // The modules are private and every item has one path, at the root: `socketserver::Threading`,
 // as Python's `socketserver.ThreadingTCPServer`. Only modules whose items are not re-exported
 // here are public: `http`, `prefork`, `systemd`, `transport`.

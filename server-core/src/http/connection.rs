@@ -137,9 +137,7 @@ fn serve_connection<H: HttpHandler>(
     let limits = handler.limits();
     // The server's request_timeout, when set, already is the socket's timeout; otherwise the
     // layer's own, so an idle keep-alive client never holds a thread forever.
-    let sock = socket2::SockRef::from(connection);
-    let configured_read = sock.read_timeout().ok().flatten();
-    let configured_write = sock.write_timeout().ok().flatten();
+    let (configured_read, configured_write) = crate::sys::socket::timeouts(connection);
     let timeout = configured_read.or(limits.timeout);
     if configured_write.is_none() && timeout.is_some() {
         connection.set_write_timeout(timeout)?;

@@ -2,13 +2,12 @@
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use nix::sys::socket::MsgFlags;
-
 use crate::addr::Address;
+use crate::sys;
 
 /// A connected stream socket: TCP or Unix (Python: the handler's `request`/`connection`).
 ///
@@ -78,13 +77,8 @@ impl Connection {
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
         match self {
             Connection::Unix(s) => {
-                let creds =
-                    nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)?;
-                Ok(PeerCredentials {
-                    pid: creds.pid(),
-                    uid: creds.uid(),
-                    gid: creds.gid(),
-                })
+                let (pid, uid, gid) = sys::socket::peer_credentials(s)?;
+                Ok(PeerCredentials { pid, uid, gid })
             }
             Connection::Tcp(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -142,15 +136,12 @@ impl Write for &Connection {
     /// `-Zon-broken-pipe=kill`, may not). `std`'s `TcpStream` already does this for `write`,
     /// but not for Unix streams or vectored writes.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let fd = self.as_fd().as_raw_fd();
-        nix::sys::socket::send(fd, buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+        sys::socket::send(self.as_fd(), buf)
     }
 
     /// `sendmsg(2)` with `MSG_NOSIGNAL`; see `write` above.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let fd = self.as_fd().as_raw_fd();
-        nix::sys::socket::sendmsg::<()>(fd, bufs, &[], MsgFlags::MSG_NOSIGNAL, None)
-            .map_err(io::Error::from)
+        sys::socket::send_vectored(self.as_fd(), bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

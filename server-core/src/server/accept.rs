@@ -13,7 +13,7 @@ use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
 use crate::shutdown::ShutdownHandle;
 use crate::strategy::{Job, Readiness, Strategy};
-use crate::sys::{deadline_in, sleep_until};
+use crate::sys::{self, deadline_in, sleep_until};
 use crate::transport::{Received, Transport};
 
 /// Most requests taken in one wake-up of the loop, so that housekeeping still runs under load.
@@ -139,15 +139,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     "{}: client left before accept: {error}", self.server_address());
             }
             _ => {
-                let scarce = matches!(
-                    error.raw_os_error(),
-                    Some(
-                        nix::libc::EMFILE
-                            | nix::libc::ENFILE
-                            | nix::libc::ENOBUFS
-                            | nix::libc::ENOMEM
-                    )
-                );
+                let scarce = sys::socket::is_resource_shortage(&error);
                 let addr = self.shared.context().server_address();
                 if !scarce {
                     static LIMIT: Limit = Limit::new();

@@ -15,6 +15,7 @@ use crate::server::pipeline::Finish;
 use crate::server::{RequestOptions, Server, ServerContext, Shared};
 use crate::shutdown;
 use crate::strategy::{Serial, Strategy};
+use crate::sys;
 use crate::transport::{BindOptions, SocketFile, Transport};
 
 /// Options for a server, then [`bind`](ServerBuilder::bind) (Python: the server's and handler's
@@ -403,21 +404,12 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
 /// Sets `TCP_NODELAY` and the read and write timeouts on a TCP listening socket, for its
 /// connections to inherit; `false` (connections set them one by one) if any fails.
 fn set_on_listener(listener: &impl AsFd, options: &RequestOptions) -> bool {
-    let socket = socket2::SockRef::from(listener);
-    let set = (|| {
-        if options.nodelay {
-            socket.set_nodelay(true)?;
-        }
-        // Rounded up to the microsecond, as std does: a timeval of zero means no timeout.
-        let at_least_1us = |t: Duration| t.max(Duration::from_micros(1));
-        if let Some(timeout) = options.read_timeout {
-            socket.set_read_timeout(Some(at_least_1us(timeout)))?;
-        }
-        if let Some(timeout) = options.write_timeout {
-            socket.set_write_timeout(Some(at_least_1us(timeout)))?;
-        }
-        Ok::<(), std::io::Error>(())
-    })();
+    let set = sys::socket::set_connection_options(
+        listener,
+        options.nodelay,
+        options.read_timeout,
+        options.write_timeout,
+    );
     match set {
         Ok(()) => true,
         Err(e) => {

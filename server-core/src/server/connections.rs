@@ -3,8 +3,9 @@
 
 use std::os::fd::RawFd;
 
-use nix::sys::socket::{shutdown, Shutdown};
 use parking_lot::Mutex;
+
+use crate::sys;
 
 /// The stream connections whose requests are running in this process, by raw fd, each marked
 /// busy or idle.
@@ -82,15 +83,15 @@ impl Registry {
             table.closing = true;
         }
         let how = match reach {
-            Reach::Idle | Reach::Reads => Shutdown::Read,
-            Reach::All => Shutdown::Both,
+            Reach::Idle | Reach::Reads => std::net::Shutdown::Read,
+            Reach::All => std::net::Shutdown::Both,
         };
         let mut count = 0;
         for entry in table.entries.iter().flatten() {
             if reach == Reach::Idle && !entry.idle {
                 continue;
             }
-            match shutdown(entry.fd, how) {
+            match sys::socket::shutdown(entry.fd, how) {
                 Ok(()) => count += 1,
                 Err(e) => {
                     log::debug!(target: "socketserver::server", "shutting down connection fd {}: {e}", entry.fd);

@@ -1,11 +1,13 @@
 //! The system calls the rest of the crate shares, in one place (as socket2 keeps
-//! `sys/unix.rs`): sleeping in `poll(2)` until a deadline, the wake-up pair ([`wake`]) and
-//! the signal dispositions ([`signal`]). Linux only.
+//! `sys/unix.rs`): sleeping in `poll(2)` until a deadline, the wake-up pair ([`wake`]), the
+//! signal dispositions ([`signal`]) and socket-level calls ([`socket`]). Linux only.
 //!
-//! More move here with the architecture work (issue 13): `fork`/`_exit`, `MSG_NOSIGNAL`
-//! writes, `SHUT_RD`, peer credentials and socket options.
+//! Not here: binding and adopting sockets (`transport/`, through `socket2`), `fork`/`waitpid`
+//! (`strategy/forking.rs`, whose `unsafe` blocks' safety rests on what its child does, so they
+//! stay beside that code).
 
 pub(crate) mod signal;
+pub(crate) mod socket;
 pub(crate) mod wake;
 
 use std::io;

@@ -1,0 +1,82 @@
+//! Socket-level system calls: writes that never raise `SIGPIPE`, `shutdown(2)` by descriptor,
+//! peer credentials, the options connections inherit, and telling a shortage of descriptors or
+//! memory from other `accept(2)` failures.
+
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use nix::sys::socket::{self, sockopt, MsgFlags};
+
+/// `send(2)` with `MSG_NOSIGNAL`: a peer that has gone away makes it fail with `EPIPE`
+/// (`BrokenPipe`) instead of raising `SIGPIPE`.
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    socket::send(fd.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+}
+
+/// `sendmsg(2)` with `MSG_NOSIGNAL`: [`send`] for several buffers at once.
+pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket::sendmsg::<()>(fd.as_raw_fd(), bufs, &[], MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(io::Error::from)
+}
+
+/// `shutdown(2)` on a descriptor known only by number (a registered connection, which its
+/// owner keeps open while this runs).
+pub(crate) fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {
+    let how = match how {
+        Shutdown::Read => socket::Shutdown::Read,
+        Shutdown::Write => socket::Shutdown::Write,
+        Shutdown::Both => socket::Shutdown::Both,
+    };
+    socket::shutdown(fd, how).map_err(io::Error::from)
+}
+
+/// The pid, uid and gid of the process at the other end of a Unix connection
+/// (`SO_PEERCRED`), as they were when it connected.
+pub(crate) fn peer_credentials(stream: &UnixStream) -> io::Result<(i32, u32, u32)> {
+    let creds = socket::getsockopt(stream, sockopt::PeerCredentials)?;
+    Ok((creds.pid(), creds.uid(), creds.gid()))
+}
+
+/// Sets `TCP_NODELAY` (if `nodelay`) and the read and write timeouts (if given) on a
+/// socket; on a TCP listener, the connections it accepts inherit them.
+pub(crate) fn set_connection_options(
+    socket: &impl AsFd,
+    nodelay: bool,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    if nodelay {
+        socket.set_nodelay(true)?;
+    }
+    // Rounded up to the microsecond, as std does: a timeval of zero means no timeout.
+    let at_least_1us = |t: Duration| t.max(Duration::from_micros(1));
+    if let Some(timeout) = read_timeout {
+        socket.set_read_timeout(Some(at_least_1us(timeout)))?;
+    }
+    if let Some(timeout) = write_timeout {
+        socket.set_write_timeout(Some(at_least_1us(timeout)))?;
+    }
+    Ok(())
+}
+
+/// The read and write timeouts set on a socket (`None` for none, or when they cannot be read).
+pub(crate) fn timeouts(socket: &impl AsFd) -> (Option<Duration>, Option<Duration>) {
+    let socket = socket2::SockRef::from(socket);
+    (
+        socket.read_timeout().ok().flatten(),
+        socket.write_timeout().ok().flatten(),
+    )
+}
+
+/// Whether `accept(2)` failed for lack of descriptors or memory (`EMFILE`, `ENFILE`,
+/// `ENOBUFS`, `ENOMEM`): the listening socket stays readable, so retrying at once would spin.
+pub(crate) fn is_resource_shortage(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM)
+    )
+}
