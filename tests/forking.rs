@@ -18,7 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use socketserver::{
     DatagramRequest, DatagramRequestHandler, Forking, HandleResult, Handler, RequestError,
-    ServerContext, StreamRequest, StreamRequestHandler, TcpServer, UdpServer,
+    ServerContext, Strategy, StreamRequest, StreamRequestHandler, TcpServer, UdpServer,
 };
 use util::isolation::fork_lock;
 use util::lab::{every_transport, read_reply, send_all};
@@ -156,7 +156,7 @@ fn forking_never_runs_more_than_max_children_and_leaves_no_zombie() {
     let _fork = fork_lock();
     let (events, state) = Events::new();
     let forking = Forking::new().max_children(2);
-    let activity = forking.activity();
+    let activity = forking.activity().unwrap();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
             .handle_error(forked_error)
@@ -222,7 +222,7 @@ fn forking_close_waits_for_running_children() {
     let _fork = fork_lock();
     let (events, state) = Events::new();
     let forking = Forking::new();
-    let activity = forking.activity();
+    let activity = forking.activity().unwrap();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
             .handle_error(forked_error)
@@ -253,7 +253,7 @@ fn forking_panicking_handler_is_reported_by_the_child_and_counted_as_failed() {
     let _fork = fork_lock();
     let (events, state) = Events::new();
     let forking = Forking::new();
-    let activity = forking.activity();
+    let activity = forking.activity().unwrap();
     let running = serve(
         TcpServer::<Forked>::with_state(state)
             .handle_error(forked_error)
@@ -278,7 +278,7 @@ fn forking_panicking_datagram_handler_is_reported_and_the_next_datagram_served()
     let _fork = fork_lock();
     let (events, state) = Events::new();
     let forking = Forking::new();
-    let activity = forking.activity();
+    let activity = forking.activity().unwrap();
     let running = serve(
         UdpServer::<Forked>::with_state(state)
             .handle_error(forked_error)

@@ -63,7 +63,7 @@ fn send_panics(addr: std::net::SocketAddr, count: usize) {
 
 /// 1000 panicking requests, four at a time: the server keeps serving, and threads, descriptors,
 /// memory and counters come back to where they were.
-fn thousand_panics<S: Strategy + StrategyActivity>(strategy: S) -> Activity {
+fn thousand_panics<S: Strategy>(strategy: S) -> Activity {
     const PANICS: usize = 1000;
     // Before the memory baseline: the first requests set up allocator arenas and the panic
     // machinery once.
@@ -78,7 +78,7 @@ fn thousand_panics<S: Strategy + StrategyActivity>(strategy: S) -> Activity {
         .strategy(strategy)
         .bind("127.0.0.1:0")
         .unwrap();
-    let activity = server.strategy().activity_handle();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let addr = running.inet();
     send_panics(addr, WARM_UP);
@@ -111,29 +111,6 @@ fn thousand_panics<S: Strategy + StrategyActivity>(strategy: S) -> Activity {
     assert_eq!(activity.active(), 0);
     assert_eq!(activity.tracked(), 0);
     activity
-}
-
-/// The strategies that keep an [`Activity`].
-trait StrategyActivity {
-    fn activity_handle(&self) -> Activity;
-}
-
-impl StrategyActivity for Threading {
-    fn activity_handle(&self) -> Activity {
-        self.activity()
-    }
-}
-
-impl StrategyActivity for Pool {
-    fn activity_handle(&self) -> Activity {
-        self.activity()
-    }
-}
-
-impl StrategyActivity for Forking {
-    fn activity_handle(&self) -> Activity {
-        self.activity()
-    }
 }
 
 #[test]

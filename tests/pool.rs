@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use socketserver::{Pool, TcpServer, UnixDatagramServer};
+use socketserver::{Pool, Strategy, TcpServer, UnixDatagramServer};
 use util::isolation::shared;
 use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, report, Line};
 use util::{ask, eventually, serve, temp_dir, PATIENCE};
@@ -44,7 +44,7 @@ fn pool_of_4_answers_50_clients_connected_at_once_in_turn() {
     fifty_at_once(running.inet());
     let server = running.stop();
     assert!(server.state().peak() <= 4, "peak {}", server.state().peak());
-    assert_eq!(server.strategy().activity().started(), 50);
+    assert_eq!(server.strategy().activity().unwrap().started(), 50);
     assert_eq!(server.close().abandoned, 0);
 }
 
@@ -74,7 +74,7 @@ fn pool_of_2_never_runs_more_than_2_handlers_at_once() {
     }
     assert_eq!(lab.peak(), 2, "the most handlers running at once");
     let server = running.stop();
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     assert!(eventually(PATIENCE, || activity.succeeded() == 10));
     assert_eq!(server.close().abandoned, 0);
 }
@@ -86,7 +86,7 @@ fn pool_of_2_never_runs_more_than_2_handlers_at_once() {
 fn pool_close_waits_for_queued_and_running_requests() {
     let _shared = shared();
     let (server, lab) = lab_server(Pool::new().workers(4).queue(16), None);
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     // 4 run, 16 wait in the queue.
     let mut clients = hold(running.inet(), &lab, 20, 4);
@@ -110,7 +110,7 @@ fn pool_close_timeout_drops_queued_requests_and_abandons_running_ones() {
         Pool::new().workers(2).queue(2),
         Some(Duration::from_millis(100)),
     );
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let mut clients = hold(running.inet(), &lab, 4, 2);
     assert!(eventually(PATIENCE, || activity.started() == 4));
@@ -140,7 +140,7 @@ fn pool_panicking_handler_is_reported_and_does_not_shrink_the_pool() {
     let _shared = shared();
     // One worker: the next request is served only if the worker survived the panic.
     let (server, lab) = lab_server(Pool::new().workers(1), None);
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     for _ in 0..3 {
         assert_eq!(ask(running.inet(), "panic"), "");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{signal, SigHandler, Signal};
-use socketserver::{Forking, TcpServer, Threading, UnixStreamServer};
+use socketserver::{Forking, Strategy, TcpServer, Threading, UnixStreamServer};
 use util::child::{exit_status, line_after, lines_of};
 use util::faulty::{echo, fault_scenarios, reset, Faulty, FAULT_OUTCOMES};
 use util::isolation::shared;
@@ -176,7 +176,7 @@ fn forking_child() {
         .strategy(Forking::new())
         .bind("127.0.0.1:0")
         .unwrap();
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     println!("ready {}", running.inet());
     io::stdout().flush().unwrap();

@@ -39,7 +39,7 @@ fn serial_survives_faults() {
 fn threading_survives_faults() {
     let _shared = shared();
     let server = survive_faults(Threading::new());
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     assert_eq!(server.close().abandoned, 0);
     assert_eq!(outcomes(&activity), FAULT_OUTCOMES);
 }
@@ -48,7 +48,7 @@ fn threading_survives_faults() {
 fn pool_survives_faults() {
     let _shared = shared();
     let server = survive_faults(Pool::new().workers(2));
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     assert_eq!(server.close().abandoned, 0);
     assert_eq!(outcomes(&activity), FAULT_OUTCOMES);
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Threading, ThreadingTcpServer, UdpServer};
+use socketserver::{Strategy, Threading, ThreadingTcpServer, UdpServer};
 use util::isolation::{alone, own_threads, shared};
 use util::lab::{every_transport, fifty_at_once, hold, lab_server, read_reply, report, Line};
 use util::{ask, eventually, serve, udp_client, PATIENCE};
@@ -47,7 +47,7 @@ fn threading_answers_50_clients_connected_at_once() {
 fn threading_close_waits_for_20_requests_in_flight() {
     let _shared = shared();
     let (server, lab) = lab_server(Threading::new(), None);
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     // 20 handlers at once, each on its own thread.
     let mut clients = hold(running.inet(), &lab, 20, 20);
@@ -73,7 +73,7 @@ fn threading_close_waits_for_20_requests_in_flight() {
 fn threading_close_timeout_abandons_stuck_handlers_and_reports_them() {
     let _shared = shared();
     let (server, lab) = lab_server(Threading::new(), Some(Duration::from_millis(100)));
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let mut clients = hold(running.inet(), &lab, 3, 3);
     let started = Instant::now();
@@ -96,7 +96,7 @@ fn threading_close_timeout_abandons_stuck_handlers_and_reports_them() {
 fn daemon_threads_are_not_tracked_and_not_waited_for() {
     let _shared = shared();
     let (server, lab) = lab_server(Threading::new().daemon_threads(true), None);
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let mut clients = hold(running.inet(), &lab, 2, 2);
     assert_eq!((activity.active(), activity.tracked()), (2, 0));
@@ -130,7 +130,7 @@ fn threading_reaps_its_threads_over_1000_connections() {
         Threading::new().idle_thread_timeout(Duration::from_millis(100)),
         None,
     );
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let addr = running.inet();
     // Four clients at a time, 250 connections each; each notes how many threads the strategy
@@ -213,7 +213,7 @@ fn threading_lets_spare_threads_time_out_under_a_trickle() {
         Threading::new().idle_thread_timeout(Duration::from_millis(200)),
         None,
     );
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let addr = running.inet();
     let mut clients = hold(addr, &lab, 6, 6);
@@ -244,7 +244,7 @@ fn threading_keeps_at_most_max_idle_threads_and_close_ends_them() {
             .idle_thread_timeout(PATIENCE * 6),
         None,
     );
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     let mut clients = hold(running.inet(), &lab, 6, 6);
     // Six at least: handler threads of an earlier test may still be ending.
@@ -285,7 +285,7 @@ fn threading_keeps_at_most_max_idle_threads_and_close_ends_them() {
 fn threading_panicking_handler_is_reported_and_the_next_request_served() {
     let _shared = shared();
     let (server, lab) = lab_server(Threading::new(), None);
-    let activity = server.strategy().activity();
+    let activity = server.strategy().activity().unwrap();
     let running = serve(server);
     assert_eq!(ask(running.inet(), "panic"), "");
     assert!(lab.next_error().contains("panicked: told to panic"));

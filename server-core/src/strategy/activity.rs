@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 /// Live counters of the requests a strategy has running, tracked and finished.
 ///
-/// Every strategy but [`Serial`](super::Serial) keeps one. Its getters (`active()`, `tracked()`
-/// and so on) read it, and [`activity`](super::Threading::activity) hands out a clone that
-/// reads the same counters from any thread while the server serves elsewhere: for metrics, or
+/// Every strategy but [`Serial`](super::Serial) keeps one, and hands out a clone with
+/// [`Strategy::activity`](super::Strategy::activity) (`server.strategy().activity()`): it
+/// reads the same counters from any thread while the server serves elsewhere, for metrics, or
 /// for a test that waits until every request has ended. Cloning is cheap (an `Arc`).
 ///
 /// The server keeps counters of its own, whatever the strategy ([`Server::stats`](crate::Server::stats)); requests

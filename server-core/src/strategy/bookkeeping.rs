@@ -1,6 +1,5 @@
 //! What the strategies that run requests elsewhere share to keep count of them: the
-//! [`Ledger`] of their counters, the [`ExitNotice`] a thread leaves as it ends, and the
-//! public getters written once ([`activity_getters!`](activity_getters)).
+//! [`Ledger`] of their counters and the [`ExitNotice`] a thread leaves as it ends.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -97,24 +96,3 @@ pub(crate) fn thread_builder(name: String, stack_size: Option<usize>) -> thread:
         None => builder,
     }
 }
-
-/// The public getters of a strategy's counters, written once. Inside the strategy's `impl`
-/// block (its `ledger` field a [`Ledger`]), list the [`Activity`] getters it offers, each with
-/// the doc comment that says what it counts for that strategy; `activity()` comes with them.
-macro_rules! activity_getters {
-    ($($(#[$doc:meta])* $name:ident -> $ty:ty;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(&self) -> $ty {
-                self.ledger.activity().$name()
-            }
-        )*
-
-        /// A handle on this strategy's counters, readable from other threads while it serves.
-        pub fn activity(&self) -> Activity {
-            self.ledger.activity().clone()
-        }
-    };
-}
-
-pub(crate) use activity_getters;

@@ -11,7 +11,7 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::bookkeeping::{activity_getters, drain_report, Ledger, REAP_INTERVAL};
+use super::bookkeeping::{drain_report, Ledger, REAP_INTERVAL};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -162,15 +162,6 @@ impl Forking {
         self
     }
 
-    activity_getters! {
-        /// Children not yet reaped: running, or exited a moment ago (Python:
-        /// `len(active_children)`).
-        active -> usize;
-        /// Children that exited with status 0.
-        succeeded -> u64;
-        /// Children that exited with a non-zero status or were killed by a signal.
-        failed -> u64;
-    }
 
     /// Waits, without blocking, for each of our children; records the statuses of those that
     /// exited.
@@ -248,6 +239,10 @@ fn child(job: Job) -> ! {
 }
 
 impl Strategy for Forking {
+    fn activity(&self) -> Option<Activity> {
+        Some(self.ledger.activity().clone())
+    }
+
     /// Forks a child that serves the request (Python: `ForkingMixIn.process_request`). The
     /// parent closes its copy of the connection and returns at once.
     ///

@@ -163,6 +163,15 @@ pub trait Strategy: Send + 'static {
         let _ = deadline;
         DrainReport::default()
     }
+
+    /// A handle on the counters of the requests this strategy runs elsewhere (threads, worker
+    /// threads, child processes), readable from any thread while the server serves: for
+    /// metrics, or to wait until every request has ended. `None` (the default) for a strategy
+    /// that runs requests on the serving thread, such as [`Serial`], whose requests the
+    /// server's own [`Stats`](crate::Stats) count.
+    fn activity(&self) -> Option<Activity> {
+        None
+    }
 }
 
 /// Runs every request on the serving thread, one at a time (Python: plain `TCPServer`/`UDPServer`).
@@ -198,5 +207,9 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
 
     fn close(&mut self, deadline: Option<Instant>) -> DrainReport {
         (**self).close(deadline)
+    }
+
+    fn activity(&self) -> Option<Activity> {
+        (**self).activity()
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use nix::poll::{PollFd, PollFlags};
 
-use super::bookkeeping::{activity_getters, recv_until, thread_builder, ExitNotice, Ledger};
+use super::bookkeeping::{recv_until, thread_builder, ExitNotice, Ledger};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
 use crate::sys::{self, wake};
@@ -206,12 +206,6 @@ impl Pool {
         self.running.as_ref().map_or(0, |w| w.queued.len())
     }
 
-    activity_getters! {
-        /// Requests running now (busy workers).
-        active -> usize;
-        /// Worker threads alive.
-        tracked -> usize;
-    }
 
     /// Starts the pool if needed and replaces workers that ended.
     ///
@@ -347,6 +341,10 @@ impl fmt::Debug for Pool {
 }
 
 impl Strategy for Pool {
+    fn activity(&self) -> Option<Activity> {
+        Some(self.ledger.activity().clone())
+    }
+
     /// Queues the request for a worker, starting the workers on the first request.
     ///
     /// Blocks while the queue is full; the serving loop calls

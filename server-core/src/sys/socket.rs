@@ -64,6 +64,7 @@ pub(crate) fn set_connection_options(
 }
 
 /// The read and write timeouts set on a socket (`None` for none, or when they cannot be read).
+#[cfg(feature = "http")]
 pub(crate) fn timeouts(socket: &impl AsFd) -> (Option<Duration>, Option<Duration>) {
     let socket = socket2::SockRef::from(socket);
     (

@@ -12,7 +12,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use self::idle::Idle;
 use super::bookkeeping::{
-    activity_getters, drain_report, recv_until, thread_builder, ExitNotice, Ledger, REAP_INTERVAL,
+    drain_report, recv_until, thread_builder, ExitNotice, Ledger, REAP_INTERVAL,
 };
 use super::{Activity, DrainReport, Job, Strategy};
 use crate::error::{Error, Result};
@@ -230,14 +230,6 @@ impl Threading {
         self
     }
 
-    activity_getters! {
-        /// Requests running now (one handler thread each, daemon threads included).
-        active -> usize;
-        /// Join handles held: tracked threads not yet seen to end, whether running a request
-        /// or waiting for one. Bounded by what runs at once plus
-        /// [`max_idle_threads`](Self::max_idle_threads).
-        tracked -> usize;
-    }
 
     /// Whether threads are tracked, and so waited for on close.
     fn tracks(&self) -> bool {
@@ -350,6 +342,10 @@ impl Drop for Finished {
 }
 
 impl Strategy for Threading {
+    fn activity(&self) -> Option<Activity> {
+        Some(self.ledger.activity().clone())
+    }
+
     /// Hands the request to a thread waiting for one, or starts a thread for it (Python:
     /// `ThreadingMixIn.process_request`), after joining the threads that have ended.
     ///
