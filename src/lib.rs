@@ -66,6 +66,20 @@
 //! handler that only ever runs in the serving thread pays nothing for threads it does not use.
 //! A strategy chosen at run time is a `Box<dyn Strategy>` (see `examples/echo.rs`).
 //!
+//! What Python overrides on a server subclass belongs to the server here too, not to any of
+//! the three parts: the hooks `verify_request`, `handle_error`, `handle_timeout` and
+//! `service_actions` are closures given to the [`ServerBuilder`] (see
+//! [`ServerBuilder::verify_request`]), once, whatever the transport and handler. So code that
+//! is generic over servers needs no bound beyond the three parts' own traits:
+//! `Server<T: transport::Transport, H: Handler, S: Strategy>`. The transport's `bind` is where
+//! the handler trait is checked: a [`StreamRequestHandler`] for stream transports, a
+//! [`DatagramRequestHandler`] for datagram ones.
+//!
+//! The layers built on the three parts keep to them: the HTTP layer ([`http`]) is a stream
+//! handler (`Http<H>`), and the process model ([`prefork`]) runs a whole server, with its
+//! strategy, in each worker process. Every item has one path, at the crate root, except the
+//! items of those layers and of [`transport`] and [`systemd`].
+//!
 //! # Sharing state between requests
 //!
 //! Python handlers reach shared data through `self.server`. Here the handler's
