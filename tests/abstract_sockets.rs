@@ -2,9 +2,9 @@
 //! clients that connect to `"\0name"`; the server reports `@name`, no file appears, and closing
 //! the server frees the name.
 
-mod util;
 #[path = "util/activation.rs"]
 mod activation;
+mod util;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};

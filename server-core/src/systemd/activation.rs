@@ -220,12 +220,20 @@ impl ListenFds {
     pub fn from_env() -> Result<ListenFds, ActivationError> {
         let _taking = TAKING.lock();
         let values = VARIABLES.map(env::var_os);
-        let passed = sd_notify::listen_fds_with_names();
+        // Nothing for this process (no LISTEN_PID, another process's, or LISTEN_FDS=0): then
+        // LISTEN_FDNAMES is not read, because sd-notify 0.5 would compare another process's
+        // names with no descriptors and report a mismatch.
+        let passed = match sd_notify::listen_fds() {
+            Ok(fds) if fds.len() == 0 => Ok(Vec::new()),
+            Ok(_) => sd_notify::listen_fds_with_names().map(Iterator::collect),
+            Err(e) => Err(e),
+        };
         for variable in VARIABLES {
             env::remove_var(variable);
         }
         let passed = passed.map_err(|source| classify(source, &values))?;
         let fds = passed
+            .into_iter()
             .map(|(fd, name)| Inherited {
                 fd,
                 name,
