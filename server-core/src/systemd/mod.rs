@@ -12,6 +12,8 @@
 //! (datagrams). Without activation there is nothing to take, and the server binds as usual:
 //!
 //! ```
+//! use std::io::Write;
+//!
 //! use socketserver::systemd::ListenFds;
 //! use socketserver::{HandleResult, Handler, StreamRequest, StreamRequestHandler, TcpServer};
 //!
