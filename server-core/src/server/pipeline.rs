@@ -18,7 +18,7 @@ use crate::transport::{Accepted, Datagram, Transport};
 pub(crate) type Finish<S, T> = fn(&Shared<S>, <T as Transport>::Request) -> bool;
 
 /// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
-fn stage<F>(stage: Stage, client: &Address, report: &mut dyn FnMut(RequestError), f: F) -> bool
+fn stage<S, F>(stage: Stage, client: &Address, server: &ServerContext<S>, f: F) -> bool
 where
     F: FnOnce() -> HandleResult,
 {
@@ -29,7 +29,7 @@ where
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => true,
         Ok(Err(source)) => {
-            report(RequestError::Handler {
+            server.handle_error(&RequestError::Handler {
                 client: client.clone(),
                 stage,
                 source,
@@ -38,7 +38,7 @@ where
         }
         Err(payload) => {
             let message = panic_message(payload.as_ref());
-            report(RequestError::Panic {
+            server.handle_error(&RequestError::Panic {
                 client: client.clone(),
                 stage,
                 message,
@@ -56,49 +56,54 @@ struct Lifecycle {
     ok: bool,
 }
 
-/// Makes the handler and runs setup, handle and finish with Python's rules: nothing after a
-/// failed setup; finish even after a failed handle.
-fn lifecycle<H, R>(
+/// One of a handler trait's `setup`, `handle` and `finish`, for requests of type `R`.
+type Method<H, R> = fn(&mut H, &mut R) -> HandleResult;
+
+/// Makes the handler and runs `[setup, handle, finish]` with Python's rules: nothing after a
+/// failed setup; finish even after a failed handle. Failures go to `handle_error`.
+fn lifecycle<H: Handler, R>(
     server: &ServerContext<H::State>,
     client: &Address,
     request: &mut R,
-    report: &mut dyn FnMut(RequestError),
-    setup: fn(&mut H, &mut R) -> HandleResult,
-    handle: fn(&mut H, &mut R) -> HandleResult,
-    finish: fn(&mut H, &mut R) -> HandleResult,
-) -> Lifecycle
-where
-    H: Handler,
-{
+    [setup, handle, finish]: [Method<H, R>; 3],
+) -> Lifecycle {
+    let failed = Lifecycle {
+        ran: false,
+        ok: false,
+    };
     let mut handler = None;
-    let made = stage(Stage::New, client, report, || {
+    let made = stage(Stage::New, client, server, || {
         handler = Some(H::new(server));
         Ok(())
     });
     let Some(mut handler) = handler.filter(|_| made) else {
-        return Lifecycle {
-            ran: false,
-            ok: false,
-        };
+        return failed;
     };
-    if !stage(Stage::Setup, client, report, || {
+    if !stage(Stage::Setup, client, server, || {
         setup(&mut handler, request)
     }) {
-        return Lifecycle {
-            ran: false,
-            ok: false,
-        };
+        return failed;
     }
-    let handled = stage(Stage::Handle, client, report, || {
+    let handled = stage(Stage::Handle, client, server, || {
         handle(&mut handler, request)
     });
-    let finished = stage(Stage::Finish, client, report, || {
+    let finished = stage(Stage::Finish, client, server, || {
         finish(&mut handler, request)
     });
     Lifecycle {
         ran: true,
         ok: handled && finished,
     }
+}
+
+/// Runs `serve` as one request of the server: counted in its stats (`serve` says whether it
+/// succeeded), and marked as running in a handler, where a shutdown must not wait.
+fn counted<S>(server: &ServerContext<S>, serve: impl FnOnce() -> bool) -> bool {
+    let _in_handler = server.handle().enter_handler();
+    let mut active = server.start_request();
+    let ok = serve();
+    active.succeeded(ok);
+    ok
 }
 
 fn apply_options(connection: &Connection, options: &RequestOptions, client: &Address) {
@@ -130,60 +135,50 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
     accepted: Accepted,
 ) -> bool {
     let server = shared.context();
-    let _in_handler = server.handle().enter_handler();
-    let mut active = server.start_request();
-    let Accepted {
-        connection,
-        client_address,
-    } = accepted;
-    let client = &client_address;
-    // Lets `close` shut the connection down at its deadline; removed (below) before the
-    // connection is closed.
-    let registered = server
-        .handle()
-        .connections()
-        .register(connection.as_fd().as_raw_fd());
-    log::debug!(target: "socketserver::request", "connection from {client}");
-    apply_options(&connection, shared.options(), client);
-    let mut report = |error: RequestError| server.handle_error(&error);
-    let options = shared.options();
-    let mut request = StreamRequest::new(
-        &connection,
-        client,
-        server,
-        Some(&registered),
-        (options.rbufsize, options.wbufsize),
-    );
-    let outcome = lifecycle::<H, _>(
-        server,
-        client,
-        &mut request,
-        &mut report,
-        H::setup,
-        H::handle,
-        H::finish,
-    );
-    let mut ok = outcome.ok;
-    if outcome.ran {
+    counted(server, || {
+        let Accepted {
+            connection,
+            client_address: client,
+        } = accepted;
+        // Lets `close` shut the connection down at its deadline; removed (below) before the
+        // connection is closed.
+        let registered = server
+            .handle()
+            .connections()
+            .register(connection.as_fd().as_raw_fd());
+        log::debug!(target: "socketserver::request", "connection from {client}");
+        let options = shared.options();
+        apply_options(&connection, options, &client);
+        let mut request = StreamRequest::new(
+            &connection,
+            &client,
+            server,
+            Some(&registered),
+            (options.rbufsize, options.wbufsize),
+        );
+        let stages = [H::setup, H::handle, H::finish];
+        let outcome = lifecycle::<H, _>(server, &client, &mut request, stages);
         // Python's finish flushes wfile and ignores errors; a failed flush loses the reply, so
         // it is reported.
-        if let Err(e) = request.wfile.flush() {
-            report(RequestError::Handler {
-                client: client.clone(),
-                stage: Stage::Finish,
-                source: e.into(),
-            });
-            ok = false;
-        }
-    }
-    drop(request);
-    // Python's shutdown_request: the client sees end-of-file now, even if it shares the
-    // socket with a forked process.
-    let _ = connection.shutdown(std::net::Shutdown::Write);
-    drop(registered);
-    drop(connection);
-    active.succeeded(ok);
-    ok
+        let flushed = !outcome.ran
+            || request
+                .wfile
+                .flush()
+                .map_err(|e| {
+                    server.handle_error(&RequestError::Handler {
+                        client: client.clone(),
+                        stage: Stage::Finish,
+                        source: e.into(),
+                    });
+                })
+                .is_ok();
+        drop(request);
+        // Python's shutdown_request: the client sees end-of-file now, even if it shares the
+        // socket with a forked process.
+        let _ = connection.shutdown(std::net::Shutdown::Write);
+        drop(registered);
+        outcome.ok && flushed
+    })
 }
 
 /// Serves one datagram, then sends the reply the handler wrote.
@@ -192,45 +187,34 @@ pub(crate) fn finish_datagram<H: DatagramRequestHandler>(
     datagram: Datagram,
 ) -> bool {
     let server = shared.context();
-    let _in_handler = server.handle().enter_handler();
-    let mut active = server.start_request();
-    let Datagram {
-        packet,
-        client_address,
-        socket,
-    } = datagram;
-    let client = &client_address;
-    log::trace!(target: "socketserver::request", "{} byte datagram from {client}", packet.len());
-    let mut report = |error: RequestError| server.handle_error(&error);
-    let mut request = DatagramRequest::new(&packet, &socket, client, server);
-    let outcome = lifecycle::<H, _>(
-        server,
-        client,
-        &mut request,
-        &mut report,
-        H::setup,
-        H::handle,
-        H::finish,
-    );
-    let mut ok = outcome.ok;
-    if let Some(reply) = request.reply().filter(|_| outcome.ran) {
-        let sent = match client {
+    counted(server, || {
+        let Datagram {
+            packet,
+            client_address: client,
+            socket,
+        } = datagram;
+        log::trace!(target: "socketserver::request", "{} byte datagram from {client}", packet.len());
+        let mut request = DatagramRequest::new(&packet, &socket, &client, server);
+        let stages = [H::setup, H::handle, H::finish];
+        let outcome = lifecycle::<H, _>(server, &client, &mut request, stages);
+        let Some(reply) = request.reply().filter(|_| outcome.ran) else {
+            return outcome.ok;
+        };
+        let sent = match &client {
             Address::Unix(UnixAddress::Unnamed) => {
                 Err(RequestError::UnboundClient { len: reply.len() })
             }
             _ => socket
-                .send_to(reply, client)
+                .send_to(reply, &client)
                 .map(drop)
                 .map_err(|source| RequestError::Reply {
                     client: client.clone(),
                     source,
                 }),
         };
-        if let Err(error) = sent {
-            report(error);
-            ok = false;
+        if let Err(error) = &sent {
+            server.handle_error(error);
         }
-    }
-    active.succeeded(ok);
-    ok
+        outcome.ok && sent.is_ok()
+    })
 }
