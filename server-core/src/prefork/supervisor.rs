@@ -1,0 +1,279 @@
+//! The supervisor's loop: one `poll(2)` on its signal pipe and its workers' heartbeat pipes,
+//! until a deadline; then what the signals ask, reaping, timers, and keeping the workers at
+//! their number. The workers' table and how it changes (spawn, exits, timers) is in
+//! [`table`](super::table); reloads and scaling are here.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::signal::Signal;
+
+use super::error::PreforkError;
+use super::scoreboard::{ExitReason, PreforkReport, WorkerState};
+use super::signals::SupervisorSignals;
+use super::table::Table;
+use super::Prefork;
+use crate::error::panic_message;
+use crate::handler::Handler;
+use crate::strategy::Strategy;
+use crate::sys::sleep_until;
+use crate::transport::Transport;
+
+const TARGET: &str = "socketserver::prefork";
+
+/// The longest the loop sleeps with nothing due: it reaps on every pass, whatever SIGCHLD
+/// said.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// A rolling reload in progress.
+#[derive(Debug)]
+struct Reload {
+    /// The generation before it, restored if it is rolled back.
+    previous: u64,
+    /// Old workers still to replace, oldest first.
+    pending: VecDeque<u64>,
+    /// The replacement now starting, if any.
+    current: Option<u64>,
+}
+
+/// Runs the supervisor of `prefork` until every worker is gone.
+pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
+    prefork: Prefork<T, H, S>,
+) -> Result<PreforkReport, PreforkError> {
+    let signals = SupervisorSignals::install().map_err(|source| PreforkError::Signal { source })?;
+    let Prefork {
+        server,
+        options,
+        on_start,
+        mut on_reload,
+        on_ready,
+        on_change,
+    } = prefork;
+    log::info!(target: TARGET, "supervisor {} starting {} workers for {}",
+        std::process::id(), options.workers, server.server_address());
+    let mut table = Table::new(
+        server,
+        options,
+        on_start,
+        on_ready,
+        on_change,
+        signals.fds(),
+    );
+    let mut reload: Option<Reload> = None;
+    let mut reload_queued = false;
+    let result = loop {
+        if !table.stopping() {
+            table.scale();
+            table.recycle();
+            step_reload(&mut table, &mut reload, &mut reload_queued, &mut on_reload);
+            table.fill();
+        } else if table.is_empty() {
+            break Ok(());
+        }
+        table.publish();
+        if let Err(source) = wait(&mut table, &signals) {
+            log::error!(target: TARGET, "waiting for signals and heartbeats: {source}; killing the workers");
+            table.kill_all();
+            break Err(PreforkError::Supervise { source });
+        }
+        for signal in signals.take() {
+            on_signal(
+                signal,
+                &mut table,
+                &mut reload,
+                &mut reload_queued,
+                &mut on_reload,
+            );
+        }
+        table.reap();
+        table.check_timers();
+        if let Some(r) = &mut reload {
+            if rollback_if_failed(&mut table, r, &mut reload_queued) {
+                reload = None;
+            }
+        }
+    };
+    let (report, fatal) = table.finish();
+    drop(signals);
+    match (result, fatal) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(report),
+    }
+}
+
+/// Sleeps until a signal, a heartbeat or the next deadline; reads the heartbeats that came.
+fn wait<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    signals: &SupervisorSignals,
+) -> std::io::Result<()> {
+    let now = Instant::now();
+    let deadline = table.next_deadline().unwrap_or(now + MAX_SLEEP);
+    let deadline = deadline.min(now + MAX_SLEEP);
+    let ready: Vec<u64> = {
+        let beats = table.beat_fds();
+        let mut fds = Vec::with_capacity(beats.len() + 1);
+        fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+        fds.extend(
+            beats
+                .iter()
+                .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+        );
+        sleep_until(&mut fds, Some(deadline))?;
+        fds.iter()
+            .skip(1)
+            .zip(&beats)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, (id, _))| *id)
+            .collect()
+    };
+    for id in ready {
+        table.read_beats(id);
+    }
+    Ok(())
+}
+
+/// Acts on one signal.
+fn on_signal<T: Transport, H: Handler, S: Strategy>(
+    signal: Signal,
+    table: &mut Table<T, H, S>,
+    reload: &mut Option<Reload>,
+    queued: &mut bool,
+    on_reload: &mut Option<super::ReloadHook>,
+) {
+    match signal {
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+            let graceful = signal == Signal::SIGTERM && !table.stopping();
+            if table.stopping() {
+                log::warn!(target: TARGET, "{signal} received again: stopping at once");
+            } else if graceful {
+                log::info!(target: TARGET,
+                    "SIGTERM received: stopping the workers gracefully (send it again to stop at once)");
+            } else {
+                log::info!(target: TARGET, "{signal} received: stopping at once");
+            }
+            if reload.take().is_some() {
+                log::info!(target: TARGET, "the reload in progress is abandoned");
+            }
+            table.stop(graceful);
+        }
+        _ if table.stopping() && signal != Signal::SIGCHLD => {
+            log::info!(target: TARGET, "{signal} received while stopping: ignored");
+        }
+        Signal::SIGHUP if reload.is_some() => {
+            log::info!(target: TARGET,
+                "SIGHUP received while a reload runs: queued, it runs when this one ends");
+            *queued = true;
+        }
+        Signal::SIGHUP => *reload = start_reload(table, on_reload),
+        Signal::SIGTTIN => table.set_target(table.target() + 1, signal),
+        Signal::SIGTTOU if table.target() > 1 => table.set_target(table.target() - 1, signal),
+        Signal::SIGTTOU => {
+            log::info!(target: TARGET, "SIGTTOU received: already at 1 worker; ignored");
+        }
+        Signal::SIGUSR2 => {
+            log::warn!(target: TARGET,
+                "SIGUSR2 received: binary upgrade is not supported yet; ignored");
+        }
+        _ => {}
+    }
+}
+
+/// Runs `on_reload`, then starts replacing the workers one at a time.
+fn start_reload<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    on_reload: &mut Option<super::ReloadHook>,
+) -> Option<Reload> {
+    if let Some(hook) = on_reload {
+        let outcome = catch_unwind(AssertUnwindSafe(hook))
+            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)).into()));
+        if let Err(e) = outcome {
+            log::error!(target: TARGET,
+                "SIGHUP received: on_reload failed: {e}; reload cancelled, the workers keep serving");
+            return None;
+        }
+    }
+    let previous = table.generation();
+    table.set_generation(previous + 1);
+    let pending: VecDeque<u64> = table.holders().into_iter().collect();
+    log::info!(target: TARGET,
+        "SIGHUP received: reloading {} workers one at a time (generation {})",
+        pending.len(), previous + 1);
+    Some(Reload {
+        previous,
+        pending,
+        current: None,
+    })
+}
+
+/// Moves the reload on: starts the next replacement once the last one is ready, and ends the
+/// reload (starting a queued one) when every old worker is replaced.
+fn step_reload<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    reload: &mut Option<Reload>,
+    queued: &mut bool,
+    on_reload: &mut Option<super::ReloadHook>,
+) {
+    let Some(r) = reload else {
+        return;
+    };
+    if let Some(current) = r.current {
+        if table.state(current) == Some(WorkerState::Starting) {
+            return;
+        }
+        // Ready (its old worker got SIGTERM), or gone (rolled back before this).
+        r.current = None;
+    }
+    while let Some(old) = r.pending.pop_front() {
+        if !table.is_replaceable(old) {
+            continue;
+        }
+        match table.spawn_replacement(old, ExitReason::Reload) {
+            Some(new) => {
+                r.current = Some(new);
+                return;
+            }
+            None => {
+                // No fork now (a back-off): try this one again on a later pass.
+                r.pending.push_front(old);
+                return;
+            }
+        }
+    }
+    log::info!(target: TARGET, "reload complete: generation {}", table.generation());
+    *reload = None;
+    if std::mem::take(queued) {
+        log::info!(target: TARGET, "running the queued reload");
+        *reload = start_reload(table, on_reload);
+    }
+}
+
+/// Rolls the reload back when its current replacement failed to become ready (it died, or
+/// was aborted for missing the readiness deadline); `true` if it did.
+fn rollback_if_failed<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    reload: &mut Reload,
+    queued: &mut bool,
+) -> bool {
+    let Some(current) = reload.current else {
+        return false;
+    };
+    match table.state(current) {
+        Some(WorkerState::Starting) => return false,
+        Some(WorkerState::Ready) => {
+            reload.current = None;
+            return false;
+        }
+        // Aborted (it missed the readiness deadline), or gone.
+        Some(WorkerState::Draining) | None => {}
+    }
+    table.set_generation(reload.previous);
+    log::error!(target: TARGET,
+        "reload rolled back: worker {current} did not become ready; the old workers keep serving");
+    if std::mem::take(queued) {
+        log::info!(target: TARGET, "the queued reload is dropped with it");
+    }
+    true
+}

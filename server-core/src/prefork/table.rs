@@ -1,0 +1,658 @@
+//! The supervisor's table of workers and how it changes: forking, heartbeats, exits, timers,
+//! keeping the number, stopping, and the scoreboard it publishes.
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::beat::{Reader, Record};
+use super::error::PreforkError;
+use super::scoreboard::{
+    ExitReason, PreforkReport, PreforkStats, Scoreboard, WorkerExit, WorkerInfo, WorkerState,
+};
+use super::signals::{block_all, pipe, restore_mask};
+use super::worker::{self, Birth, EXIT_BOOT_ERROR};
+use super::{ChangeHook, Options, ReadyHook, StartHook};
+use crate::handler::Handler;
+use crate::server::Server;
+use crate::strategy::Strategy;
+use crate::transport::Transport;
+
+const TARGET: &str = "socketserver::prefork";
+
+/// A worker that dies sooner than this after its start counts toward a crash loop.
+const QUICK_EXIT: Duration = Duration::from_secs(5);
+/// The first respawn delay in a crash loop; it doubles with every quick exit in a row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest respawn delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Between SIGABRT and SIGKILL for a silent worker; also how long a worker stopped at once
+/// (SIGQUIT) has before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// Longest time between two heartbeats of a busy worker.
+const MAX_BEAT_EVERY: Duration = Duration::from_millis(100);
+
+/// One worker, as the supervisor sees it.
+#[derive(Debug)]
+struct Worker {
+    id: u64,
+    pid: Pid,
+    beats: OwnedFd,
+    reader: Reader,
+    state: WorkerState,
+    started: Instant,
+    last_beat: Option<Instant>,
+    requests: u64,
+    /// `max_requests` plus this worker's jitter.
+    limit: Option<u64>,
+    generation: u64,
+    /// The worker this one replaces once ready, and why.
+    replaces: Option<(u64, ExitReason)>,
+    /// The worker starting to replace this one.
+    replaced_by: Option<u64>,
+    /// Why the supervisor asked it to end.
+    ending: Option<ExitReason>,
+    /// When to SIGKILL it.
+    kill_at: Option<Instant>,
+    boot_error: Option<String>,
+}
+
+impl Worker {
+    /// Counts toward the number of workers: not draining, and not a replacement still
+    /// starting (its old worker holds the place until it is ready).
+    fn holds_place(&self) -> bool {
+        self.state != WorkerState::Draining && self.replaces.is_none()
+    }
+}
+
+/// The workers and everything the supervisor decides about them.
+pub(super) struct Table<T: Transport, H: Handler, S: Strategy> {
+    server: Server<T, H, S>,
+    options: Options,
+    on_start: Option<StartHook>,
+    on_ready: Option<ReadyHook>,
+    on_change: Option<ChangeHook>,
+    signal_fds: [RawFd; 2],
+    workers: Vec<Worker>,
+    target: usize,
+    generation: u64,
+    next_id: u64,
+    started: u64,
+    crashed: u64,
+    /// Requests of the workers that exited.
+    retired_requests: u64,
+    exits: VecDeque<WorkerExit>,
+    /// Quick exits in a row, and no fork before `next_spawn`.
+    quick_exits: u32,
+    next_spawn: Instant,
+    /// `Some(graceful)` once stopping.
+    stopping: Option<bool>,
+    fatal: Option<PreforkError>,
+    killed: usize,
+    changed: bool,
+    random: RandomState,
+}
+
+impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
+    pub(super) fn new(
+        server: Server<T, H, S>,
+        options: Options,
+        on_start: Option<StartHook>,
+        on_ready: Option<ReadyHook>,
+        on_change: Option<ChangeHook>,
+        signal_fds: [RawFd; 2],
+    ) -> Self {
+        Table {
+            server,
+            options,
+            on_start,
+            on_ready,
+            on_change,
+            signal_fds,
+            workers: Vec::new(),
+            target: options.workers,
+            generation: 0,
+            next_id: 1,
+            started: 0,
+            crashed: 0,
+            retired_requests: 0,
+            exits: VecDeque::new(),
+            quick_exits: 0,
+            next_spawn: Instant::now(),
+            stopping: None,
+            fatal: None,
+            killed: 0,
+            changed: true,
+            random: RandomState::new(),
+        }
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    pub(super) fn target(&self) -> usize {
+        self.target
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(super) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
+    pub(super) fn state(&self, id: u64) -> Option<WorkerState> {
+        self.find(id).map(|w| w.state)
+    }
+
+    fn find(&self, id: u64) -> Option<&Worker> {
+        self.workers.iter().find(|w| w.id == id)
+    }
+
+    fn find_mut(&mut self, id: u64) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.id == id)
+    }
+
+    /// The workers holding a place, oldest first.
+    pub(super) fn holders(&self) -> Vec<u64> {
+        let holders = self.workers.iter().filter(|w| w.holds_place());
+        holders.map(|w| w.id).collect()
+    }
+
+    /// Whether `id` can be replaced now: holding a place, and not being replaced already.
+    pub(super) fn is_replaceable(&self, id: u64) -> bool {
+        self.find(id)
+            .is_some_and(|w| w.holds_place() && w.replaced_by.is_none() && w.ending.is_none())
+    }
+
+    /// Each worker's heartbeat pipe, with its number.
+    pub(super) fn beat_fds(&self) -> Vec<(u64, BorrowedFd<'_>)> {
+        self.workers
+            .iter()
+            .map(|w| (w.id, w.beats.as_fd()))
+            .collect()
+    }
+
+    /// SIGTTIN and SIGTTOU: the new number of workers. One fewer retires the newest worker
+    /// still starting, else the oldest.
+    pub(super) fn set_target(&mut self, target: usize, signal: Signal) {
+        log::info!(target: TARGET, "{signal} received: {} workers, was {}", target, self.target);
+        self.target = target;
+    }
+
+    /// Retires workers beyond the number.
+    pub(super) fn scale(&mut self) {
+        while self.holders().len() > self.target {
+            let starting = self
+                .workers
+                .iter()
+                .rev()
+                .find(|w| w.holds_place() && w.state == WorkerState::Starting);
+            let pick = starting
+                .or_else(|| self.workers.iter().find(|w| w.holds_place()))
+                .map(|w| w.id);
+            let Some(id) = pick else { return };
+            self.term(id, ExitReason::ScaledDown);
+        }
+    }
+
+    /// Starts a replacement for each ready worker past its `max_requests`.
+    pub(super) fn recycle(&mut self) {
+        let due: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready && w.limit.is_some_and(|l| w.requests >= l))
+            .map(|w| w.id)
+            .collect();
+        for id in due {
+            if self.is_replaceable(id) {
+                log::info!(target: TARGET, "worker {id} reached max_requests: starting its replacement");
+                if self
+                    .spawn_replacement(id, ExitReason::MaxRequests)
+                    .is_none()
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forks workers until the number is reached (unless backing off).
+    pub(super) fn fill(&mut self) {
+        while self.holders().len() < self.target {
+            if self.spawn(None).is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Starts a worker that replaces `old` once ready; its number, or `None` if no fork now.
+    pub(super) fn spawn_replacement(&mut self, old: u64, why: ExitReason) -> Option<u64> {
+        let new = self.spawn(Some((old, why)))?;
+        if let Some(w) = self.find_mut(old) {
+            w.replaced_by = Some(new);
+        }
+        Some(new)
+    }
+
+    /// Forks a worker; its number, or `None` while backing off or when `fork` failed.
+    fn spawn(&mut self, replaces: Option<(u64, ExitReason)>) -> Option<u64> {
+        let now = Instant::now();
+        if now < self.next_spawn {
+            return None;
+        }
+        let id = self.next_id;
+        let supervisor = nix::unistd::getpid();
+        let started = pipe().and_then(|(rx, tx)| Ok((rx, tx, block_all()?)));
+        let (rx, tx, mask) = match started {
+            Ok(started) => started,
+            Err(e) => return self.spawn_failed(id, &e.to_string()),
+        };
+        // SAFETY: the supervisor is single-threaded (the fork rules in the module docs), so the
+        // child is a full copy of the only thread and may do anything; no lock of this library
+        // is held here. Every signal is blocked across the fork (see `signals`), and the child
+        // never returns: `worker::run` leaves through `_exit`.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                let mut close: Vec<RawFd> =
+                    self.workers.iter().map(|w| w.beats.as_raw_fd()).collect();
+                close.push(rx.as_raw_fd());
+                let birth = Birth {
+                    id,
+                    supervisor,
+                    beats: tx,
+                    signal_fds: self.signal_fds,
+                    close,
+                    beat_every: (self.options.heartbeat_timeout / 4).min(MAX_BEAT_EVERY),
+                    graceful_timeout: self.options.graceful_timeout,
+                };
+                worker::run(&mut self.server, birth, self.on_start.as_mut())
+            }
+            Ok(ForkResult::Parent { child }) => {
+                restore_mask(&mask);
+                drop(tx);
+                self.next_id += 1;
+                self.started += 1;
+                let jitter = match self.options.jitter {
+                    0 => 0,
+                    j => self.random.hash_one((id, child.as_raw())) % (j + 1),
+                };
+                let replacing = replaces
+                    .as_ref()
+                    .map(|(old, why)| format!(" to replace worker {old} ({why})"));
+                log::info!(target: TARGET, "started worker {id} (pid {child}){}", replacing.unwrap_or_default());
+                self.workers.push(Worker {
+                    id,
+                    pid: child,
+                    beats: rx,
+                    reader: Reader::default(),
+                    state: WorkerState::Starting,
+                    started: now,
+                    last_beat: None,
+                    requests: 0,
+                    limit: self.options.max_requests.map(|m| m.saturating_add(jitter)),
+                    generation: self.generation,
+                    replaces,
+                    replaced_by: None,
+                    ending: None,
+                    kill_at: None,
+                    boot_error: None,
+                });
+                self.changed = true;
+                Some(id)
+            }
+            Err(e) => {
+                restore_mask(&mask);
+                self.spawn_failed(id, &e.to_string())
+            }
+        }
+    }
+
+    /// A fork that failed counts as a quick exit (backing off).
+    fn spawn_failed(&mut self, id: u64, error: &str) -> Option<u64> {
+        let delay = self.back_off();
+        log::error!(target: TARGET, "cannot start worker {id}: {error}; trying again in {delay:?}");
+        None
+    }
+
+    /// One more quick exit in a row: the next fork waits; the delay.
+    fn back_off(&mut self) -> Duration {
+        self.quick_exits = self.quick_exits.saturating_add(1);
+        let doubling = 2u32.saturating_pow(self.quick_exits.saturating_sub(1).min(16));
+        let delay = FIRST_BACKOFF.saturating_mul(doubling).min(MAX_BACKOFF);
+        self.next_spawn = Instant::now() + delay;
+        delay
+    }
+
+    /// Reads what worker `id` wrote on its pipe.
+    pub(super) fn read_beats(&mut self, id: u64) {
+        let Some(w) = self.find_mut(id) else { return };
+        let records = match w.reader.read(&w.beats) {
+            Ok((records, _closed)) => records,
+            Err(e) => {
+                log::debug!(target: TARGET, "worker {id}: reading its heartbeats: {e}");
+                return;
+            }
+        };
+        for record in records {
+            match record {
+                Record::Beat { requests } => self.beat(id, requests),
+                Record::BootError(message) => {
+                    if let Some(w) = self.find_mut(id) {
+                        w.boot_error = Some(message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A heartbeat: the worker lives; the first one makes it ready (and retires the worker it
+    /// replaces).
+    fn beat(&mut self, id: u64, requests: u64) {
+        let Some(w) = self.find_mut(id) else { return };
+        w.last_beat = Some(Instant::now());
+        w.requests = w.requests.max(requests);
+        if w.state != WorkerState::Starting {
+            return;
+        }
+        w.state = WorkerState::Ready;
+        let pid = w.pid;
+        let replaces = w.replaces.take();
+        log::info!(target: TARGET, "worker {id} (pid {pid}) ready");
+        self.changed = true;
+        if let Some(ready) = self.on_ready.take() {
+            ready(self.server.server_address());
+        }
+        if let Some((old, why)) = replaces {
+            if let Some(o) = self.find_mut(old) {
+                o.replaced_by = None;
+            }
+            self.term(old, why);
+        }
+    }
+
+    /// Sends SIGTERM to worker `id`: it stops accepting and drains within `graceful_timeout`.
+    fn term(&mut self, id: u64, why: ExitReason) {
+        let graceful = self.options.graceful_timeout;
+        let Some(w) = self.find_mut(id) else { return };
+        if w.state == WorkerState::Draining {
+            return;
+        }
+        w.state = WorkerState::Draining;
+        w.ending.get_or_insert(why.clone());
+        w.kill_at = Some(Instant::now() + graceful + KILL_GRACE);
+        let pid = w.pid;
+        log::info!(target: TARGET, "worker {id} (pid {pid}) draining: {why}");
+        signal(pid, Signal::SIGTERM);
+        self.forget_replacement(id);
+        self.changed = true;
+    }
+
+    /// A replacement that will never be ready: its old worker is no longer being replaced.
+    fn forget_replacement(&mut self, id: u64) {
+        let replaces = self.find_mut(id).and_then(|w| w.replaces.take());
+        if let Some((old, _)) = replaces {
+            if let Some(o) = self.find_mut(old) {
+                o.replaced_by = None;
+            }
+        }
+    }
+
+    /// Stops every worker: SIGTERM (graceful), or SIGQUIT (at once; also when already
+    /// stopping).
+    pub(super) fn stop(&mut self, graceful: bool) {
+        let graceful = graceful && self.stopping.is_none();
+        self.stopping = Some(graceful);
+        let now = Instant::now();
+        let ids: Vec<u64> = self.workers.iter().map(|w| w.id).collect();
+        for id in ids {
+            if graceful {
+                self.term(id, ExitReason::Stop);
+                continue;
+            }
+            let Some(w) = self.find_mut(id) else { continue };
+            w.state = WorkerState::Draining;
+            w.ending.get_or_insert(ExitReason::Stop);
+            w.kill_at = Some(
+                w.kill_at
+                    .map_or(now + KILL_GRACE, |k| k.min(now + KILL_GRACE)),
+            );
+            signal(w.pid, Signal::SIGQUIT);
+        }
+        self.changed = true;
+    }
+
+    /// Kills every worker and waits for them (the supervisor cannot go on).
+    pub(super) fn kill_all(&mut self) {
+        self.stopping = Some(false);
+        for w in &self.workers {
+            signal(w.pid, Signal::SIGKILL);
+        }
+        for w in std::mem::take(&mut self.workers) {
+            let status = waitpid(w.pid, None);
+            self.exited(w, status.unwrap_or(WaitStatus::StillAlive));
+        }
+    }
+
+    /// Waits, without blocking, for each worker; records those that exited.
+    pub(super) fn reap(&mut self) {
+        let mut i = 0;
+        while let Some(w) = self.workers.get(i) {
+            match waitpid(w.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    let w = self.workers.remove(i);
+                    self.exited(w, status);
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::warn!(target: TARGET, "cannot wait for worker {} (pid {}): {e}", w.id, w.pid);
+                    let w = self.workers.remove(i);
+                    self.exited(w, WaitStatus::StillAlive);
+                }
+                Ok(_) => i += 1,
+            }
+        }
+    }
+
+    /// Records the exit of `w`: why, the crash-loop count, and a boot error's stop.
+    fn exited(&mut self, mut w: Worker, status: WaitStatus) {
+        // Whatever it said last.
+        if let Ok((records, _)) = w.reader.read(&w.beats) {
+            for record in records {
+                match record {
+                    Record::Beat { requests } => w.requests = w.requests.max(requests),
+                    Record::BootError(message) => w.boot_error = Some(message),
+                }
+            }
+        }
+        self.forget_replacement(w.id);
+        if let Some(new) = w.replaced_by {
+            // The replacement now holds a place of its own.
+            if let Some(n) = self.find_mut(new) {
+                n.replaces = None;
+            }
+        }
+        let lived = w.started.elapsed();
+        let reason = match (&w.ending, status) {
+            (_, WaitStatus::Exited(_, EXIT_BOOT_ERROR)) => ExitReason::BootError(
+                w.boot_error
+                    .take()
+                    .unwrap_or_else(|| "its set-up failed".into()),
+            ),
+            (Some(why), _) => why.clone(),
+            (None, WaitStatus::Exited(_, code)) => ExitReason::Exited(code),
+            (None, WaitStatus::Signaled(_, signal, _)) => ExitReason::Killed(signal.to_string()),
+            (None, _) => ExitReason::Exited(-1),
+        };
+        let (id, pid) = (w.id, w.pid);
+        let unexpected = w.ending.is_none() || reason == ExitReason::HeartbeatTimeout;
+        match &reason {
+            ExitReason::BootError(message) => {
+                log::error!(target: TARGET, "worker {id} (pid {pid}) failed to start: {message}; stopping the server");
+                if self.fatal.is_none() {
+                    self.fatal = Some(PreforkError::WorkerBoot {
+                        worker: id,
+                        pid: u32::try_from(pid.as_raw()).unwrap_or(0),
+                        message: message.clone(),
+                    });
+                }
+                if !self.stopping() {
+                    self.stop(true);
+                }
+            }
+            _ if unexpected && !self.stopping() => {
+                self.crashed += 1;
+                if lived < QUICK_EXIT {
+                    let delay = self.back_off();
+                    log::warn!(target: TARGET,
+                        "worker {id} (pid {pid}) {reason} after {lived:.1?}; respawning in {delay:?} ({} quick exits in a row)",
+                        self.quick_exits);
+                } else {
+                    self.quick_exits = 0;
+                    log::warn!(target: TARGET, "worker {id} (pid {pid}) {reason} after {lived:.1?}; respawning");
+                }
+            }
+            _ => log::info!(target: TARGET, "worker {id} (pid {pid}) exited: {reason}"),
+        }
+        self.retired_requests += w.requests;
+        if self.exits.len() == Scoreboard::HISTORY {
+            self.exits.pop_front();
+        }
+        self.exits.push_back(WorkerExit {
+            id,
+            pid: u32::try_from(pid.as_raw()).unwrap_or(0),
+            lived,
+            requests: w.requests,
+            reason,
+        });
+        self.changed = true;
+    }
+
+    /// Aborts silent workers, and kills those past their deadline.
+    pub(super) fn check_timers(&mut self) {
+        let now = Instant::now();
+        let timeout = self.options.heartbeat_timeout;
+        let mut silent = Vec::new();
+        for w in &mut self.workers {
+            if w.kill_at.is_some_and(|k| now >= k) {
+                log::warn!(target: TARGET, "worker {} (pid {}) still running at its deadline: SIGKILL", w.id, w.pid);
+                signal(w.pid, Signal::SIGKILL);
+                w.kill_at = None;
+                if self.stopping.is_some() {
+                    self.killed += 1;
+                }
+            }
+            let since = w.last_beat.unwrap_or(w.started);
+            if w.state != WorkerState::Draining && now.duration_since(since) >= timeout {
+                silent.push(w.id);
+            }
+        }
+        for id in silent {
+            let Some(w) = self.find_mut(id) else { continue };
+            let what = if w.state == WorkerState::Starting {
+                "did not become ready"
+            } else {
+                "sent no heartbeat"
+            };
+            log::warn!(target: TARGET, "worker {id} (pid {}) {what} within {timeout:?}: SIGABRT, SIGKILL in {KILL_GRACE:?}", w.pid);
+            w.state = WorkerState::Draining;
+            w.ending = Some(ExitReason::HeartbeatTimeout);
+            w.kill_at = Some(now + KILL_GRACE);
+            signal(w.pid, Signal::SIGABRT);
+            self.forget_replacement(id);
+            self.changed = true;
+        }
+    }
+
+    /// The next instant something is due: a heartbeat deadline, a kill, a fork after a
+    /// back-off.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.options.heartbeat_timeout;
+        let workers = self.workers.iter().filter_map(|w| match w.state {
+            WorkerState::Draining => w.kill_at,
+            _ => Some(w.last_beat.unwrap_or(w.started) + timeout),
+        });
+        let spawn =
+            (!self.stopping() && self.holders().len() < self.target).then_some(self.next_spawn);
+        workers.chain(spawn).min()
+    }
+
+    /// The scoreboard now.
+    fn scoreboard(&self) -> Scoreboard {
+        let workers: Vec<WorkerInfo> = self
+            .workers
+            .iter()
+            .map(|w| WorkerInfo {
+                id: w.id,
+                pid: u32::try_from(w.pid.as_raw()).unwrap_or(0),
+                state: w.state,
+                requests: w.requests,
+                started: w.started,
+                last_heartbeat: w.last_beat,
+                generation: w.generation,
+            })
+            .collect();
+        let stats = PreforkStats {
+            workers: workers.len(),
+            ready: workers
+                .iter()
+                .filter(|w| w.state == WorkerState::Ready)
+                .count(),
+            target: self.target,
+            requests: self.retired_requests + workers.iter().map(|w| w.requests).sum::<u64>(),
+            started: self.started,
+            crashed: self.crashed,
+        };
+        Scoreboard {
+            workers,
+            exits: self.exits.iter().cloned().collect(),
+            stats,
+        }
+    }
+
+    /// Logs the scoreboard and gives it to `on_change`, if it changed.
+    pub(super) fn publish(&mut self) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        let board = self.scoreboard();
+        log::info!(target: TARGET, "workers {board}");
+        if let Some(change) = &mut self.on_change {
+            change(&board);
+        }
+    }
+
+    /// The report, and the error that stopped the server, if one did. Closes the server.
+    pub(super) fn finish(mut self) -> (PreforkReport, Option<PreforkError>) {
+        self.publish();
+        let board = self.scoreboard();
+        log::info!(target: TARGET, "supervisor stopped: {} workers started, {} crashed, {} requests",
+            board.stats.started, board.stats.crashed, board.stats.requests);
+        let report = PreforkReport {
+            stats: board.stats,
+            exits: board.exits,
+            killed: self.killed,
+        };
+        (report, self.fatal.take())
+    }
+}
+
+/// Sends `signal` to `pid`, which is a worker not yet reaped (so the pid is still ours).
+fn signal(pid: Pid, signal: Signal) {
+    if let Err(e) = kill(pid, signal) {
+        log::debug!(target: TARGET, "{signal} to worker pid {pid}: {e}");
+    }
+}

@@ -1,0 +1,216 @@
+//! A worker's life, in the child after `fork`: set-up, serving with heartbeats, the graceful
+//! stop on SIGTERM, and `_exit` with a status the supervisor understands. A worker never
+//! returns into the caller's code.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::beat::{self, Record};
+use super::signals;
+use super::StartHook;
+use crate::error::panic_message;
+use crate::handler::Handler;
+use crate::server::{Server, ServerContext};
+use crate::strategy::Strategy;
+use crate::sys::{deadline_in, sleep_until};
+use crate::transport::Transport;
+
+/// Drained and stopped, or stopped at once on SIGINT/SIGQUIT, or the supervisor was gone.
+pub(super) const EXIT_STOPPED: i32 = 0;
+/// The serving loop failed (`poll(2)` failed): respawned like a crash.
+pub(super) const EXIT_SERVE_FAILED: i32 = 1;
+/// The set-up failed: the supervisor stops the whole server (gunicorn's `WORKER_BOOT_ERROR`).
+pub(super) const EXIT_BOOT_ERROR: i32 = 3;
+/// Aborted by the supervisor (SIGABRT) for a missed heartbeat.
+pub(super) const EXIT_ABORTED: i32 = 5;
+
+/// How often a draining worker looks whether its last requests have finished.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// What a worker is given at its birth.
+pub(super) struct Birth {
+    /// The worker's number.
+    pub(super) id: u64,
+    /// The supervisor's pid, to check it is still the parent.
+    pub(super) supervisor: Pid,
+    /// The worker's end of its heartbeat pipe.
+    pub(super) beats: OwnedFd,
+    /// The supervisor's signal pipe.
+    pub(super) signal_fds: [RawFd; 2],
+    /// Descriptors of the supervisor's that the worker must not keep: the other workers'
+    /// heartbeat pipes, and the supervisor's end of its own.
+    pub(super) close: Vec<RawFd>,
+    /// Least time between two heartbeats.
+    pub(super) beat_every: Duration,
+    /// How long the worker drains after SIGTERM before it leaves anyway.
+    pub(super) graceful_timeout: Duration,
+}
+
+/// Leaves the process at once with `code`: no destructors, no exit handlers, no flushing of
+/// the supervisor's buffers (they are the supervisor's).
+pub(super) fn leave(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and ends the process at once.
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// The worker: never returns.
+pub(super) fn run<T, H, S>(
+    server: &mut Server<T, H, S>,
+    birth: Birth,
+    on_start: Option<&mut StartHook>,
+) -> !
+where
+    T: Transport,
+    H: Handler,
+    S: Strategy,
+{
+    // Die with the supervisor (a SIGKILL from the kernel when it goes); and if it went
+    // before this line, leave now: nobody would ever stop this worker.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != birth.supervisor
+    {
+        leave(EXIT_STOPPED);
+    }
+    let id = birth.id;
+    let beats = Arc::new(birth.beats);
+    for fd in &birth.close {
+        let _ = nix::unistd::close(*fd);
+    }
+    let fail = |message: String| -> ! {
+        log::error!(target: "socketserver::prefork", "worker {id}: {message}");
+        beat::send(&beats, &Record::BootError(message));
+        leave(EXIT_BOOT_ERROR)
+    };
+    let term = match signals::worker_signals(birth.signal_fds) {
+        Ok(term) => term,
+        Err(e) => fail(format!("cannot set up its signal handlers: {e}")),
+    };
+    if let Some(on_start) = on_start {
+        match catch_unwind(AssertUnwindSafe(|| on_start(id))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => fail(e.to_string()),
+            Err(panic) => fail(format!("panicked: {}", panic_message(&*panic))),
+        }
+    }
+
+    // The first beat, when the loop first waits for requests, says "ready"; then a beat at
+    // most every `beat_every`, from every pass of the loop, with the requests finished.
+    {
+        let beats = Arc::clone(&beats);
+        server.on_ready(move |_| {
+            beat::send(&beats, &Record::Beat { requests: 0 });
+        });
+    }
+    {
+        let beats = Arc::clone(&beats);
+        let context = ContextPtr(server.context());
+        let every = birth.beat_every;
+        let mut last = Instant::now();
+        server.on_pass(move || {
+            if last.elapsed() < every {
+                return;
+            }
+            last = Instant::now();
+            let stats = context.stats();
+            let requests = stats.succeeded + stats.failed;
+            beat::send(&beats, &Record::Beat { requests });
+        });
+    }
+
+    // SIGTERM: stop taking requests, and give the running ones `graceful_timeout`.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let handle = server.shutdown_handle();
+    let graceful = birth.graceful_timeout;
+    let watcher = {
+        let stopping = Arc::clone(&stopping);
+        std::thread::Builder::new()
+            .name("socketserver-worker".into())
+            .spawn(move || watch_term(&term, &stopping, &handle, graceful, id))
+    };
+    if let Err(e) = watcher {
+        fail(format!("cannot start its signal watching thread: {e}"));
+    }
+
+    loop {
+        if let Err(e) = server.serve_forever() {
+            log::error!(target: "socketserver::prefork", "worker {id}: {e}");
+            leave(EXIT_SERVE_FAILED);
+        }
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        // The stop was another worker's: the serving loop's wake-up pair was made before the
+        // fork and is shared by every worker, so a stop byte meant for one may wake another.
+        // The flag above is this process's own; serve on.
+        log::debug!(target: "socketserver::prefork", "worker {id}: woken by another worker's stop; serving on");
+    }
+
+    // Drain: the watching thread `_exit`s at the deadline if requests are still running.
+    let deadline = deadline_in(graceful);
+    while server.stats().open > 0 && Instant::now() < deadline {
+        let _ = sleep_until(&mut [], Some(Instant::now() + DRAIN_POLL));
+    }
+    log::debug!(target: "socketserver::prefork", "worker {id}: drained");
+    leave(EXIT_STOPPED)
+}
+
+/// The worker's signal watching thread: on SIGTERM, asks the serving loop to stop, then leaves
+/// the process when `graceful` has passed (if the drain has not ended it first).
+fn watch_term(
+    term: &OwnedFd,
+    stopping: &AtomicBool,
+    handle: &crate::ShutdownHandle,
+    graceful: Duration,
+    id: u64,
+) {
+    let mut deadline = None;
+    loop {
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(term),
+            PollFlags::POLLIN,
+        )];
+        match sleep_until(&mut fds, deadline) {
+            Ok(0) => {
+                log::warn!(target: "socketserver::prefork",
+                    "worker {id}: requests still running after the {graceful:?} graceful timeout; leaving");
+                leave(EXIT_STOPPED);
+            }
+            Ok(_) => {
+                if signals::heard_term(term) && deadline.is_none() {
+                    log::info!(target: "socketserver::prefork", "worker {id}: SIGTERM: draining");
+                    stopping.store(true, Ordering::SeqCst);
+                    deadline = Some(deadline_in(graceful));
+                    handle.shutdown_nowait();
+                }
+            }
+            Err(e) => {
+                log::error!(target: "socketserver::prefork", "worker {id}: waiting for signals: {e}");
+                leave(EXIT_SERVE_FAILED);
+            }
+        }
+    }
+}
+
+/// The server's context, for the heartbeat to read its counters from the serving loop's
+/// `on_pass` callback (which is given no arguments).
+struct ContextPtr<S>(*const ServerContext<S>);
+
+// SAFETY: the pointer is only dereferenced by the `on_pass` callback, which the server owns
+// and runs on its serving thread, the same thread that made the pointer. The context lives
+// in the server's `Arc`, which the server holds for as long as it (and so the callback) lives,
+// and a worker never drops its server (it leaves through `_exit`). `stats()` reads atomics.
+unsafe impl<S> Send for ContextPtr<S> {}
+
+impl<S> ContextPtr<S> {
+    fn stats(&self) -> crate::Stats {
+        // SAFETY: see the `Send` impl: the context outlives every call.
+        unsafe { &*self.0 }.stats()
+    }
+}
