@@ -56,7 +56,7 @@ fn send(addr: std::net::SocketAddr, word: &[u8; 4]) -> String {
 }
 
 #[test]
-fn stats_count_served_failed_and_rejected_requests() {
+fn stats_count_succeeded_failed_and_rejected_requests() {
     let (tx, rx) = unbounded();
     let running = serve(
         TcpServer::<Counted>::with_state(tx)
@@ -213,4 +213,30 @@ fn connection_options_reach_every_connection() {
     drop(tcp_client(running.inet()));
     assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (false, None, None));
     running.stop();
+}
+
+#[test]
+fn serve_connection_serves_one_accepted_connection_as_inetd_would() {
+    // What inetd hands a program: a connection someone else accepted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = tcp_client(listener.local_addr().unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    client.write_all(b"fail").unwrap();
+    let (tx, rx) = unbounded();
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&errors);
+    let ok = TcpServer::<Counted>::with_state(tx)
+        .read_timeout(Some(PATIENCE))
+        .handle_error(move |_, error| seen.lock().unwrap().push(error.to_string()))
+        .serve_connection(socketserver::Connection::Tcp(accepted))
+        .unwrap();
+    assert!(!ok, "the handler failed on purpose");
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), None, "TCP has no credentials");
+    let errors = errors.lock().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("asked to fail"), "{errors:?}");
+    // The writing half was shut down: the client sees end-of-file, not a hang.
+    let mut rest = String::new();
+    client.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
 }

@@ -13,7 +13,7 @@ use crate::server::admission::Gate;
 use crate::server::hooks::{ErrorHook, LoopHooks};
 use crate::server::pipeline::Finish;
 use crate::server::{RequestOptions, Server, ServerContext, Shared};
-use crate::shutdown;
+use crate::shutdown::{self, StopReceiver};
 use crate::strategy::{Serial, Strategy};
 use crate::sys;
 use crate::transport::{BindOptions, SocketFile, Transport};
@@ -361,6 +361,73 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         socket_file: Option<SocketFile>,
         finish: Finish<H::State, T>,
     ) -> Result<Server<T, H, S>> {
+        let datagram = T::listener_fd(&socket).is_none();
+        let mut options = self.request.clone();
+        if !datagram && matches!(server_address, Address::Inet(_)) {
+            options.inherited = set_on_listener(&socket, &options);
+        }
+        let buf = if datagram {
+            // One spare byte tells an oversized datagram from one that fits exactly.
+            vec![0; self.max_packet_size + 1]
+        } else {
+            Vec::new()
+        };
+        let poll_interval = self.poll_interval;
+        let timeout = self.timeout;
+        let close_timeout = self.close_timeout;
+        let strategy = self.strategy;
+        let hooks = self.loop_hooks;
+        let (shared, stops) = Parts {
+            state: self.state,
+            options,
+            max_connections: self.max_connections,
+            error_hook: self.error_hook,
+        }
+        .shared(server_address)?;
+        Ok(Server {
+            socket,
+            shared: Arc::new(shared),
+            finish,
+            hooks,
+            strategy,
+            stops,
+            shortage: None,
+            buf,
+            socket_file,
+            poll_interval,
+            timeout,
+            close_timeout,
+            on_ready: None,
+            on_pass: None,
+            _handler: PhantomData,
+        })
+    }
+
+    /// What requests share, for a server that serves without a socket of its own
+    /// ([`serve_connection`](Self::serve_connection)).
+    pub(super) fn into_shared(self, server_address: Address) -> Result<Shared<H::State>> {
+        let (shared, _stops) = Parts {
+            state: self.state,
+            options: self.request,
+            max_connections: self.max_connections,
+            error_hook: self.error_hook,
+        }
+        .shared(server_address)?;
+        Ok(shared)
+    }
+}
+
+/// What the requests of a server share, before it is made.
+struct Parts<St> {
+    state: Arc<St>,
+    options: RequestOptions,
+    max_connections: Option<usize>,
+    error_hook: Option<ErrorHook<St>>,
+}
+
+impl<St> Parts<St> {
+    /// The requests' shared part, and the receiving end of the shutdown handle's wake-ups.
+    fn shared(self, server_address: Address) -> Result<(Shared<St>, StopReceiver)> {
         let (shutdown, stops) = shutdown::pair().map_err(|source| Error::Spawn {
             what: "the shutdown waker",
             source,
@@ -369,35 +436,9 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             what: "the connection limit's waker",
             source,
         })?;
-        let datagram = T::listener_fd(&socket).is_none();
-        let mut options = self.request;
-        if !datagram && matches!(server_address, Address::Inet(_)) {
-            options.inherited = set_on_listener(&socket, &options);
-        }
         let context =
             ServerContext::new(server_address, self.state, shutdown, gate, self.error_hook);
-        Ok(Server {
-            socket,
-            shared: Arc::new(Shared::new(context, options)),
-            finish,
-            hooks: self.loop_hooks,
-            strategy: self.strategy,
-            stops,
-            shortage: None,
-            buf: if datagram {
-                // One spare byte tells an oversized datagram from one that fits exactly.
-                vec![0; self.max_packet_size + 1]
-            } else {
-                Vec::new()
-            },
-            socket_file,
-            poll_interval: self.poll_interval,
-            timeout: self.timeout,
-            close_timeout: self.close_timeout,
-            on_ready: None,
-            on_pass: None,
-            _handler: PhantomData,
-        })
+        Ok((Shared::new(context, self.options), stops))
     }
 }
 

@@ -13,6 +13,7 @@ mod close;
 pub(crate) mod connections;
 mod context;
 mod hooks;
+mod inetd;
 mod pipeline;
 
 use std::fmt;
