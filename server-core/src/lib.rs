@@ -16,7 +16,7 @@ compile_error!(
 
 // The modules are private and every item has one path, at the root: `socketserver::Threading`,
 // as Python's `socketserver.ThreadingTCPServer`. Only modules whose items are not re-exported
-// here are public: `http`, `prefork`, `systemd`, `transport`.
+// here are public: `http`, `prefork`, `proxy`, `systemd`, `transport`.
 mod addr;
 mod aliases;
 mod error;
@@ -24,6 +24,7 @@ mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod prefork;
+pub mod proxy;
 mod report;
 mod request;
 mod server;

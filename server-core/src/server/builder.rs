@@ -46,7 +46,7 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     state: Arc<H::State>,
     strategy: S,
     pub(super) bind: BindOptions,
-    request: RequestOptions,
+    pub(super) request: RequestOptions,
     poll_interval: Duration,
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
