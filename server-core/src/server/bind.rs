@@ -113,6 +113,10 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, 
     /// Binds and listens on the socket file `path`, replacing a stale one (see
     /// [the transport docs](crate::transport)). The file is removed when the server closes.
     ///
+    /// A path starting with `@` binds in Linux's abstract namespace instead, as systemd writes
+    /// it: no file is made or removed (write `./@name` for a file of that name), and
+    /// `socket_mode` is an [`Error::InvalidOption`].
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidAddress`] for an empty path, [`Error::UnixPathInUse`] if a live server
@@ -151,7 +155,9 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, 
 
 impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::UnixDatagram, H, S> {
     /// Binds a Unix datagram socket at `path`, replacing a stale one. The file is removed when
-    /// the server closes. Clients must bind a path of their own to get replies.
+    /// the server closes. Clients must bind a path (or an abstract name) of their own to get
+    /// replies. A path starting with `@` binds in the abstract namespace, as for the stream
+    /// server's [`bind`](ServerBuilder::bind).
     ///
     /// # Errors
     ///

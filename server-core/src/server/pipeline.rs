@@ -10,12 +10,12 @@ use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
 use crate::request::{Connection, DatagramRequest, StreamRequest};
 use crate::server::{RequestOptions, ServerContext, Shared};
-use crate::transport::{Accepted, Datagram, Transport};
+use crate::transport::{Accepted, Datagram, Sealed};
 
 /// What runs one request of transport `T` for handler `H`: [`finish_stream`] or
 /// [`finish_datagram`], chosen when the server is bound (the transport's `bind` knows which
 /// handler trait it needs), so nothing else needs a bound beyond [`Handler`].
-pub(crate) type Finish<S, T> = fn(&Shared<S>, <T as Transport>::Request) -> bool;
+pub(crate) type Finish<S, T> = fn(&Shared<S>, <T as Sealed>::Request) -> bool;
 
 /// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
 fn stage<S, F>(stage: Stage, client: &Address, server: &ServerContext<S>, f: F) -> bool

@@ -42,10 +42,10 @@ const REAP_POLL: Duration = Duration::from_millis(10);
 /// calls `waitpid(-1)` at the limit, which also reaps children that other code in the program
 /// started and is waiting for. Children are reaped on every pass of the serving loop, at least
 /// every 100 ms while any run, every 10 ms while the limit is reached, and when closing; so
-/// zombies do not pile up (Python's bpo-11109). Their exit statuses are counted:
-/// [`succeeded`](Self::succeeded) (status 0: every handler method succeeded) and
-/// [`failed`](Self::failed) (status 1: a handler failed or panicked, which the child reported to
-/// `handle_error` first; or killed by a signal).
+/// zombies do not pile up (Python's bpo-11109). Their exit statuses are counted in the
+/// strategy's [`activity`](Strategy::activity): [`succeeded`](Activity::succeeded) (status 0:
+/// every handler method succeeded) and [`failed`](Activity::failed) (status 1: a handler failed
+/// or panicked, which the child reported to `handle_error` first; or killed by a signal).
 ///
 /// # The child
 ///

@@ -52,9 +52,8 @@ mod unix;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::net::UnixListener;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -80,76 +79,96 @@ pub struct UnixStream;
 #[derive(Debug, Clone, Copy)]
 pub struct UnixDatagram;
 
+/// The transports' internals: what the server needs of a transport. Public items in a
+/// private module, so that [`Transport`] can name them while no user can.
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::Tcp {}
-    impl Sealed for super::Udp {}
-    impl Sealed for super::UnixStream {}
-    impl Sealed for super::UnixDatagram {}
-}
+    use std::io;
+    use std::net::TcpListener;
+    use std::os::fd::{AsFd, BorrowedFd, RawFd};
+    use std::os::unix::net::UnixListener;
 
-/// A transport: one of [`Tcp`], [`Udp`], [`UnixStream`] and [`UnixDatagram`].
-///
-/// This trait is sealed; its items are the server's internals.
-pub trait Transport: sealed::Sealed + Send + Sync + 'static {
-    /// The transport's name in messages: `"tcp"`, `"udp"`, `"unix"` or `"unix-datagram"`.
-    const NAME: &'static str;
-    #[doc(hidden)]
-    type Socket: AsFd + Send + Sync + 'static;
-    #[doc(hidden)]
-    type Request: Send + 'static;
-    #[doc(hidden)]
-    fn get_request(socket: &Self::Socket, buf: &mut [u8]) -> io::Result<Received<Self::Request>>;
-    #[doc(hidden)]
-    fn client_address(request: &Self::Request) -> &Address;
-    #[doc(hidden)]
-    fn close_request(request: Self::Request);
-    #[doc(hidden)]
-    fn listener_fd(socket: &Self::Socket) -> Option<RawFd>;
-}
+    use crate::addr::Address;
+    use crate::error::RequestError;
+    use crate::request::{Connection, DatagramSocket};
 
-/// What one receive produced.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Received<R> {
-    /// A request to serve.
-    Request(R),
-    /// Something that arrived and cannot be served (an oversized datagram).
-    Dropped(RequestError),
-}
+    /// What the server needs of a transport; only this crate's four transports have it.
+    pub trait Sealed {
+        /// The socket requests come from.
+        type Socket: AsFd + Send + Sync + 'static;
+        /// One request: an accepted connection, or a received datagram.
+        type Request: Send + 'static;
+        /// Takes one request from the socket, if one is waiting (`WouldBlock` if none).
+        fn get_request(
+            socket: &Self::Socket,
+            buf: &mut [u8],
+        ) -> io::Result<Received<Self::Request>>;
+        /// Who sent the request.
+        fn client_address(request: &Self::Request) -> &Address;
+        /// Ends a request that is not served (Python: `shutdown_request`).
+        fn close_request(request: Self::Request);
+        /// The listening socket a forked child should close; `None` for datagram sockets.
+        fn listener_fd(socket: &Self::Socket) -> Option<RawFd>;
+    }
 
-/// A listening stream socket.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
+    /// What one receive produced.
+    #[derive(Debug)]
+    pub enum Received<R> {
+        /// A request to serve.
+        Request(R),
+        /// Something that arrived and cannot be served (an oversized datagram).
+        Dropped(RequestError),
+    }
 
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Listener::Tcp(l) => l.as_fd(),
-            Listener::Unix(l) => l.as_fd(),
+    /// A listening stream socket.
+    #[derive(Debug)]
+    pub enum Listener {
+        /// A TCP listener.
+        Tcp(TcpListener),
+        /// A Unix stream listener.
+        Unix(UnixListener),
+    }
+
+    impl AsFd for Listener {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            match self {
+                Listener::Tcp(l) => l.as_fd(),
+                Listener::Unix(l) => l.as_fd(),
+            }
         }
+    }
+
+    /// An accepted connection and its client's address.
+    #[derive(Debug)]
+    pub struct Accepted {
+        /// The connection.
+        pub connection: Connection,
+        /// Who connected.
+        pub client_address: Address,
+    }
+
+    /// A received datagram.
+    #[derive(Debug)]
+    pub struct Datagram {
+        /// What came.
+        pub packet: Vec<u8>,
+        /// Who sent it.
+        pub client_address: Address,
+        /// The server's socket, to reply through.
+        pub socket: std::sync::Arc<DatagramSocket>,
     }
 }
 
-/// An accepted connection and its client's address.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Accepted {
-    pub connection: Connection,
-    pub client_address: Address,
-}
+pub(crate) use sealed::{Accepted, Datagram, Listener, Received, Sealed};
 
-/// A received datagram.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Datagram {
-    pub packet: Vec<u8>,
-    pub client_address: Address,
-    pub socket: std::sync::Arc<DatagramSocket>,
+/// A transport: one of [`Tcp`], [`Udp`], [`UnixStream`] and [`UnixDatagram`], the first type
+/// parameter of [`Server`](crate::Server).
+///
+/// This trait is sealed: what the server needs of a transport is internal, and only these four
+/// implement it. Name it as a bound in code that is generic over the transport
+/// (`Server<T: Transport, H: Handler, S: Strategy>`).
+pub trait Transport: sealed::Sealed + Send + Sync + 'static {
+    /// The transport's name in messages: `"tcp"`, `"udp"`, `"unix"` or `"unix-datagram"`.
+    const NAME: &'static str;
 }
 
 fn accept(listener: &Listener) -> io::Result<Received<Accepted>> {
@@ -175,6 +194,8 @@ macro_rules! stream_transport {
     ($t:ty, $name:literal) => {
         impl Transport for $t {
             const NAME: &'static str = $name;
+        }
+        impl Sealed for $t {
             type Socket = Listener;
             type Request = Accepted;
             fn get_request(socket: &Listener, _buf: &mut [u8]) -> io::Result<Received<Accepted>> {
@@ -199,6 +220,8 @@ macro_rules! datagram_transport {
     ($t:ty, $name:literal) => {
         impl Transport for $t {
             const NAME: &'static str = $name;
+        }
+        impl Sealed for $t {
             type Socket = std::sync::Arc<DatagramSocket>;
             type Request = Datagram;
             fn get_request(

@@ -57,8 +57,8 @@ use crate::error::{Error, Result};
 /// A thread that ends reports on a channel and is joined on the next request or pass of the
 /// loop, so the strategy only ever holds the threads alive, running a request or waiting for
 /// one (Python before 3.10 kept every finished thread until the server closed, bpo-37193).
-/// [`active`](Self::active) and [`tracked`](Self::tracked) show the counts, and
-/// [`activity`](Self::activity) reads them from another thread.
+/// The strategy's [`activity`](Strategy::activity) shows the counts
+/// ([`active`](Activity::active), [`tracked`](Activity::tracked)), from any thread.
 ///
 /// # Bounds
 ///
