@@ -671,3 +671,104 @@ fn a_silent_worker_is_aborted_after_the_heartbeat_timeout_and_replaced() {
     assert!(!ready_pids(&new).contains(&victim));
     supervisor.stop();
 }
+
+/// Answers each datagram with itself.
+#[derive(Handler)]
+struct EchoDatagram;
+
+impl socketserver::DatagramRequestHandler for EchoDatagram {
+    fn handle(&mut self, request: &mut socketserver::DatagramRequest<'_>) -> HandleResult {
+        let packet = request.packet().to_vec();
+        request.wfile.extend_from_slice(&packet);
+        Ok(())
+    }
+}
+
+#[test]
+fn unix_stream_workers_keep_the_socket_file_through_a_reload_and_the_supervisor_removes_it() {
+    const NAME: &str =
+        "unix_stream_workers_keep_the_socket_file_through_a_reload_and_the_supervisor_removes_it";
+    if is_child(NAME) {
+        let path = std::env::var("PREFORK_SOCKET").expect("PREFORK_SOCKET");
+        let server = socketserver::UnixStreamServer::<Echo>::builder()
+            .strategy(Threading::new())
+            .poll_interval(Duration::from_millis(50))
+            .read_timeout(Some(Duration::from_secs(10)))
+            .write_timeout(Some(Duration::from_secs(10)))
+            .max_connections(Some(64))
+            .bind(&path)
+            .expect("bind");
+        supervise(Prefork::new(server).workers(2));
+        return;
+    }
+    let dir = util::temp_dir();
+    let path = dir.path().join("prefork.sock");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env("PREFORK_CHILD", NAME)
+        .env("PREFORK_SOCKET", &path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let ask = |line: &str| {
+        let mut client = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        client.set_read_timeout(Some(STEP)).expect("timeout");
+        client
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send");
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).expect("reply");
+        reply
+    };
+    let deadline = Instant::now() + STEP;
+    let wait_for = |text: &str| loop {
+        let line = stdout
+            .recv_deadline(deadline)
+            .expect("a line from the child");
+        if line.contains(text) {
+            return;
+        }
+    };
+    wait_for("serving on");
+    assert_eq!(ask("one"), "one\n");
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    // Both old workers drained and exited: their exits did not remove the file.
+    wait_for("exit 2 ");
+    assert!(path.exists(), "a worker removed the socket file");
+    assert_eq!(ask("two"), "two\n");
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    wait_for("report ");
+    assert!(exit_status(&mut child).success());
+    assert!(!path.exists(), "the supervisor removes the socket file");
+}
+
+#[test]
+fn udp_workers_answer_datagrams() {
+    const NAME: &str = "udp_workers_answer_datagrams";
+    if is_child(NAME) {
+        let server = socketserver::UdpServer::<EchoDatagram>::builder()
+            .poll_interval(Duration::from_millis(50))
+            .bind("127.0.0.1:0")
+            .expect("bind");
+        supervise(Prefork::new(server).workers(2));
+        return;
+    }
+    let mut supervisor = Supervisor::start(NAME);
+    supervisor.settled(2);
+    let client = util::udp_client(supervisor.address);
+    for i in 0..20 {
+        let message = format!("datagram {i}");
+        client
+            .send_to(message.as_bytes(), supervisor.address)
+            .expect("send");
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).expect("a reply");
+        assert_eq!(&buf[..n], message.as_bytes());
+    }
+    supervisor.stop();
+}
