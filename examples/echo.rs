@@ -17,6 +17,11 @@
 //! first argument) and the strategy (`--mode`). Stop it with Ctrl-C: it closes gracefully,
 //! removes its socket file and exits 0. `RUST_LOG=debug` shows every connection.
 //!
+//! In production: `--mode prefork --workers 4` serves from four supervised worker processes
+//! (each with `--worker-mode`, threads by default; `--max-requests N` recycles them; SIGHUP
+//! replaces them one by one, SIGTTIN/SIGTTOU add or remove one). Started by systemd with a
+//! socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS.
+//!
 //! # Limits
 //!
 //! What one client can hold, and how to change it. Without them a client that connects and
@@ -28,7 +33,8 @@
 //! | a stream connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its echo is dropped after | 10 s | `--write-timeout SECS` |
 //! | connections (or datagrams) in hand at once; more wait in the listen backlog | 256 | `--max-connections N` |
-//! | pool workers / forked children | CPUs + 4 (at most 32) / 40 | `--workers N` |
+//! | pool workers / forked children / worker processes | CPUs + 4 (at most 32) / 40 / CPUs | `--workers N` |
+//! | requests a worker process serves before it is replaced (prefork) | no limit | `--max-requests N` |
 //! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |
 //! | bytes held per datagram (a larger one is dropped, not cut) | 64 KiB | none |
 //!
@@ -38,8 +44,10 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use socketserver::systemd::ListenFds;
+use socketserver::transport::Transport;
 use socketserver::{
-    DatagramRequest, DatagramRequestHandler, HandleResult, Handler, Serial, Strategy,
+    DatagramRequest, DatagramRequestHandler, HandleResult, Handler, Serial, Server, Strategy,
     StreamRequest, StreamRequestHandler, TcpServer, UdpServer, UnixDatagramServer,
     UnixStreamServer,
 };
@@ -48,7 +56,7 @@ use socketserver::{
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{exit_code, serve, Defaults, ServerLimits};
+use cli::{exit_code, serve, serve_prefork, Defaults, PreforkFlags, ServerLimits};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]
@@ -89,6 +97,9 @@ enum Mode {
     Forking,
     /// A fixed pool of worker threads.
     Pool,
+    /// Supervised worker processes (`--workers` of them, default one per CPU), each serving
+    /// the same socket with `--worker-mode`.
+    Prefork,
 }
 
 /// An echo server on TCP, UDP, Unix stream or Unix datagram sockets.
@@ -103,15 +114,20 @@ struct Args {
     /// The transport.
     transport: TransportArg,
     /// HOST:PORT for tcp and udp (port 0 picks a free port); a socket path for unix and
-    /// unix-datagram.
+    /// unix-datagram (`@name`: Linux's abstract namespace, no file). Ignored when systemd
+    /// passes a socket (LISTEN_FDS).
     address: String,
     /// Where requests run [default: threading for tcp and unix, sync for udp and
     /// unix-datagram].
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Workers for the pool (and the most children for forking).
+    /// Workers for the pool, the most children for forking, or the worker processes of
+    /// prefork.
     #[arg(long)]
     workers: Option<usize>,
+    // --worker-mode and --max-requests, for --mode prefork.
+    #[command(flatten)]
+    prefork: PreforkFlags,
     // --read-timeout, --write-timeout (stream transports only) and --max-connections.
     #[command(flatten)]
     limits: ServerLimits,
@@ -127,28 +143,64 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.address.as_str();
     // The limits of the table above, from the flags: what any one client can hold.
     let limits = &args.limits;
+    // Started by systemd with a socket (LISTEN_FDS): serve it instead of binding ADDRESS.
+    let mut inherited = ListenFds::from_env()?;
     match args.transport {
-        TransportArg::Tcp => serve(
-            limits
-                .apply(TcpServer::<Echo>::builder().strategy(strategy))
-                .nodelay(true)
-                .bind(addr)?,
-        ),
-        TransportArg::Udp => serve(
-            limits
-                .apply(UdpServer::<Echo>::builder().strategy(strategy))
-                .bind(addr)?,
-        ),
-        TransportArg::Unix => serve(
-            limits
-                .apply(UnixStreamServer::<Echo>::builder().strategy(strategy))
-                .bind(addr)?,
-        ),
-        TransportArg::UnixDatagram => serve(
-            limits
-                .apply(UnixDatagramServer::<Echo>::builder().strategy(strategy))
-                .bind(addr)?,
-        ),
+        TransportArg::Tcp => {
+            let builder = limits.apply(TcpServer::<Echo>::builder().strategy(strategy));
+            let builder = builder.nodelay(true);
+            run_server(
+                args,
+                match inherited.take_tcp(None)? {
+                    Some(socket) => builder.from_listener(socket)?,
+                    None => builder.bind(addr)?,
+                },
+            )
+        }
+        TransportArg::Udp => {
+            let builder = limits.apply(UdpServer::<Echo>::builder().strategy(strategy));
+            run_server(
+                args,
+                match inherited.take_udp(None)? {
+                    Some(socket) => builder.from_socket(socket)?,
+                    None => builder.bind(addr)?,
+                },
+            )
+        }
+        TransportArg::Unix => {
+            let builder = limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy));
+            run_server(
+                args,
+                match inherited.take_unix_stream(None)? {
+                    Some(socket) => builder.from_listener(socket)?,
+                    None => builder.bind(addr)?,
+                },
+            )
+        }
+        TransportArg::UnixDatagram => {
+            let builder = limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy));
+            run_server(
+                args,
+                match inherited.take_unix_datagram(None)? {
+                    Some(socket) => builder.from_socket(socket)?,
+                    None => builder.bind(addr)?,
+                },
+            )
+        }
+    }
+}
+
+/// Serves in this process, or from worker processes with `--mode prefork`.
+fn run_server<T: Transport>(
+    args: &Args,
+    server: Server<T, Echo, Box<dyn Strategy>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match args.mode {
+        Some(Mode::Prefork) => {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            serve_prefork(server, args.workers.unwrap_or(cpus), &args.prefork)
+        }
+        _ => serve(server),
     }
 }
 
@@ -163,10 +215,11 @@ fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
     let mode = args
         .mode
         .unwrap_or(if stream { Mode::Threading } else { Mode::Sync });
+    args.prefork.check(matches!(mode, Mode::Prefork))?;
     let workers = match args.workers {
         Some(0) => return Err("--workers must be at least 1".into()),
         Some(_) if matches!(mode, Mode::Sync | Mode::Threading) => {
-            return Err("--workers applies to --mode pool and --mode forking".into())
+            return Err("--workers applies to --mode pool, forking and prefork".into())
         }
         workers => workers,
     };
@@ -187,5 +240,11 @@ fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
                 None => pool,
             })
         }
+        // What runs inside each worker process; `--workers` counts the processes.
+        Mode::Prefork => match args.prefork.worker_mode {
+            Some(worker_mode) => worker_mode.strategy(),
+            None if stream => Box::new(socketserver::Threading::new()),
+            None => Box::new(Serial),
+        },
     })
 }

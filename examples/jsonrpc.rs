@@ -31,6 +31,11 @@
 //! `echo(...)` (returns its params), `get_data()`, and the notifications `update`,
 //! `notify_hello`, `notify_sum`, whose calls are counted by `notifications()`.
 //!
+//! In production: `--mode prefork --workers N` serves from N supervised worker processes
+//! (`--worker-mode`, `--max-requests`: see `--help`); the counters are per worker process. Started
+//! by systemd with a socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and
+//! ignores ADDRESS.
+//!
 //! # Limits
 //!
 //! What one client can make the server hold, and how to change it. A request is weighed
@@ -60,13 +65,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use socketserver::http::{Http, HttpHandler, Request, Response};
-use socketserver::{Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Handler, ServerContext, TcpServer};
 
 // The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, exit_code, serve, Defaults, ServerLimits};
+use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ServerLimits};
 
 // The decoding and the methods; the fuzz target includes the same file.
 #[path = "protocol/jsonrpc.rs"]
@@ -118,6 +123,9 @@ struct Args {
     max_answer: usize,
     #[command(flatten)]
     limits: ServerLimits,
+    // --mode threading|prefork, --workers, --worker-mode, --max-requests.
+    #[command(flatten)]
+    process: ProcessFlags,
 }
 
 fn main() -> ExitCode {
@@ -134,10 +142,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             max_answer: args.max_answer,
         },
     };
-    let builder = TcpServer::<Http<JsonRpc>, Threading>::with_state(state)
+    let builder = TcpServer::<Http<JsonRpc>>::with_state(state)
+        .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
-    let server = args.limits.apply(builder).bind(&args.address)?;
-    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
-    serve(server)
+    // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
+    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
+    // or from the worker processes of `--mode prefork`.
+    args.process.serve(server)
 }

@@ -32,6 +32,11 @@
 //!   about 700 bytes however short its text, so a 1 MiB body of small objects took 150 MB,
 //!   kept for as long as the item.
 //!
+//! In production: `--mode prefork --workers N` serves from N supervised worker processes
+//! (`--worker-mode`, `--max-requests`: see `--help`); each worker process has its own store, so use
+//! it for stateless serving only (or put the store in a database). Started by systemd with a socket
+//! (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS.
+//!
 //! # Limits
 //!
 //! What clients can make the server hold, and how to change it.
@@ -69,13 +74,13 @@ use parking_lot::Mutex;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 use socketserver::http::{Http, HttpHandler, Request, Response};
-use socketserver::{Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Handler, ServerContext, TcpServer};
 
 // The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, exit_code, serve, Defaults, ServerLimits};
+use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ServerLimits};
 
 /// The collection every request shares, and its limits.
 struct Store {
@@ -403,6 +408,9 @@ struct Args {
     max_page_bytes: usize,
     #[command(flatten)]
     limits: ServerLimits,
+    // --mode threading|prefork, --workers, --worker-mode, --max-requests.
+    #[command(flatten)]
+    process: ProcessFlags,
 }
 
 fn main() -> ExitCode {
@@ -420,11 +428,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             max_page_bytes: args.max_page_bytes,
         },
     };
-    // Python: ThreadingHTTPServer((host, port), Api).
-    let builder = TcpServer::<Http<Api>, Threading>::with_state(store)
+    // Python: ThreadingHTTPServer((host, port), Api). Threads by default;
+    // `--mode prefork` serves from worker processes instead.
+    let builder = TcpServer::<Http<Api>>::with_state(store)
+        .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
-    let server = args.limits.apply(builder).bind(&args.address)?;
-    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
-    serve(server)
+    // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
+    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
+    // or from the worker processes of `--mode prefork`.
+    args.process.serve(server)
 }

@@ -19,6 +19,12 @@
 //! EOF
 //! ```
 //!
+//! In production: `--mode prefork --workers N` serves from N supervised worker processes
+//! (`--worker-mode`, `--max-requests`: see `--help`); each worker process has its own chat room, so
+//! clients on different workers do not see each other's messages: use one process for this chat.
+//! Started by systemd with a socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket
+//! and ignores ADDRESS.
+//!
 //! # Limits
 //!
 //! Every byte a client can make the server hold is bounded, and so is every wait:
@@ -77,7 +83,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use parking_lot::{Condvar, Mutex};
 use socketserver::http::{Http, HttpHandler, Request, Response, Upgraded};
-use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -92,7 +98,7 @@ use protocol::{handshake, FrameWatch};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{exit_code, seconds, serve, Defaults, ServerLimits};
+use cli::{bind_tcp, exit_code, seconds, Defaults, ProcessFlags, ServerLimits};
 
 /// The page: connects to `/ws`, shows what arrives, sends what is typed.
 const PAGE: &str = r#"<!doctype html>
@@ -141,6 +147,9 @@ struct Args {
     address: String,
     #[command(flatten)]
     limits: ServerLimits,
+    // --mode threading|prefork, --workers, --worker-mode, --max-requests.
+    #[command(flatten)]
+    process: ProcessFlags,
     /// Seconds of silence after which a client is closed (it is pinged at half of it); also
     /// the longest a frame or fragmented message may stay unfinished.
     #[arg(long, default_value = "60", value_parser = seconds)]
@@ -606,10 +615,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         next_id: AtomicU64::new(0),
         args: args.clone(),
     };
-    let builder = TcpServer::<Http<Chat>, Threading>::with_state(room)
+    let builder = TcpServer::<Http<Chat>>::with_state(room)
+        .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
-    let server = args.limits.apply(builder).bind(&args.address)?;
-    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
-    serve(server)
+    // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
+    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
+    // or from the worker processes of `--mode prefork`.
+    args.process.serve(server)
 }

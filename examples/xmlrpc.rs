@@ -31,6 +31,11 @@
 //!   and the exception's text), nesting deeper than 64 levels is refused rather than risking
 //!   the stack, and `GET` is `405` with `Allow: POST` (Python: `501`).
 //!
+//! In production: `--mode prefork --workers N` serves from N supervised worker processes
+//! (`--worker-mode`, `--max-requests`: see `--help`); each worker process answers on its own.
+//! Started by systemd with a socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket
+//! and ignores ADDRESS.
+//!
 //! # Limits
 //!
 //! What one client can make the server hold, and how to change it. Requests over a limit get
@@ -58,13 +63,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use socketserver::http::{Http, HttpHandler, Request, Response};
-use socketserver::{Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Handler, ServerContext, TcpServer};
 
 // The flags every example shares (--read-timeout, --write-timeout, --max-connections), their
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, exit_code, serve, Defaults, ServerLimits};
+use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ServerLimits};
 
 // The XML-RPC data model, decoding, methods and encoding; the fuzz target includes the same
 // file.
@@ -110,6 +115,9 @@ struct Args {
     max_answer: usize,
     #[command(flatten)]
     limits: ServerLimits,
+    // --mode threading|prefork, --workers, --worker-mode, --max-requests.
+    #[command(flatten)]
+    process: ProcessFlags,
 }
 
 fn main() -> ExitCode {
@@ -123,11 +131,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         max_elements: args.max_elements,
         max_answer: args.max_answer,
     };
-    // Python: SimpleXMLRPCServer((host, port)), with ThreadingMixIn.
-    let builder = TcpServer::<Http<XmlRpc>, Threading>::with_state(limits)
+    // Python: SimpleXMLRPCServer((host, port)), with ThreadingMixIn. Threads by default;
+    // `--mode prefork` serves from worker processes instead.
+    let builder = TcpServer::<Http<XmlRpc>>::with_state(limits)
+        .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
-    let server = args.limits.apply(builder).bind(&args.address)?;
-    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves.
-    serve(server)
+    // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
+    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
+    // or from the worker processes of `--mode prefork`.
+    args.process.serve(server)
 }

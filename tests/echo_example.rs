@@ -157,9 +157,9 @@ fn a_bad_address_is_one_line_naming_it() {
 #[test]
 fn every_mode_echoes_on_stream_and_datagram_transports() {
     let dir = temp_dir();
-    for mode in ["sync", "threading", "forking", "pool"] {
+    for mode in ["sync", "threading", "forking", "pool", "prefork"] {
         let mut args = vec!["tcp", "127.0.0.1:0", "--mode", mode];
-        if matches!(mode, "forking" | "pool") {
+        if matches!(mode, "forking" | "pool" | "prefork") {
             args.extend(["--workers", "3"]);
         }
         let echo = Example::start_keeping_stderr("echo", &args);
@@ -291,4 +291,47 @@ fn a_zero_or_negative_limit_is_one_line_naming_the_flag() {
             "{flag}={value}: {err}"
         );
     }
+}
+
+/// Debian's `systemd-socket-activate`: binds like a `.socket` unit, and starts the program
+/// with the socket on fd 3 (`LISTEN_FDS=1`) at the first connection.
+const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+#[test]
+fn socket_activated_echo_serves_the_passed_socket_from_prefork_workers() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    assert!(
+        std::path::Path::new(SOCKET_ACTIVATE).exists(),
+        "{SOCKET_ACTIVATE} is missing: scripts/test installs Debian's systemd package"
+    );
+    // A free port for systemd-socket-activate to bind (it cannot be told to pick one).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut activate = Command::new(SOCKET_ACTIVATE)
+        .args(["-l", &listen])
+        .arg(echo_binary())
+        // ADDRESS is not used when a socket is passed: this one could not even be bound.
+        .args(["tcp", "192.0.2.1:1", "--mode", "prefork", "--workers", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(activate.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Listening on"), "{line:?}");
+    // The first connection starts the service; the kernel queues it until a worker takes it.
+    python(PY_STREAM, &["tcp", &listen]);
+    let mut stdout = std::io::BufReader::new(activate.stdout.take().unwrap());
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), format!("serving on {listen}"));
+    python(PY_STREAM, &["tcp", &listen]);
+    let pid = nix::unistd::Pid::from_raw(activate.id().try_into().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    assert_eq!(util::child::exit_status(&mut activate).code(), Some(0));
 }

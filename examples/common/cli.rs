@@ -1,6 +1,8 @@
 //! What every example's command line shares: the three flags that bound what clients can hold
 //! (`--read-timeout`, `--write-timeout`, `--max-connections`), the parsers for their values,
-//! serving with the `serving on` line, and the error report at exit.
+//! the process model's flags (`--worker-mode`, `--max-requests`, with `--mode prefork`),
+//! serving with the `serving on` line (in one process or from worker processes), and the error
+//! report at exit.
 //!
 //! Each example includes this file with `#[path = "common/cli.rs"] mod cli;` (as it includes
 //! its protocol module), so a program copied from an example needs this file too. Each example
@@ -11,9 +13,13 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Arg;
-use socketserver::transport::Transport;
-use socketserver::{Handler, Server, ServerBuilder, Strategy};
+use clap::{Arg, ValueEnum};
+use socketserver::prefork::Prefork;
+use socketserver::systemd::ListenFds;
+use socketserver::transport::{Tcp, Transport};
+use socketserver::{
+    Handler, Pool, Serial, Server, ServerBuilder, Strategy, StreamRequestHandler, Threading,
+};
 
 /// The limits every example sets, as flags: put it in the example's `Args` with
 /// `#[command(flatten)]`, give it the example's [`Defaults`], and [`apply`](Self::apply) it
@@ -82,9 +88,133 @@ impl Defaults {
     }
 }
 
+/// The flags of `--mode prefork` that every example offering it shares; the example's own
+/// `--mode` and `--workers` (how many worker processes) go with them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PreforkFlags {
+    /// With --mode prefork: where requests run inside each worker process [default:
+    /// threading for stream transports, sync for datagram ones].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub worker_mode: Option<WorkerMode>,
+    /// With --mode prefork: replace a worker once it has served this many requests (each
+    /// worker up to 10% more, so that they are not all replaced at once).
+    #[arg(long, value_name = "N", value_parser = at_least_one_u64)]
+    pub max_requests: Option<u64>,
+}
+
+impl PreforkFlags {
+    /// An error if a prefork flag is given without `--mode prefork`.
+    #[allow(dead_code)] // guide-sockets has no process model
+    pub fn check(&self, prefork: bool) -> Result<(), String> {
+        if !prefork && (self.worker_mode.is_some() || self.max_requests.is_some()) {
+            return Err("--worker-mode and --max-requests apply to --mode prefork".into());
+        }
+        Ok(())
+    }
+}
+
+/// `--mode`, `--workers` and the prefork flags of the HTTP examples, which serve TCP: threads
+/// in this process (`--mode threading`, the default), or supervised worker processes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProcessFlags {
+    /// Where requests run: a thread per connection in this process, or supervised worker
+    /// processes that serve the same socket (each keeps its own in-memory state).
+    #[arg(long, value_enum, default_value = "threading")]
+    pub mode: ProcessMode,
+    /// With --mode prefork: how many worker processes [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub workers: Option<usize>,
+    // --worker-mode and --max-requests.
+    #[command(flatten)]
+    pub prefork: PreforkFlags,
+}
+
+/// `--mode` of the HTTP examples.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProcessMode {
+    /// A thread per connection, in this process.
+    Threading,
+    /// Supervised worker processes.
+    Prefork,
+}
+
+#[allow(dead_code)] // echo and the guide's examples have flags of their own
+impl ProcessFlags {
+    /// The strategy the server (or each worker process) runs.
+    pub fn strategy(&self) -> Result<Box<dyn Strategy>, String> {
+        let prefork = matches!(self.mode, ProcessMode::Prefork);
+        self.prefork.check(prefork)?;
+        if self.workers.is_some() && !prefork {
+            return Err("--workers applies to --mode prefork".into());
+        }
+        Ok(self.prefork.worker_mode.map_or_else(
+            || Box::new(Threading::new()) as Box<dyn Strategy>,
+            WorkerMode::strategy,
+        ))
+    }
+
+    /// Serves in this process, or from the worker processes of `--mode prefork`.
+    pub fn serve<T: Transport, H: Handler, S: Strategy>(
+        &self,
+        server: Server<T, H, S>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        match self.mode {
+            ProcessMode::Threading => serve(server),
+            ProcessMode::Prefork => {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                serve_prefork(server, self.workers.unwrap_or(cpus), &self.prefork)
+            }
+        }
+    }
+}
+
+/// Binds `address`, or serves the TCP socket systemd passed (`LISTEN_FDS`), if any.
+#[allow(dead_code)] // the guide's examples bind by hand
+pub fn bind_tcp<H: StreamRequestHandler, S: Strategy>(
+    builder: ServerBuilder<Tcp, H, S>,
+    address: &str,
+) -> Result<Server<Tcp, H, S>, Box<dyn std::error::Error>> {
+    Ok(match ListenFds::from_env()?.take_tcp(None)? {
+        Some(socket) => builder.from_listener(socket)?,
+        None => builder.bind(address)?,
+    })
+}
+
+/// Where requests run inside each worker process of `--mode prefork`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WorkerMode {
+    /// On the worker's serving thread, one at a time.
+    Sync,
+    /// A thread per connection (finished threads are reused).
+    Threading,
+    /// A fixed pool of threads (CPUs + 4, at most 32).
+    Pool,
+}
+
+impl WorkerMode {
+    /// The strategy each worker runs.
+    #[allow(dead_code)] // guide-sockets has no process model
+    pub fn strategy(self) -> Box<dyn Strategy> {
+        match self {
+            WorkerMode::Sync => Box::new(Serial),
+            WorkerMode::Threading => Box::new(Threading::new()),
+            WorkerMode::Pool => Box::new(Pool::new()),
+        }
+    }
+}
+
 /// Parses a count flag: a whole number, at least 1.
 pub fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?}: {e}")),
+    }
+}
+
+/// Parses a large count flag: a whole number, at least 1.
+pub fn at_least_one_u64(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{text:?}: {e}")),
@@ -114,6 +244,26 @@ pub fn serve<T: Transport, H: Handler, S: Strategy>(
 ) -> Result<(), Box<dyn std::error::Error>> {
     server.on_ready(announce);
     server.serve_until_signal()?;
+    Ok(())
+}
+
+/// Serves from `workers` supervised worker processes (the process model) until SIGTERM
+/// (graceful) or SIGINT (at once), printing `serving on ADDRESS` once, from the supervisor,
+/// when the first worker is ready. The other signals (HUP, TTIN, TTOU) work as the
+/// `socketserver::prefork` docs say.
+#[allow(dead_code)] // guide-sockets has no process model
+pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
+    server: Server<T, H, S>,
+    workers: usize,
+    flags: &PreforkFlags,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let report = Prefork::new(server)
+        .workers(workers)
+        .max_requests(flags.max_requests)
+        .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10))
+        .on_ready(|address| announce(address))
+        .serve()?;
+    log::info!("workers stopped: {report:?}");
     Ok(())
 }
 
