@@ -261,7 +261,7 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
         .workers(workers)
         .max_requests(flags.max_requests)
         .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10))
-        .on_ready(|address| announce(address))
+        .on_ready(announce)
         .serve()?;
     log::info!("workers stopped: {report:?}");
     Ok(())
