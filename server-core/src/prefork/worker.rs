@@ -4,7 +4,6 @@
 
 use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use super::signals;
 use super::StartHook;
 use crate::error::panic_message;
 use crate::handler::Handler;
-use crate::server::{Server, ServerContext};
+use crate::server::Server;
 use crate::strategy::Strategy;
 use crate::sys::{deadline_in, sleep_until};
 use crate::transport::Transport;
@@ -92,6 +91,11 @@ where
         Ok(term) => term,
         Err(e) => fail(format!("cannot set up its signal handlers: {e}")),
     };
+    // The server's wake-up pairs were made before the fork and are every worker's: this
+    // worker's stop must wake its own loop only.
+    if let Err(e) = server.renew_after_fork() {
+        fail(format!("cannot make its wake-up pairs: {e}"));
+    }
     if let Some(on_start) = on_start {
         match catch_unwind(AssertUnwindSafe(|| on_start(id))) {
             Ok(Ok(())) => {}
@@ -110,10 +114,9 @@ where
     }
     {
         let beats = Arc::clone(&beats);
-        let context = ContextPtr(server.context());
         let every = birth.beat_every;
         let mut last = Instant::now();
-        server.on_pass(move || {
+        server.on_pass(move |context| {
             if last.elapsed() < every {
                 return;
             }
@@ -125,31 +128,20 @@ where
     }
 
     // SIGTERM: stop taking requests, and give the running ones `graceful_timeout`.
-    let stopping = Arc::new(AtomicBool::new(false));
     let handle = server.shutdown_handle();
     let graceful = birth.graceful_timeout;
     let watcher = {
-        let stopping = Arc::clone(&stopping);
         std::thread::Builder::new()
             .name("socketserver-worker".into())
-            .spawn(move || watch_term(&term, &stopping, &handle, graceful, id))
+            .spawn(move || watch_term(&term, &handle, graceful, id))
     };
     if let Err(e) = watcher {
         fail(format!("cannot start its signal watching thread: {e}"));
     }
 
-    loop {
-        if let Err(e) = server.serve_forever() {
-            log::error!(target: "socketserver::prefork", "worker {id}: {e}");
-            leave(EXIT_SERVE_FAILED);
-        }
-        if stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        // The stop was another worker's: the serving loop's wake-up pair was made before the
-        // fork and is shared by every worker, so a stop byte meant for one may wake another.
-        // The flag above is this process's own; serve on.
-        log::debug!(target: "socketserver::prefork", "worker {id}: woken by another worker's stop; serving on");
+    if let Err(e) = server.serve_forever() {
+        log::error!(target: "socketserver::prefork", "worker {id}: {e}");
+        leave(EXIT_SERVE_FAILED);
     }
 
     // Drain: the watching thread `_exit`s at the deadline if requests are still running.
@@ -163,13 +155,7 @@ where
 
 /// The worker's signal watching thread: on SIGTERM, asks the serving loop to stop, then leaves
 /// the process when `graceful` has passed (if the drain has not ended it first).
-fn watch_term(
-    term: &OwnedFd,
-    stopping: &AtomicBool,
-    handle: &crate::ShutdownHandle,
-    graceful: Duration,
-    id: u64,
-) {
+fn watch_term(term: &OwnedFd, handle: &crate::ShutdownHandle, graceful: Duration, id: u64) {
     let mut deadline = None;
     loop {
         let mut fds = [PollFd::new(
@@ -185,7 +171,6 @@ fn watch_term(
             Ok(_) => {
                 if signals::heard_term(term) && deadline.is_none() {
                     log::info!(target: "socketserver::prefork", "worker {id}: SIGTERM: draining");
-                    stopping.store(true, Ordering::SeqCst);
                     deadline = Some(deadline_in(graceful));
                     handle.shutdown_nowait();
                 }
@@ -195,22 +180,5 @@ fn watch_term(
                 leave(EXIT_SERVE_FAILED);
             }
         }
-    }
-}
-
-/// The server's context, for the heartbeat to read its counters from the serving loop's
-/// `on_pass` callback (which is given no arguments).
-struct ContextPtr<S>(*const ServerContext<S>);
-
-// SAFETY: the pointer is only dereferenced by the `on_pass` callback, which the server owns
-// and runs on its serving thread, the same thread that made the pointer. The context lives
-// in the server's `Arc`, which the server holds for as long as it (and so the callback) lives,
-// and a worker never drops its server (it leaves through `_exit`). `stats()` reads atomics.
-unsafe impl<S> Send for ContextPtr<S> {}
-
-impl<S> ContextPtr<S> {
-    fn stats(&self) -> crate::Stats {
-        // SAFETY: see the `Send` impl: the context outlives every call.
-        unsafe { &*self.0 }.stats()
     }
 }

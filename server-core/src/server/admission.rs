@@ -32,6 +32,11 @@ impl Gate {
         })
     }
 
+    /// A gate with the same cap and a wake-up pair of its own (for a forked process).
+    pub(crate) fn renewed(&self) -> io::Result<Gate> {
+        Gate::new(self.max)
+    }
+
     /// Requests taken and not yet finished.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::addr::Address;
 use crate::default_handle_error;
 use crate::error::RequestError;
+use crate::proxy::ProxySettings;
 #[cfg(feature = "http")]
 use crate::server::admission::Budget;
 use crate::server::admission::Gate;
@@ -52,6 +53,15 @@ impl<S> ServerContext<S> {
             bodies: Budget::default(),
             error_hook,
         }
+    }
+
+    /// Gives this context a shutdown handle and a `max_connections` gate of its own, with new
+    /// wake-up pairs: after `fork`, the ones made before are shared with every other process
+    /// forked from the same server. Only for a context no request has used yet.
+    pub(crate) fn renew(&mut self, shutdown: ShutdownHandle) -> std::io::Result<()> {
+        self.gate = Arc::new(self.gate.renewed()?);
+        self.shutdown = shutdown;
+        Ok(())
     }
 
     /// The server's shutdown handle, without cloning it.
@@ -185,6 +195,8 @@ pub(crate) struct RequestOptions {
     /// Linux copies them to every accepted connection: then no connection needs a system call
     /// of its own for them. (Unix stream sockets do not inherit timeouts.)
     pub inherited: bool,
+    /// The PROXY protocol: off, or required from the trusted proxies (`server/edge.rs`).
+    pub proxy: ProxySettings,
 }
 
 /// What every request of a server shares.
@@ -202,6 +214,11 @@ impl<S> Shared<S> {
     /// What handlers see of the server.
     pub(crate) fn context(&self) -> &ServerContext<S> {
         &self.context
+    }
+
+    /// What handlers see of the server, to change before any request runs.
+    pub(crate) fn context_mut(&mut self) -> &mut ServerContext<S> {
+        &mut self.context
     }
 
     /// Options each stream request is set up with.

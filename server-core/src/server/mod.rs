@@ -12,6 +12,7 @@ mod builder;
 mod close;
 pub(crate) mod connections;
 mod context;
+mod edge;
 mod hooks;
 mod inetd;
 mod pipeline;
@@ -123,12 +124,15 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     on_ready: Option<ReadyCallback>,
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
     /// model's worker heartbeat).
-    on_pass: Option<Box<dyn FnMut() + Send>>,
+    on_pass: Option<PassCallback<H::State>>,
     _handler: PhantomData<fn() -> H>,
 }
 
 /// What [`Server::on_ready`] runs.
 type ReadyCallback = Box<dyn FnOnce(&Address) + Send>;
+
+/// What `Server::on_pass` runs.
+type PassCallback<S> = Box<dyn FnMut(&ServerContext<S>) + Send>;
 
 /// A TCP server (Python: `TCPServer`, or with a strategy, `ThreadingTCPServer` and the like).
 #[doc(alias = "TCPServer")]
@@ -220,9 +224,34 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Runs `pass` on every pass of the serving loop, after `service_actions`: at least every
     /// `poll_interval` while idle. For the crate's own use (the process model's heartbeat).
-    #[allow(dead_code)] // used by the process model, landing next
-    pub(crate) fn on_pass(&mut self, pass: impl FnMut() + Send + 'static) {
+    pub(crate) fn on_pass(&mut self, pass: impl FnMut(&ServerContext<H::State>) + Send + 'static) {
         self.on_pass = Some(Box::new(pass));
+    }
+
+    /// Leaves the Unix socket file alone when this server closes: for a prefork worker, whose
+    /// socket file the other workers (and the supervisor, which removes it at the end) still
+    /// serve.
+    #[allow(dead_code)] // for the prefork worker's drain through `close`
+    pub(crate) fn forget_socket_file(&mut self) {
+        self.socket_file = None;
+    }
+
+    /// Gives this server wake-up pairs of its own, for its shutdown handle and its
+    /// `max_connections` gate: for a process forked from the one that bound the server
+    /// (a prefork worker), whose pairs are otherwise shared with every other such process, so
+    /// that one worker's stop could wake another. Call it in the child, before serving.
+    ///
+    /// # Errors
+    ///
+    /// Making the pairs; or the server's shared part being held elsewhere (a request has run).
+    pub(crate) fn renew_after_fork(&mut self) -> io::Result<()> {
+        let (shutdown, stops) = crate::shutdown::pair()?;
+        let shared = Arc::get_mut(&mut self.shared).ok_or_else(|| {
+            io::Error::other("the server's shared state is in use; renew before serving")
+        })?;
+        shared.context_mut().renew(shutdown)?;
+        self.stops = stops;
+        Ok(())
     }
 
     /// Runs the `on_ready` callback, the first time only.
@@ -378,7 +407,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         self.strategy.service_actions();
         self.hooks.service_actions(self.shared.context());
         if let Some(pass) = &mut self.on_pass {
-            pass();
+            pass(self.shared.context());
         }
     }
 
