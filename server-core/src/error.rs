@@ -229,6 +229,27 @@ pub enum RequestError {
         /// The operating system's error.
         source: io::Error,
     },
+    /// A server that requires a PROXY protocol header was connected to from an address that is
+    /// not one of its [trusted proxies](crate::ServerBuilder::trusted_proxies): the connection
+    /// was closed before any handler ran, and counted in
+    /// [`Stats::rejected`](crate::Stats::rejected).
+    #[error(
+        "connection from {peer} refused: not a trusted proxy (the PROXY protocol is required)"
+    )]
+    UntrustedProxy {
+        /// The address the connection came from.
+        peer: Address,
+    },
+    /// A trusted proxy's connection did not start with an acceptable PROXY protocol header
+    /// (missing, malformed, cut short or late): it was closed before any handler ran, and
+    /// counted in [`Stats::rejected`](crate::Stats::rejected).
+    #[error("connection from proxy {peer}: {source}")]
+    ProxyHeader {
+        /// The proxy's address.
+        peer: Address,
+        /// What was wrong with the header.
+        source: crate::proxy::ProxyError,
+    },
     /// The sender of a Unix datagram did not bind a path, so the reply has nowhere to go.
     #[error("cannot reply to an unbound unix datagram client ({len} byte reply dropped)")]
     UnboundClient {
@@ -245,6 +266,9 @@ impl RequestError {
             | RequestError::Panic { client, .. }
             | RequestError::Truncated { client, .. }
             | RequestError::Reply { client, .. } => client.clone(),
+            RequestError::UntrustedProxy { peer } | RequestError::ProxyHeader { peer, .. } => {
+                peer.clone()
+            }
             RequestError::UnboundClient { .. } => Address::Unix(crate::addr::UnixAddress::Unnamed),
         }
     }

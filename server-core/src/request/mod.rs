@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 
 use crate::addr::{Address, UnixAddress};
+use crate::proxy::ProxyInfo;
 use crate::server::connections::Registered;
 use crate::server::ServerContext;
 
@@ -31,6 +32,7 @@ pub struct StreamRequest<'a, S = ()> {
     client_address: &'a Address,
     server: &'a ServerContext<S>,
     registered: Option<&'a Registered<'a>>,
+    proxy: Option<&'a ProxyInfo>,
 }
 
 impl<'a, S> StreamRequest<'a, S> {
@@ -48,7 +50,14 @@ impl<'a, S> StreamRequest<'a, S> {
             client_address,
             server,
             registered,
+            proxy: None,
         }
+    }
+
+    /// The request came through a proxy that sent this PROXY protocol header.
+    pub(crate) fn with_proxy(mut self, proxy: Option<&'a ProxyInfo>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// Marks the connection idle (`true`: the handler waits for the client's next request and
@@ -107,8 +116,20 @@ impl<'a, S> StreamRequest<'a, S> {
 
     /// The client's address (Python: `client_address`). For Unix stream clients this is usually
     /// [`UnixAddress::Unnamed`], as clients rarely bind.
+    ///
+    /// Behind a proxy that sends the PROXY protocol (see
+    /// [`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol)) this is the
+    /// client the proxy saw; the proxy's own address is in [`proxy`](Self::proxy).
     pub fn client_address(&self) -> &'a Address {
         self.client_address
+    }
+
+    /// What the proxy's PROXY protocol header said, when the server requires one
+    /// ([`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol)): the proxy's
+    /// own address, the address the client connected to, and the TLVs (ALPN, authority,
+    /// unique id). `None` when the option is off.
+    pub fn proxy(&self) -> Option<&'a ProxyInfo> {
+        self.proxy
     }
 
     /// The server: its address, shared state and shutdown handle (Python: `server`).
@@ -122,6 +143,7 @@ impl<S> fmt::Debug for StreamRequest<'_, S> {
         f.debug_struct("StreamRequest")
             .field("client_address", self.client_address)
             .field("server_address", self.server.server_address())
+            .field("proxy", &self.proxy.map(ProxyInfo::peer))
             .field("rbufsize", &self.rfile.capacity())
             .field("wfile", &self.wfile)
             .finish()

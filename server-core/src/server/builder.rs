@@ -105,6 +105,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 write_timeout: None,
                 nodelay: false,
                 inherited: false,
+                proxy: crate::proxy::ProxySettings::default(),
             },
             poll_interval: Duration::from_millis(500),
             timeout: None,
@@ -335,6 +336,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         if self.poll_interval.is_zero() {
             return invalid("poll_interval", "must be more than zero");
         }
+        self.validate_edge()?;
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }

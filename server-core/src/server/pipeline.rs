@@ -9,7 +9,7 @@ use crate::addr::{Address, UnixAddress};
 use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
 use crate::request::{Connection, DatagramRequest, StreamRequest};
-use crate::server::{RequestOptions, ServerContext, Shared};
+use crate::server::{edge, RequestOptions, ServerContext, Shared};
 use crate::transport::{Accepted, Datagram, Sealed};
 
 /// What runs one request of transport `T` for handler `H`: [`finish_stream`] or
@@ -135,19 +135,34 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
     accepted: Accepted,
 ) -> bool {
     let server = shared.context();
+    let Accepted {
+        connection,
+        client_address: peer,
+    } = accepted;
+    // Lets `close` shut the connection down at its deadline; removed (below) before the
+    // connection is closed.
+    let registered = server
+        .handle()
+        .connections()
+        .register(connection.as_fd().as_raw_fd());
+    let options = shared.options();
+    // The edge (the PROXY header), before the request counts as running: a connection it
+    // refuses is counted as rejected. Marked as in a handler, as `handle_error` may stop the
+    // server.
+    let edge = {
+        let _in_handler = server.handle().enter_handler();
+        match edge::prepare(&connection, peer, options) {
+            Ok(edge) => edge,
+            Err(error) => return edge::refuse(server, &connection, &error),
+        }
+    };
     counted(server, || {
-        let Accepted {
-            connection,
-            client_address: client,
-        } = accepted;
-        // Lets `close` shut the connection down at its deadline; removed (below) before the
-        // connection is closed.
-        let registered = server
-            .handle()
-            .connections()
-            .register(connection.as_fd().as_raw_fd());
-        log::debug!(target: "socketserver::request", "connection from {client}");
-        let options = shared.options();
+        let client = edge.client;
+        match &edge.proxy {
+            Some(proxy) => log::debug!(target: "socketserver::request",
+                "connection from {client} via proxy {}", proxy.peer()),
+            None => log::debug!(target: "socketserver::request", "connection from {client}"),
+        }
         apply_options(&connection, options, &client);
         let mut request = StreamRequest::new(
             &connection,
@@ -155,7 +170,8 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
             server,
             Some(&registered),
             (options.rbufsize, options.wbufsize),
-        );
+        )
+        .with_proxy(edge.proxy.as_ref());
         let stages = [H::setup, H::handle, H::finish];
         let outcome = lifecycle::<H, _>(server, &client, &mut request, stages);
         // Python's finish flushes wfile and ignores errors; a failed flush loses the reply, so

@@ -22,6 +22,18 @@ pub(crate) fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Res
         .map_err(io::Error::from)
 }
 
+/// `recv(2)` with `MSG_DONTWAIT`, and `MSG_PEEK` if `peek`: what has arrived, up to
+/// `buf.len()` bytes, without blocking (`WouldBlock` when nothing has); with `peek` the bytes
+/// stay in the socket for the next read. The PROXY header reader uses it to read its header
+/// exactly, never past it.
+pub(crate) fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let mut flags = MsgFlags::MSG_DONTWAIT;
+    if peek {
+        flags |= MsgFlags::MSG_PEEK;
+    }
+    socket::recv(fd.as_raw_fd(), buf, flags).map_err(io::Error::from)
+}
+
 /// `shutdown(2)` on a descriptor known only by number (a registered connection, which its
 /// owner keeps open while this runs).
 pub(crate) fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {

@@ -1,0 +1,158 @@
+//! The edge: what runs between `accept` and the handler, on the worker that serves the
+//! connection (never on the serving loop). Today that is reading the PROXY protocol header
+//! ([`crate::proxy`]); TLS will run here too, after the header. Also the builder options that
+//! configure it.
+
+use std::time::Duration;
+
+use crate::addr::Address;
+use crate::error::{Error, RequestError, Result};
+use crate::handler::Handler;
+use crate::proxy::{self, IpNet, ProxyInfo, ProxyProtocol};
+use crate::request::Connection;
+use crate::server::{RequestOptions, ServerBuilder, ServerContext};
+use crate::strategy::Strategy;
+use crate::transport::Transport;
+
+impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
+    /// Requires every connection to start with a PROXY protocol header of this version, from
+    /// a [trusted proxy](Self::trusted_proxies), and shows handlers the client it names
+    /// (HAProxy's `send-proxy`/`send-proxy-v2`, nginx's `proxy_protocol on;`). Default:
+    /// [`ProxyProtocol::Off`]. See [the `proxy` module](crate::proxy).
+    ///
+    /// A connection from an untrusted address, or whose header is missing, malformed or late
+    /// ([`proxy_header_timeout`](Self::proxy_header_timeout)), is closed without calling the
+    /// handler, counted in [`Stats::rejected`](crate::Stats::rejected) and reported to
+    /// `handle_error`.
+    ///
+    /// Stream transports only: on a datagram server it is an [`Error::InvalidOption`] when
+    /// binding.
+    #[doc(alias = "send-proxy")]
+    pub fn proxy_protocol(mut self, protocol: ProxyProtocol) -> Self {
+        self.request.proxy.protocol = protocol;
+        self
+    }
+
+    /// The addresses a PROXY protocol header is accepted from, as CIDR ranges (replacing the
+    /// default). Default: loopback only, `127.0.0.0/8` and `::1`. Peers on a Unix socket are
+    /// always trusted: who may connect there is decided by the socket file's permissions
+    /// ([`socket_mode`](Self::socket_mode)).
+    ///
+    /// An IPv4 peer of a dual-stack (`[::]`) server, seen as `::ffff:a.b.c.d`, is matched
+    /// against the IPv4 ranges. An empty list trusts no internet peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use socketserver::proxy::{IpNet, ProxyProtocol};
+    /// # use socketserver::{HandleResult, Handler, ServerContext, StreamRequest, StreamRequestHandler, TcpServer};
+    /// # struct App;
+    /// # impl Handler for App { type State = (); fn new(_: &ServerContext) -> Self { App } }
+    /// # impl StreamRequestHandler for App {
+    /// #     fn handle(&mut self, _: &mut StreamRequest<'_>) -> HandleResult { Ok(()) }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = TcpServer::<App>::builder()
+    ///     .proxy_protocol(ProxyProtocol::V2)
+    ///     .trusted_proxies(["10.1.0.0/16".parse::<IpNet>()?, "::1/128".parse()?])
+    ///     .bind("127.0.0.1:0")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "proxy_allow_ips")]
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.request.proxy.trusted = proxies.into_iter().collect();
+        self
+    }
+
+    /// How long a connection may take to send its whole PROXY protocol header, counted from
+    /// when its worker starts on it. Default:
+    /// [`DEFAULT_PROXY_HEADER_TIMEOUT`](crate::proxy::DEFAULT_PROXY_HEADER_TIMEOUT) (5 s).
+    ///
+    /// It bounds what a client that connects and sends nothing, or trickles its header, costs:
+    /// one worker (or thread, or child) for at most this long. Must be more than zero.
+    pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
+        self.request.proxy.header_timeout = timeout;
+        self
+    }
+
+    /// Checks the edge options for this transport: called from `validate` when binding.
+    pub(super) fn validate_edge(&self) -> Result<()> {
+        let proxy = &self.request.proxy;
+        let invalid = |option, reason: &str| {
+            Err(Error::InvalidOption {
+                option,
+                reason: reason.into(),
+            })
+        };
+        if proxy.protocol != ProxyProtocol::Off && matches!(T::NAME, "udp" | "unix-datagram") {
+            return invalid(
+                "proxy_protocol",
+                "the PROXY protocol applies to stream transports (TCP, Unix stream) only",
+            );
+        }
+        if proxy.header_timeout.is_zero() {
+            return invalid("proxy_header_timeout", "must be more than zero");
+        }
+        Ok(())
+    }
+}
+
+/// What the edge learned about a connection before its handler runs.
+#[derive(Debug)]
+pub(super) struct Edge {
+    /// The client handlers see: the one the proxy named, or the peer.
+    pub(super) client: Address,
+    /// The PROXY header, when the server requires one.
+    pub(super) proxy: Option<ProxyInfo>,
+}
+
+/// Runs the edge for a connection from `peer`: with the PROXY protocol on, refuses untrusted
+/// peers and reads the header (exactly: the bytes after it stay for the handler).
+///
+/// # Errors
+///
+/// [`RequestError::UntrustedProxy`] or [`RequestError::ProxyHeader`]: close the connection
+/// without a handler ([`refuse`]).
+pub(super) fn prepare(
+    connection: &Connection,
+    peer: Address,
+    options: &RequestOptions,
+) -> Result<Edge, RequestError> {
+    let settings = &options.proxy;
+    if settings.protocol == ProxyProtocol::Off {
+        return Ok(Edge {
+            client: peer,
+            proxy: None,
+        });
+    }
+    if !settings.trusts(&peer) {
+        return Err(RequestError::UntrustedProxy { peer });
+    }
+    match proxy::read_header(
+        connection,
+        &peer,
+        settings.protocol,
+        settings.header_timeout,
+    ) {
+        Ok(info) => Ok(Edge {
+            client: info.client().clone(),
+            proxy: Some(info),
+        }),
+        Err(source) => Err(RequestError::ProxyHeader { peer, source }),
+    }
+}
+
+/// Refuses a connection the edge did not accept: counted as rejected, reported to
+/// `handle_error`, and closed (both ways, so the client sees the end at once). Returns `false`,
+/// the request's outcome.
+pub(super) fn refuse<S>(
+    server: &ServerContext<S>,
+    connection: &Connection,
+    error: &RequestError,
+) -> bool {
+    server.reject();
+    server.handle_error(error);
+    let _ = connection.shutdown(std::net::Shutdown::Both);
+    false
+}
