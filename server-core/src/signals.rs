@@ -1,14 +1,14 @@
-//! Stopping on SIGINT and SIGTERM, for
-//! [`Server::serve_until_signal`](crate::Server::serve_until_signal): a [`Watch`] hears the
-//! signals while the server serves, and [`watch_signals`] (run on a thread of its own) acts on
-//! them.
+//! Hearing signals: a [`Watch`] hears a set of them (SIGINT and SIGTERM for
+//! [`Server::serve_until_signal`](crate::Server::serve_until_signal), whose
+//! [`watch_signals`], run on a thread of its own, acts on them; the prefork supervisor's and
+//! workers' signals for the process model).
 //!
 //! The handlers themselves, and putting the previous ones back, live in
 //! [`sys::signal`](crate::sys::signal): the handler only writes the signal's number to the
 //! watch's socket, which the watching thread reads.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -56,13 +56,18 @@ impl Quit {
 }
 
 impl Watch {
-    /// Installs the handlers (the first watch) and starts hearing the signals.
+    /// Installs the handlers (the first watch) and starts hearing SIGINT and SIGTERM.
     pub(crate) fn start() -> io::Result<(Watch, Quit)> {
+        Watch::hearing(&[Signal::SIGINT, Signal::SIGTERM])
+    }
+
+    /// Starts hearing `signals` (installing their handlers where no watch hears them yet).
+    pub(crate) fn hearing(signals: &[Signal]) -> io::Result<(Watch, Quit)> {
         let signal::Listening {
             slot,
             receiver,
             sender,
-        } = signal::listen()?;
+        } = signal::listen(signals)?;
         let watch = Watch {
             receiver: Some(receiver),
             slot,
@@ -96,6 +101,32 @@ impl Watch {
                         io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
                     ) => {}
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The descriptor that is readable while a signal waits, to `poll(2)` with others.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.receiver.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The signals that arrived since the last look, in order, without waiting.
+    pub(crate) fn take(&mut self) -> Vec<Signal> {
+        let mut heard = Vec::new();
+        let Some(receiver) = &self.receiver else {
+            return heard;
+        };
+        let mut buf = [0u8; 64];
+        loop {
+            match (&*receiver).read(&mut buf) {
+                Ok(0) => return heard,
+                Ok(n) => heard.extend(
+                    buf.iter()
+                        .take(n)
+                        .filter_map(|&b| Signal::try_from(i32::from(b)).ok()),
+                ),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return heard,
             }
         }
     }

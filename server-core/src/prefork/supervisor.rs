@@ -13,11 +13,12 @@ use nix::sys::signal::Signal;
 
 use super::error::PreforkError;
 use super::scoreboard::{ExitReason, PreforkReport, WorkerState};
-use super::signals::SupervisorSignals;
+use super::signals::supervisor_signals;
 use super::table::Table;
 use super::Prefork;
 use crate::error::panic_message;
 use crate::handler::Handler;
+use crate::signals::Watch;
 use crate::strategy::Strategy;
 use crate::sys::sleep_until;
 use crate::transport::Transport;
@@ -43,7 +44,7 @@ struct Reload {
 pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
     prefork: Prefork<T, H, S>,
 ) -> Result<PreforkReport, PreforkError> {
-    let signals = SupervisorSignals::install().map_err(|source| PreforkError::Signal { source })?;
+    let mut signals = supervisor_signals().map_err(|source| PreforkError::Signal { source })?;
     let Prefork {
         server,
         options,
@@ -54,14 +55,7 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
     } = prefork;
     log::info!(target: TARGET, "supervisor {} starting {} workers for {}",
         std::process::id(), options.workers, server.server_address());
-    let mut table = Table::new(
-        server,
-        options,
-        on_start,
-        on_ready,
-        on_change,
-        signals.fds(),
-    );
+    let mut table = Table::new(server, options, on_start, on_ready, on_change);
     let mut reload: Option<Reload> = None;
     let mut reload_queued = false;
     let result = loop {
@@ -107,7 +101,7 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
 /// Sleeps until a signal, a heartbeat or the next deadline; reads the heartbeats that came.
 fn wait<T: Transport, H: Handler, S: Strategy>(
     table: &mut Table<T, H, S>,
-    signals: &SupervisorSignals,
+    signals: &Watch,
 ) -> std::io::Result<()> {
     let now = Instant::now();
     let deadline = table.next_deadline().unwrap_or(now + MAX_SLEEP);
@@ -115,7 +109,10 @@ fn wait<T: Transport, H: Handler, S: Strategy>(
     let ready: Vec<u64> = {
         let beats = table.beat_fds();
         let mut fds = Vec::with_capacity(beats.len() + 1);
-        fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+        if let Some(fd) = signals.fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let skip = fds.len();
         fds.extend(
             beats
                 .iter()
@@ -123,7 +120,7 @@ fn wait<T: Transport, H: Handler, S: Strategy>(
         );
         sleep_until(&mut fds, Some(deadline))?;
         fds.iter()
-            .skip(1)
+            .skip(skip)
             .zip(&beats)
             .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
             .map(|(_, (id, _))| *id)

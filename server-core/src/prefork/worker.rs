@@ -7,7 +7,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -17,6 +16,7 @@ use super::StartHook;
 use crate::error::panic_message;
 use crate::handler::Handler;
 use crate::server::Server;
+use crate::signals::{Heard, Watch};
 use crate::strategy::Strategy;
 use crate::sys::{deadline_in, sleep_until};
 use crate::transport::Transport;
@@ -41,8 +41,6 @@ pub(super) struct Birth {
     pub(super) supervisor: Pid,
     /// The worker's end of its heartbeat pipe.
     pub(super) beats: OwnedFd,
-    /// The supervisor's signal pipe.
-    pub(super) signal_fds: [RawFd; 2],
     /// Descriptors of the supervisor's that the worker must not keep: the other workers'
     /// heartbeat pipes, and the supervisor's end of its own.
     pub(super) close: Vec<RawFd>,
@@ -55,8 +53,7 @@ pub(super) struct Birth {
 /// Leaves the process at once with `code`: no destructors, no exit handlers, no flushing of
 /// the supervisor's buffers (they are the supervisor's).
 pub(super) fn leave(code: i32) -> ! {
-    // SAFETY: `_exit` is async-signal-safe and ends the process at once.
-    unsafe { nix::libc::_exit(code) }
+    crate::sys::process::exit_now(code)
 }
 
 /// The worker: never returns.
@@ -87,7 +84,7 @@ where
         beat::send(&beats, &Record::BootError(message));
         leave(EXIT_BOOT_ERROR)
     };
-    let term = match signals::worker_signals(birth.signal_fds) {
+    let term = match signals::worker_signals() {
         Ok(term) => term,
         Err(e) => fail(format!("cannot set up its signal handlers: {e}")),
     };
@@ -133,7 +130,10 @@ where
     let watcher = {
         std::thread::Builder::new()
             .name("socketserver-worker".into())
-            .spawn(move || watch_term(&term, &handle, graceful, id))
+            .spawn(move || {
+                let mut term = term;
+                watch_term(&mut term, &handle, graceful, id);
+            })
     };
     if let Err(e) = watcher {
         fail(format!("cannot start its signal watching thread: {e}"));
@@ -155,26 +155,23 @@ where
 
 /// The worker's signal watching thread: on SIGTERM, asks the serving loop to stop, then leaves
 /// the process when `graceful` has passed (if the drain has not ended it first).
-fn watch_term(term: &OwnedFd, handle: &crate::ShutdownHandle, graceful: Duration, id: u64) {
+fn watch_term(term: &mut Watch, handle: &crate::ShutdownHandle, graceful: Duration, id: u64) {
     let mut deadline = None;
     loop {
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(term),
-            PollFlags::POLLIN,
-        )];
-        match sleep_until(&mut fds, deadline) {
-            Ok(0) => {
+        match term.wait(deadline) {
+            Ok(Heard::Timeout) => {
                 log::warn!(target: "socketserver::prefork",
                     "worker {id}: requests still running after the {graceful:?} graceful timeout; leaving");
                 leave(EXIT_STOPPED);
             }
-            Ok(_) => {
-                if signals::heard_term(term) && deadline.is_none() {
+            Ok(Heard::Signal(_)) => {
+                if deadline.is_none() {
                     log::info!(target: "socketserver::prefork", "worker {id}: SIGTERM: draining");
                     deadline = Some(deadline_in(graceful));
                     handle.shutdown_nowait();
                 }
             }
+            Ok(Heard::Quit) => {}
             Err(e) => {
                 log::error!(target: "socketserver::prefork", "worker {id}: waiting for signals: {e}");
                 leave(EXIT_SERVE_FAILED);

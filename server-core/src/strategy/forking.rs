@@ -1,5 +1,6 @@
 //! One child process per request (Python's `ForkingMixIn`).
 
+use std::convert::Infallible;
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -7,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use super::bookkeeping::{drain_report, Ledger, REAP_INTERVAL};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
@@ -162,7 +163,6 @@ impl Forking {
         self
     }
 
-
     /// Waits, without blocking, for each of our children; records the statuses of those that
     /// exited.
     fn reap(&mut self) {
@@ -218,24 +218,17 @@ impl fmt::Debug for Forking {
 }
 
 /// The child's side of `fork`: serve the request, then `_exit`. Never returns.
-fn child(job: Job) -> ! {
+fn child(job: Job) -> Infallible {
     if let Some(listener) = job.listener_fd() {
         // The child owns a copy of the listening socket it must not accept on. Closing the raw
         // fd is fine: the object owning it is never dropped here, as the child `_exit`s.
         let _ = nix::unistd::close(listener);
     }
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler, and
-        // `sigaction` is async-signal-safe, so it is sound even in the child of a
-        // multi-threaded process.
-        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
-    }
+    sys::process::default_signals_in_child(&[Signal::SIGINT, Signal::SIGTERM]);
     // Job::run catches handler panics; this guard covers anything else, so that the child
     // never unwinds into the parent's serving loop.
     let ok = catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or(false);
-    // SAFETY: `_exit` is async-signal-safe and ends the process at once, running no
-    // destructors, atexit handlers or stdio flushes that belong to the parent.
-    unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+    sys::process::exit_now(if ok { 0 } else { 1 })
 }
 
 impl Strategy for Forking {
@@ -251,15 +244,20 @@ impl Strategy for Forking {
     /// [`Error::Spawn`] when `fork` fails (`EAGAIN`: too many processes, or `ENOMEM`); the
     /// request is closed unserved.
     fn process_request(&mut self, job: Job) -> Result<()> {
-        // SAFETY: the child may only rely on what stays usable after a fork in a multi-threaded
-        // process (see "Safety and threads" on `Forking`): it runs `child`, which closes an fd,
-        // resets two signals, runs the request with glibc's malloc (reset in the child by
-        // glibc's fork handlers) and `_exit`s. No lock of this library is held here: the
-        // serving thread calls this between requests, and `self` is reached only through
-        // `&mut`. Handlers are documented not to rely on locks other threads may hold.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => child(job),
-            Ok(ForkResult::Parent { child }) => {
+        // The child may only rely on what stays usable after a fork in a multi-threaded
+        // process (see "Safety and threads" on `Forking`, and the contract of
+        // `sys::process::fork`): it runs `child`, which closes an fd, resets two signals, runs
+        // the request with glibc's malloc (reset in the child by glibc's fork handlers) and
+        // `_exit`s. No lock of this library is held here: the serving thread calls this
+        // between requests, and `self` is reached only through `&mut`. Handlers are documented
+        // not to rely on locks other threads may hold.
+        let mut job = Some(job);
+        let forked = sys::process::fork(|| match job.take() {
+            Some(job) => child(job),
+            None => sys::process::exit_now(1),
+        });
+        match forked {
+            Ok(child) => {
                 // The child owns the connection now; dropping the job closes the parent's copy
                 // (no shutdown, which would cut the child's connection too).
                 drop(job);
@@ -271,9 +269,9 @@ impl Strategy for Forking {
                 activity.set_tracked(self.children.len());
                 Ok(())
             }
-            Err(errno) => Err(Error::Spawn {
+            Err(source) => Err(Error::Spawn {
                 what: "a request child process",
-                source: errno.into(),
+                source,
             }),
         }
     }

@@ -1,11 +1,15 @@
 //! The system calls the rest of the crate shares, in one place (as socket2 keeps
 //! `sys/unix.rs`): sleeping in `poll(2)` until a deadline, the wake-up pair ([`wake`]), the
-//! signal dispositions ([`signal`]) and socket-level calls ([`socket`]). Linux only.
+//! signal dispositions and the self-pipe every signal is heard through ([`signal`]), `fork`,
+//! `_exit` and inherited descriptors ([`process`]), and socket-level calls ([`socket`]).
+//! Linux only.
 //!
-//! Not here: binding and adopting sockets (`transport/`, through `socket2`), `fork`/`waitpid`
-//! (`strategy/forking.rs`, whose `unsafe` blocks' safety rests on what its child does, so they
-//! stay beside that code).
+//! Every `unsafe` block of the crate is in this module, each with the reason it is sound; the
+//! functions that wrap `fork` and inherited descriptors state what their (crate-internal)
+//! callers guarantee. Not here: binding and adopting sockets (`transport/`, through
+//! `socket2`), and `waitpid` on our own pids (safe, beside the code that forked them).
 
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod wake;

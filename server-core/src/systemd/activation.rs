@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 
 use parking_lot::Mutex;
@@ -237,11 +237,12 @@ impl ListenFds {
             .map(|(fd, name)| Inherited {
                 fd,
                 name,
-                // SAFETY: by the protocol, descriptors 3.. are this process's (LISTEN_PID
-                // names it) and open (sd-notify just set FD_CLOEXEC on each); nothing else in
-                // this process owns them. The variables are removed under `TAKING` before it
-                // is released, so no other call here can take these numbers a second time.
-                socket: Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                // By the protocol, descriptors 3.. are this process's (LISTEN_PID names it)
+                // and open (sd-notify just set FD_CLOEXEC on each); nothing else in this
+                // process owns them. The variables are removed under `TAKING` before it is
+                // released, so no other call here can take these numbers a second time: the
+                // contract of `own_inherited`.
+                socket: Some(crate::sys::process::own_inherited(fd)),
             })
             .collect::<Vec<_>>();
         if !fds.is_empty() {

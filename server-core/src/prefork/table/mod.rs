@@ -11,17 +11,18 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use super::beat::{Reader, Record};
 use super::error::PreforkError;
 use super::scoreboard::{ExitReason, WorkerExit, WorkerState};
-use super::signals::{block_all, pipe, restore_mask};
+use super::signals::pipe;
 use super::worker::{self, Birth};
 use super::{ChangeHook, Options, ReadyHook, StartHook};
 use crate::handler::Handler;
 use crate::server::Server;
 use crate::strategy::Strategy;
+use crate::sys::signal::{block_all, restore_mask};
 use crate::transport::Transport;
 
 const TARGET: &str = "socketserver::prefork";
@@ -78,7 +79,6 @@ pub(super) struct Table<T: Transport, H: Handler, S: Strategy> {
     on_start: Option<StartHook>,
     on_ready: Option<ReadyHook>,
     on_change: Option<ChangeHook>,
-    signal_fds: [RawFd; 2],
     workers: Vec<Worker>,
     target: usize,
     generation: u64,
@@ -106,7 +106,6 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         on_start: Option<StartHook>,
         on_ready: Option<ReadyHook>,
         on_change: Option<ChangeHook>,
-        signal_fds: [RawFd; 2],
     ) -> Self {
         Table {
             server,
@@ -114,7 +113,6 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             on_start,
             on_ready,
             on_change,
-            signal_fds,
             workers: Vec::new(),
             target: options.workers,
             generation: 0,
@@ -260,29 +258,32 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             Ok(started) => started,
             Err(e) => return self.spawn_failed(id, &e.to_string()),
         };
-        // SAFETY: the supervisor is single-threaded (the fork rules in the module docs), so the
-        // child is a full copy of the only thread and may do anything; no lock of this library
-        // is held here. Every signal is blocked across the fork (see `signals`), and the child
-        // never returns: `worker::run` leaves through `_exit`.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                let mut close: Vec<RawFd> =
-                    self.workers.iter().map(|w| w.beats.as_raw_fd()).collect();
-                close.push(rx.as_raw_fd());
-                let birth = Birth {
-                    id,
-                    supervisor,
-                    beats: tx,
-                    signal_fds: self.signal_fds,
-                    close,
-                    beat_every: (self.options.heartbeat_timeout / 4).min(MAX_BEAT_EVERY),
-                    graceful_timeout: self.options.graceful_timeout,
-                };
-                worker::run(&mut self.server, birth, self.on_start.as_mut())
-            }
-            Ok(ForkResult::Parent { child }) => {
-                restore_mask(&mask);
-                drop(tx);
+        // The supervisor is single-threaded (the fork rules in the module docs), so the child
+        // is a full copy of the only thread and may do anything (the first case of
+        // `sys::process::fork`'s contract); no lock of this library is held here. Every
+        // signal is blocked across the fork, and the child never returns: `worker::run`
+        // leaves through `_exit`.
+        let mut tx = Some(tx);
+        let forked = crate::sys::process::fork(|| {
+            let mut close: Vec<RawFd> = self.workers.iter().map(|w| w.beats.as_raw_fd()).collect();
+            close.push(rx.as_raw_fd());
+            let Some(beats) = tx.take() else {
+                worker::leave(worker::EXIT_BOOT_ERROR)
+            };
+            let birth = Birth {
+                id,
+                supervisor,
+                beats,
+                close,
+                beat_every: (self.options.heartbeat_timeout / 4).min(MAX_BEAT_EVERY),
+                graceful_timeout: self.options.graceful_timeout,
+            };
+            worker::run(&mut self.server, birth, self.on_start.as_mut())
+        });
+        restore_mask(&mask);
+        drop(tx);
+        match forked {
+            Ok(child) => {
                 self.next_id += 1;
                 self.started += 1;
                 let jitter = match self.options.jitter {
@@ -313,10 +314,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
                 self.changed = true;
                 Some(id)
             }
-            Err(e) => {
-                restore_mask(&mask);
-                self.spawn_failed(id, &e.to_string())
-            }
+            Err(e) => self.spawn_failed(id, &e.to_string()),
         }
     }
 

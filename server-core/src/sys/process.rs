@@ -1,0 +1,85 @@
+//! Processes: `fork` with the child's code as a closure, leaving a process at once
+//! ([`exit_now`]), and taking ownership of descriptors a process inherited at `exec`
+//! ([`own_inherited`], for `LISTEN_FDS`).
+//!
+//! The `unsafe` of the process model lives here; what makes each call sound is stated on the
+//! function (a contract for the crate's own callers: these functions are not public).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, Pid};
+
+use super::signal::{set_disposition, Disposition};
+
+/// The status a forked child leaves with if its code panics (Rust's own for a panic).
+pub(crate) const EXIT_PANICKED: i32 = 101;
+
+/// Forks the process. In the child, runs `child`, which must never return (it leaves through
+/// [`exit_now`]; a panic in it leaves with [`EXIT_PANICKED`], never unwinding into the
+/// caller's frames, which are the parent's); in the parent, returns the child's pid.
+///
+/// # Contract
+///
+/// `fork` copies only the calling thread, and a lock another thread held at that moment stays
+/// locked for ever in the child. So the caller guarantees one of:
+///
+/// - the process is single-threaded at the fork (the prefork supervisor, by its documented
+///   fork rules), so the child may do anything; or
+/// - the child only does what stays usable in the child of a multi-threaded process: what
+///   `Forking`'s "Safety and threads" section lists (async-signal-safe calls, and glibc's
+///   `malloc`, whose locks glibc resets in the child), and takes no lock another thread may
+///   hold.
+///
+/// In both cases the caller holds no lock of this crate across the call.
+///
+/// # Errors
+///
+/// What `fork(2)` fails with (`EAGAIN`: too many processes; `ENOMEM`).
+pub(crate) fn fork(child: impl FnOnce() -> std::convert::Infallible) -> io::Result<Pid> {
+    // SAFETY: the caller upholds the contract above (one thread, or a child that keeps to
+    // what is safe after a fork in a multi-threaded process); the child runs `child` and
+    // leaves through `_exit`, never returning into the parent's frames.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let outcome = catch_unwind(AssertUnwindSafe(child));
+            match outcome {
+                Ok(never) => match never {},
+                Err(_) => exit_now(EXIT_PANICKED),
+            }
+        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Leaves the process at once with `code`: no destructors, no exit handlers, no flushing of
+/// buffers (in a forked child they are copies of the parent's). Async-signal-safe.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit(2)` takes any status, is async-signal-safe and does not return.
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// In a forked child: `signals` go back to their default action, so that a signal meant for
+/// the parent's handlers (which would write to the parent's sockets) ends the child instead.
+/// Takes no lock: fine in the child of a multi-threaded process.
+pub(crate) fn default_signals_in_child(signals: &[Signal]) {
+    for &signal in signals {
+        let _ = set_disposition(signal, Disposition::Default);
+    }
+}
+
+/// Takes ownership of descriptor `fd`, which this process inherited at `exec` and which a
+/// protocol names as its own (systemd's `LISTEN_FDS`, our upgrade's pipe).
+///
+/// # Contract
+///
+/// `fd` is open, and nothing else in this process owns it or will close it: the caller takes
+/// each number once (for `LISTEN_FDS`, under the lock that removes the variables).
+pub(crate) fn own_inherited(fd: RawFd) -> OwnedFd {
+    // SAFETY: by the contract above, `fd` is open and owned by nobody else in this process,
+    // so the `OwnedFd` is its only owner and closes it once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
