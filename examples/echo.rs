@@ -32,7 +32,8 @@
 //! |---|---|---|
 //! | a stream connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its echo is dropped after | 10 s | `--write-timeout SECS` |
-//! | connections (or datagrams) in hand at once; more wait in the listen backlog | 256 | `--max-connections N` |
+//! | connections (or datagrams) in hand at once; more wait in the listen backlog, or hear `busy` and are closed, or are closed | 256, wait | `--max-connections N`, `--overload wait\|reject\|close` |
+//! | connections from one client address at once | no limit | `--per-client N` |
 //! | pool workers / forked children / worker processes | CPUs + 4 (at most 32) / 40 / CPUs | `--workers N` |
 //! | requests a worker process serves before it is replaced (prefork) | no limit | `--max-requests N` |
 //! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |
@@ -64,6 +65,9 @@ struct Echo;
 
 /// On stream transports: copy everything the client sends back to it, until it closes.
 impl StreamRequestHandler for Echo {
+    /// What `--overload reject` answers a client over `--max-connections` or `--per-client`.
+    const BUSY_REPLY: &'static [u8] = b"busy\n";
+
     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
         io::copy(&mut request.rfile, &mut request.wfile)?;
         Ok(())

@@ -18,7 +18,8 @@ use socketserver::prefork::Prefork;
 use socketserver::systemd::ListenFds;
 use socketserver::transport::{Tcp, Transport};
 use socketserver::{
-    Handler, Pool, Serial, Server, ServerBuilder, Strategy, StreamRequestHandler, Threading,
+    Handler, Overload, Pool, Serial, Server, ServerBuilder, Strategy, StreamRequestHandler,
+    Threading,
 };
 
 /// The limits every example sets, as flags: put it in the example's `Args` with
@@ -32,14 +33,33 @@ pub struct ServerLimits {
     /// Drop a client that does not take its answer for this many seconds.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub write_timeout: Duration,
-    /// The most connections served at once; more wait in the listen backlog.
+    /// The most connections served at once; what happens to more is --overload's choice.
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub max_connections: usize,
+    /// At --max-connections: wait in the listen backlog, reject (answer "busy" in the
+    /// protocol's words and close), or close at once.
+    #[arg(long, value_enum, default_value = "wait")]
+    pub overload: OverloadFlag,
+    /// The most connections one client address may have open at once; more are turned away
+    /// (with --overload's answer).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub per_client: Option<usize>,
+}
+
+/// `--overload`: [`socketserver::Overload`] as a flag.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OverloadFlag {
+    /// Wait in the kernel's listen backlog.
+    Wait,
+    /// Answer "busy" in the protocol's words, then close.
+    Reject,
+    /// Close at once.
+    Close,
 }
 
 impl ServerLimits {
-    /// Sets the three limits on `builder`: its `read_timeout`, `write_timeout` and
-    /// `max_connections`.
+    /// Sets the limits on `builder`: its `read_timeout`, `write_timeout`, `max_connections`,
+    /// `overload` and `max_connections_per_client`.
     // guide-sockets (on std::net alone) and guide-upper (which spells the three calls out)
     // apply them by hand.
     #[allow(dead_code)]
@@ -51,6 +71,12 @@ impl ServerLimits {
             .read_timeout(Some(self.read_timeout))
             .write_timeout(Some(self.write_timeout))
             .max_connections(Some(self.max_connections))
+            .overload(match self.overload {
+                OverloadFlag::Wait => Overload::Wait,
+                OverloadFlag::Reject => Overload::Reject,
+                OverloadFlag::Close => Overload::Close,
+            })
+            .max_connections_per_client(self.per_client)
     }
 }
 

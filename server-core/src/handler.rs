@@ -106,6 +106,15 @@ pub trait Handler: Sized {
 /// }
 /// ```
 pub trait StreamRequestHandler: Handler {
+    /// What a client turned away by the server's overload policy
+    /// ([`Overload::Reject`](crate::Overload::Reject), at
+    /// [`max_connections`](crate::ServerBuilder::max_connections) or the per-client cap) is
+    /// sent before its connection closes, in this protocol's words: the HTTP layer sends
+    /// `503 Service Unavailable` with `Retry-After: 1`; a line protocol might send `busy\n`.
+    /// Keep it short (it is sent without waiting, into the new socket's empty send buffer).
+    /// Default: nothing (the connection just closes).
+    const BUSY_REPLY: &'static [u8] = b"";
+
     /// Runs before `handle` (Python: `setup`). If it fails, neither `handle` nor `finish` runs.
     fn setup(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
         let _ = request;

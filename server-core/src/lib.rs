@@ -50,7 +50,7 @@ pub use request::{
     Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
 };
 pub use server::{
-    Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
+    Overload, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
     UnixStreamServer, Waited, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
 };
 pub use shutdown::ShutdownHandle;

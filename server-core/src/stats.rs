@@ -16,9 +16,18 @@ pub struct Stats {
     pub succeeded: u64,
     /// Requests that ended with an error or a panic (each also went to `handle_error`).
     pub failed: u64,
-    /// Requests refused before a handler ran: `verify_request` said no, or an oversized datagram
-    /// was dropped.
+    /// Requests refused before a handler ran, for any reason: `verify_request` said no, an
+    /// oversized datagram was dropped, the overload policy turned a client away (also counted
+    /// in `overloaded` and `over_client_limit`), a PROXY header was missing or came from an
+    /// untrusted peer.
     pub rejected: u64,
+    /// Clients turned away at `max_connections` by the [`Overload`](crate::Overload) policy
+    /// `Reject` or `Close` (with `Wait` they wait in the backlog and are not counted).
+    pub overloaded: u64,
+    /// Clients turned away because their address had
+    /// [`max_connections_per_client`](crate::ServerBuilder::max_connections_per_client)
+    /// connections open.
+    pub over_client_limit: u64,
     /// Requests taken from the socket and not yet finished in this process: running, or queued
     /// for a worker. This is what the `max_connections` builder option caps. With
     /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
@@ -32,6 +41,8 @@ pub(crate) struct Counters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     rejected: AtomicU64,
+    overloaded: AtomicU64,
+    over_client_limit: AtomicU64,
 }
 
 impl Counters {
@@ -41,12 +52,25 @@ impl Counters {
             succeeded: self.succeeded.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            overloaded: self.overloaded.load(Ordering::Relaxed),
+            over_client_limit: self.over_client_limit.load(Ordering::Relaxed),
             open: 0,
         }
     }
 
     pub(crate) fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a client turned away at `max_connections` (`per_client`: at its own cap).
+    pub(crate) fn turn_away(&self, per_client: bool) {
+        self.reject();
+        let reason = if per_client {
+            &self.over_client_limit
+        } else {
+            &self.overloaded
+        };
+        reason.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request as running until the guard is dropped with its outcome.

@@ -248,6 +248,15 @@ impl<H: HttpHandler> Handler for Http<H> {
 }
 
 impl<H: HttpHandler> StreamRequestHandler for Http<H> {
+    /// `503 Service Unavailable` with `Retry-After: 1` and `Connection: close`.
+    const BUSY_REPLY: &'static [u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+        Retry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        Content-Length: 19\r\n\
+        Connection: close\r\n\
+        \r\n\
+        503 Server is busy\n";
+
     fn handle(&mut self, request: &mut StreamRequest<'_, Self::State>) -> HandleResult {
         connection::serve(&mut self.handler, request)
     }

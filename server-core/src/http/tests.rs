@@ -478,3 +478,26 @@ fn the_server_hooks_run_for_an_http_server() {
     serving.join().unwrap().unwrap();
     assert!(state.service_actions.load(SeqCst) > before);
 }
+
+#[test]
+fn the_busy_reply_is_one_whole_http_response() {
+    let reply = <Http<Hooks> as crate::StreamRequestHandler>::BUSY_REPLY;
+    let mut headers = [httparse::EMPTY_HEADER; 8];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(reply).unwrap() {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => panic!("an incomplete head"),
+    };
+    assert_eq!(response.code, Some(503));
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| std::str::from_utf8(h.value).unwrap())
+    };
+    assert_eq!(header("retry-after"), Some("1"));
+    assert_eq!(header("connection"), Some("close"));
+    let length: usize = header("content-length").unwrap().parse().unwrap();
+    assert_eq!(reply.len() - head, length, "Content-Length matches the body");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
-use super::Server;
+use super::{Overload, Server};
 use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
 use crate::shutdown::ShutdownHandle;
@@ -51,8 +51,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             if handle.is_requested() {
                 return;
             }
-            // At the cap: sleep until a request ends, a stop, or the loop's interval (so that
-            // `service_actions` still runs), then go back to the loop.
+            // At the cap, by the overload policy: turn the next client away, or sleep until a
+            // request ends, a stop, or the loop's interval (so that `service_actions` still
+            // runs), then go back to the loop.
+            if self.overload != Overload::Wait && !self.shared.context().gate().has_room() {
+                if !self.turn_away_one() {
+                    return;
+                }
+                continue;
+            }
             if self.wait_room(self.loop_interval()) != Room::Free
                 || self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken
             {
@@ -85,11 +92,18 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     T::close_request(request);
                     return true;
                 }
+                // Counts the request against `max_connections` (and its client's cap) until the
+                // job has run or been dropped (for forking: until the parent has handed it to
+                // the child).
+                let Some(admitted) = context.gate().enter(T::client_address(&request)) else {
+                    log::debug!(target: "socketserver::request",
+                        "{} is at its connection cap: turned away", T::client_address(&request));
+                    context.turn_away(true);
+                    T::turn_away(request, self.busy_reply());
+                    return true;
+                };
                 let shared = Arc::clone(&self.shared);
                 let finish = self.finish;
-                // Counts the request against `max_connections` until the job has run or been
-                // dropped (for forking: until the parent has handed it to the child).
-                let admitted = context.gate().enter();
                 let job = Job::new(
                     Box::new(move || {
                         let ok = finish(&shared, request);
@@ -120,6 +134,39 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 self.get_request_failed(e);
                 false
             }
+        }
+    }
+
+    /// Takes one waiting client and turns it away, as the overload policy says; `false` if
+    /// none was waiting.
+    fn turn_away_one(&mut self) -> bool {
+        match T::get_request(&self.socket, &mut self.buf) {
+            Ok(Received::Request(request)) => {
+                log::debug!(target: "socketserver::request",
+                    "at max_connections: {} turned away", T::client_address(&request));
+                self.shared.context().turn_away(false);
+                T::turn_away(request, self.busy_reply());
+                true
+            }
+            Ok(Received::Dropped(error)) => {
+                let context = self.shared.context();
+                context.reject();
+                context.handle_error(&error);
+                true
+            }
+            Err(e) => {
+                self.get_request_failed(e);
+                false
+            }
+        }
+    }
+
+    /// What a turned-away client is sent: the busy reply with [`Overload::Reject`], nothing
+    /// otherwise.
+    fn busy_reply(&self) -> &'static [u8] {
+        match self.overload {
+            Overload::Close => b"",
+            _ => self.busy,
         }
     }
 

@@ -1,12 +1,17 @@
 //! Admission: how much a server takes in at once. A [`Gate`] counts the requests taken and not
-//! yet finished (the `max_connections` cap); a [`Budget`] counts the bytes that buffered HTTP
+//! yet finished (the `max_connections` cap, and the per-client cap); a [`Budget`] counts the bytes that buffered HTTP
 //! request bodies hold across connections.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
+use crate::addr::Address;
 use crate::sys::wake;
 
 /// Counts the requests taken and not yet finished in this process, and wakes the serving loop
@@ -15,6 +20,9 @@ use crate::sys::wake;
 pub(crate) struct Gate {
     max: Option<usize>,
     open: AtomicUsize,
+    /// With a per-client cap: the cap, and the connections open per client address (an entry
+    /// is removed when its count is back to 0, so the map holds at most `open` entries).
+    per_client: Option<(usize, Mutex<HashMap<IpAddr, usize>>)>,
     /// The serving loop sleeps in `poll(2)` on it while at the cap.
     room_rx: wake::Wait,
     /// Notified when a request ends with the count at the cap.
@@ -22,11 +30,12 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(max: Option<usize>) -> io::Result<Gate> {
+    pub(crate) fn new(max: Option<usize>, per_client: Option<usize>) -> io::Result<Gate> {
         let (room_tx, room_rx) = wake::pair()?;
         Ok(Gate {
             max,
             open: AtomicUsize::new(0),
+            per_client: per_client.map(|cap| (cap, Mutex::new(HashMap::new()))),
             room_rx,
             room_tx,
         })
@@ -34,7 +43,7 @@ impl Gate {
 
     /// A gate with the same cap and a wake-up pair of its own (for a forked process).
     pub(crate) fn renewed(&self) -> io::Result<Gate> {
-        Gate::new(self.max)
+        Gate::new(self.max, self.per_client.as_ref().map(|(cap, _)| *cap))
     }
 
     /// Requests taken and not yet finished.
@@ -47,12 +56,26 @@ impl Gate {
         self.max.is_none_or(|max| self.open() < max)
     }
 
-    /// Counts one more request until the returned guard is dropped.
-    pub(crate) fn enter(self: &Arc<Self>) -> Admitted {
+    /// Counts one more request from `client` until the returned guard is dropped; `None`
+    /// (and nothing counted) if that client is at its per-client cap.
+    pub(crate) fn enter(self: &Arc<Self>, client: &Address) -> Option<Admitted> {
+        let counted = match (&self.per_client, client.as_inet()) {
+            (Some((cap, clients)), Some(address)) => {
+                let mut clients = clients.lock();
+                let open = clients.entry(address.ip()).or_insert(0);
+                if *open >= *cap {
+                    return None;
+                }
+                *open += 1;
+                Some(address.ip())
+            }
+            _ => None,
+        };
         self.open.fetch_add(1, Ordering::SeqCst);
-        Admitted {
+        Some(Admitted {
             gate: Arc::clone(self),
-        }
+            client: counted,
+        })
     }
 
     /// The fd that becomes readable when a request ends at the cap.
@@ -70,10 +93,21 @@ impl Gate {
 #[derive(Debug)]
 pub(crate) struct Admitted {
     gate: Arc<Gate>,
+    /// The client address counted against the per-client cap.
+    client: Option<IpAddr>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        if let (Some(ip), Some((_, clients))) = (self.client, &self.gate.per_client) {
+            let mut clients = clients.lock();
+            if let Some(open) = clients.get_mut(&ip) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    clients.remove(&ip);
+                }
+            }
+        }
         let before = self.gate.open.fetch_sub(1, Ordering::SeqCst);
         if self.gate.max.is_some_and(|max| before >= max) {
             self.gate.room_tx.notify();

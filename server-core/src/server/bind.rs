@@ -37,6 +37,7 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
             Address::Inet(local),
             None,
             finish_stream::<H>,
+            H::BUSY_REPLY,
         )
     }
 
@@ -63,6 +64,7 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::Tcp, H, S> {
             Address::Inet(local),
             None,
             finish_stream::<H>,
+            H::BUSY_REPLY,
         )
     }
 }
@@ -84,6 +86,7 @@ impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::Udp, H, S>
             Address::Inet(local),
             None,
             finish_datagram::<H>,
+            b"",
         )
     }
 
@@ -105,6 +108,7 @@ impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::Udp, H, S>
             Address::Inet(local),
             None,
             finish_datagram::<H>,
+            b"",
         )
     }
 }
@@ -133,6 +137,7 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, 
             address,
             file,
             finish_stream::<H>,
+            H::BUSY_REPLY,
         )
     }
 
@@ -149,7 +154,13 @@ impl<H: StreamRequestHandler, S: Strategy> ServerBuilder<transport::UnixStream, 
         let listener = listener.into();
         transport::adopt(listener.as_fd(), Type::STREAM, "unix", self.bind.backlog)?;
         let local = transport::unix_local_address(listener.local_addr());
-        self.build(Listener::Unix(listener), local, None, finish_stream::<H>)
+        self.build(
+            Listener::Unix(listener),
+            local,
+            None,
+            finish_stream::<H>,
+            H::BUSY_REPLY,
+        )
     }
 }
 
@@ -167,7 +178,7 @@ impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::UnixDatagr
         let path = path.as_ref();
         let (fd, address, file) = transport::bind_unix(path, Type::DGRAM, &self.bind)?;
         let socket = DatagramSocket::Unix(StdUnixDatagram::from(fd));
-        self.build(Arc::new(socket), address, file, finish_datagram::<H>)
+        self.build(Arc::new(socket), address, file, finish_datagram::<H>, b"")
     }
 
     /// Serves on a Unix datagram socket bound elsewhere. Its socket file is left alone on close.
@@ -193,6 +204,7 @@ impl<H: DatagramRequestHandler, S: Strategy> ServerBuilder<transport::UnixDatagr
             local,
             None,
             finish_datagram::<H>,
+            b"",
         )
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::admission::Gate;
 use crate::server::hooks::{ErrorHook, LoopHooks};
+use crate::server::overload::Overload;
 use crate::server::pipeline::Finish;
 use crate::server::{RequestOptions, Server, ServerContext, Shared};
 use crate::shutdown::{self, StopReceiver};
@@ -52,6 +53,8 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     close_timeout: Option<Duration>,
     max_packet_size: usize,
     max_connections: Option<usize>,
+    pub(super) max_per_client: Option<usize>,
+    pub(super) overload: Overload,
     pub(super) loop_hooks: LoopHooks<H::State>,
     pub(super) error_hook: Option<ErrorHook<H::State>>,
     _types: PhantomData<fn() -> (T, H)>,
@@ -112,6 +115,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             close_timeout: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: None,
+            max_per_client: None,
+            overload: Overload::Wait,
             loop_hooks: LoopHooks::default(),
             error_hook: None,
             _types: PhantomData,
@@ -132,6 +137,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             close_timeout: self.close_timeout,
             max_packet_size: self.max_packet_size,
             max_connections: self.max_connections,
+            max_per_client: self.max_per_client,
+            overload: self.overload,
             loop_hooks: self.loop_hooks,
             error_hook: self.error_hook,
             _types: PhantomData,
@@ -340,6 +347,9 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }
+        if self.max_per_client == Some(0) {
+            return invalid("max_connections_per_client", "must be at least 1");
+        }
         // As std's `set_read_timeout` says: a zero timeout would mean none at all.
         if self.request.read_timeout.is_some_and(|t| t.is_zero()) {
             return invalid(
@@ -362,6 +372,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         server_address: Address,
         socket_file: Option<SocketFile>,
         finish: Finish<H::State, T>,
+        busy: &'static [u8],
     ) -> Result<Server<T, H, S>> {
         let datagram = T::listener_fd(&socket).is_none();
         let mut options = self.request.clone();
@@ -379,10 +390,12 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         let close_timeout = self.close_timeout;
         let strategy = self.strategy;
         let hooks = self.loop_hooks;
+        let overload = self.overload;
         let (shared, stops) = Parts {
             state: self.state,
             options,
             max_connections: self.max_connections,
+            max_per_client: self.max_per_client,
             error_hook: self.error_hook,
         }
         .shared(server_address)?;
@@ -390,6 +403,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             socket,
             shared: Arc::new(shared),
             finish,
+            busy,
+            overload,
             hooks,
             strategy,
             stops,
@@ -412,6 +427,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             state: self.state,
             options: self.request,
             max_connections: self.max_connections,
+            max_per_client: self.max_per_client,
             error_hook: self.error_hook,
         }
         .shared(server_address)?;
@@ -424,6 +440,7 @@ struct Parts<St> {
     state: Arc<St>,
     options: RequestOptions,
     max_connections: Option<usize>,
+    max_per_client: Option<usize>,
     error_hook: Option<ErrorHook<St>>,
 }
 
@@ -434,9 +451,11 @@ impl<St> Parts<St> {
             what: "the shutdown waker",
             source,
         })?;
-        let gate = Gate::new(self.max_connections).map_err(|source| Error::Spawn {
-            what: "the connection limit's waker",
-            source,
+        let gate = Gate::new(self.max_connections, self.max_per_client).map_err(|source| {
+            Error::Spawn {
+                what: "the connection limit's waker",
+                source,
+            }
         })?;
         let context =
             ServerContext::new(server_address, self.state, shutdown, gate, self.error_hook);
@@ -475,6 +494,8 @@ impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H,
             .field("close_timeout", &self.close_timeout)
             .field("max_packet_size", &self.max_packet_size)
             .field("max_connections", &self.max_connections)
+            .field("max_per_client", &self.max_per_client)
+            .field("overload", &self.overload)
             .field("hooks", &self.loop_hooks)
             .field("handle_error", &self.error_hook.is_some())
             .finish_non_exhaustive()

@@ -85,6 +85,11 @@ impl<S> ServerContext<S> {
         self.counters.reject();
     }
 
+    /// Counts a client turned away by the overload policy (`per_client`: at its own cap).
+    pub(crate) fn turn_away(&self, per_client: bool) {
+        self.counters.turn_away(per_client);
+    }
+
     /// Counts a request as running until the guard is dropped with its outcome.
     pub(crate) fn start_request(&self) -> Active<'_> {
         self.counters.start()

@@ -15,6 +15,7 @@ mod context;
 mod edge;
 mod hooks;
 mod inetd;
+mod overload;
 mod pipeline;
 
 use std::fmt;
@@ -30,6 +31,8 @@ pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_
 pub use context::ServerContext;
 pub(crate) use context::{RequestOptions, Shared};
 use hooks::LoopHooks;
+pub use overload::Overload;
+pub(crate) use overload::TURN_AWAY_DRAIN;
 use pipeline::Finish;
 
 use crate::addr::Address;
@@ -107,6 +110,11 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     shared: Arc<Shared<H::State>>,
     /// Serves one request: chosen by the transport's `bind`.
     finish: Finish<H::State, T>,
+    /// What a turned-away client is sent (the handler type's busy reply; empty for
+    /// datagrams).
+    busy: &'static [u8],
+    /// What happens at `max_connections`.
+    overload: Overload,
     /// `verify_request`, `handle_timeout` and `service_actions`.
     hooks: LoopHooks<H::State>,
     strategy: S,

@@ -34,6 +34,26 @@ pub(crate) fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Re
     socket::recv(fd.as_raw_fd(), buf, flags).map_err(io::Error::from)
 }
 
+/// `send(2)` without waiting (`MSG_DONTWAIT`) and without `SIGPIPE`: what fits in the
+/// socket's send buffer now, or `WouldBlock`.
+pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    socket::send(fd.as_raw_fd(), buf, flags).map_err(io::Error::from)
+}
+
+/// Reads and drops what has already arrived on a socket, up to `most` bytes, without waiting.
+pub(crate) fn discard_pending(fd: BorrowedFd<'_>, most: usize) {
+    let mut buf = [0; 4096];
+    let mut left = most;
+    while left > 0 {
+        let want = left.min(buf.len());
+        match buf.get_mut(..want).map(|b| recv_now(fd, b, false)) {
+            Some(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
 /// `shutdown(2)` on a descriptor known only by number (a registered connection, which its
 /// owner keeps open while this runs).
 pub(crate) fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {

@@ -60,6 +60,8 @@ use socket2::{Domain, SockRef, Socket, Type};
 use crate::addr::Address;
 use crate::error::{Error, RequestError, Result};
 use crate::request::{Connection, DatagramSocket};
+use crate::server::TURN_AWAY_DRAIN;
+use crate::sys;
 
 pub(crate) use unix::{bind_unix, unix_local_address, SocketFile};
 
@@ -106,6 +108,9 @@ mod sealed {
         fn client_address(request: &Self::Request) -> &Address;
         /// Ends a request that is not served (Python: `shutdown_request`).
         fn close_request(request: Self::Request);
+        /// Ends a request the overload policy turned away: sends `reply` (if any) without
+        /// waiting, after reading and dropping what the client already sent, then closes.
+        fn turn_away(request: Self::Request, reply: &[u8]);
         /// The listening socket a forked child should close; `None` for datagram sockets.
         fn listener_fd(socket: &Self::Socket) -> Option<RawFd>;
     }
@@ -209,6 +214,16 @@ macro_rules! stream_transport {
                 // mean the client is gone already.
                 let _ = request.connection.shutdown(std::net::Shutdown::Write);
             }
+            fn turn_away(request: Accepted, reply: &[u8]) {
+                if !reply.is_empty() {
+                    let fd = request.connection.as_fd();
+                    // What the client sent would make the close a reset, which can destroy
+                    // the reply before the client reads it.
+                    sys::socket::discard_pending(fd, TURN_AWAY_DRAIN);
+                    let _ = sys::socket::send_now(fd, reply);
+                }
+                Self::close_request(request);
+            }
             fn listener_fd(socket: &Listener) -> Option<RawFd> {
                 Some(socket.as_fd().as_raw_fd())
             }
@@ -234,6 +249,7 @@ macro_rules! datagram_transport {
                 &request.client_address
             }
             fn close_request(_request: Datagram) {}
+            fn turn_away(_request: Datagram, _reply: &[u8]) {}
             fn listener_fd(_socket: &std::sync::Arc<DatagramSocket>) -> Option<RawFd> {
                 // A forked child replies through the server's socket, so it keeps it.
                 None
