@@ -1,0 +1,192 @@
+//! Behind real load balancers (issue 15): Debian's HAProxy and nginx, started on loopback by
+//! each test with a configuration of its own (tests/util/balancers.rs), in front of our servers
+//! with the PROXY protocol on. The handler must see the client's address, not the balancer's;
+//! several servers behind one HAProxy share a bounded load, and one stopped gracefully under
+//! that load costs no request.
+//!
+//! Needs `haproxy`, `nginx` and `libnginx-mod-stream` (scripts/test installs them).
+
+#[path = "util/balancers.rs"]
+mod balancers;
+#[path = "util/load.rs"]
+mod load;
+mod util;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use balancers::{whoami_from, Balancer, EchoOne, Served};
+use load::Load;
+use socketserver::proxy::ProxyProtocol;
+use socketserver::{Threading, ThreadingTcpServer};
+use util::Running;
+
+/// A server behind a balancer, and its count of lines answered.
+struct Backend {
+    running: Running<socketserver::transport::Tcp, EchoOne, Threading>,
+    lines: Arc<AtomicU64>,
+}
+
+/// The address the test's clients connect from: neither the balancer's nor the server's.
+const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// A server behind a balancer: bounded as the examples are, requiring `protocol`.
+fn backend(host: &str, protocol: ProxyProtocol) -> Backend {
+    let lines = Arc::new(AtomicU64::new(0));
+    let served = Served {
+        lines: Arc::clone(&lines),
+    };
+    let server = ThreadingTcpServer::<EchoOne>::with_state(served)
+        .proxy_protocol(protocol)
+        .proxy_header_timeout(Duration::from_secs(2))
+        .read_timeout(Some(Duration::from_secs(10)))
+        .write_timeout(Some(Duration::from_secs(10)))
+        .max_connections(Some(256))
+        .bind((host, 0))
+        .expect("bind a backend");
+    Backend {
+        running: util::serve(server),
+        lines,
+    }
+}
+
+/// A server's own count of lines answered (health checks send none).
+fn lines(server: &Backend) -> u64 {
+    server.lines.load(Ordering::SeqCst)
+}
+
+/// `whoami` through the balancer from [`CLIENT`]: the handler must name the client.
+fn assert_sees_the_client(balancer: &Balancer, version: &str) {
+    let reply = whoami_from(CLIENT, balancer.front)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", balancer.name, balancer.logs()));
+    eprintln!("{}: {}", balancer.name, reply.trim_end());
+    // "from=127.0.0.3:PORT client=127.0.0.3:PORT proxy=127.0.0.1:P version=v2"
+    let from = field(&reply, "from");
+    assert_eq!(
+        field(&reply, "client"),
+        from,
+        "{}: the handler must see the client's address\n{reply}",
+        balancer.name
+    );
+    let proxy: SocketAddr = field(&reply, "proxy").parse().expect("a proxy address");
+    assert_ne!(proxy.ip(), CLIENT, "{reply}");
+    assert_eq!(field(&reply, "version"), version, "{reply}");
+}
+
+fn field<'a>(reply: &'a str, name: &str) -> &'a str {
+    reply
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name).and_then(|w| w.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {name}= in {reply:?}"))
+}
+
+#[test]
+fn haproxy_send_proxy_v1_and_v2_show_the_client() {
+    for (send, protocol, version) in [
+        ("send-proxy", ProxyProtocol::V1, "v1"),
+        ("send-proxy-v2", ProxyProtocol::V2, "v2"),
+        ("send-proxy-v2", ProxyProtocol::Any, "v2"),
+    ] {
+        let server = backend("127.0.0.1", protocol);
+        let haproxy = Balancer::haproxy(&[server.running.inet()], send);
+        assert_sees_the_client(&haproxy, version);
+        drop(haproxy);
+        let server = server.running.stop();
+        let stats = server.stats();
+        assert!(stats.succeeded >= 1, "{send}: {stats:?}");
+        assert_eq!(
+            stats.rejected, 0,
+            "{send}: health checks send the header too"
+        );
+    }
+}
+
+#[test]
+fn nginx_stream_proxy_protocol_shows_the_client() {
+    let server = backend("127.0.0.1", ProxyProtocol::V1);
+    let nginx = Balancer::nginx(server.running.inet());
+    assert_sees_the_client(&nginx, "v1");
+    // A second connection through the same nginx worker: each gets its own header.
+    assert_sees_the_client(&nginx, "v1");
+    drop(nginx);
+    assert!(lines(&server) >= 2);
+    let stats = server.running.stop().stats();
+    assert_eq!(stats.rejected, 0, "{stats:?}");
+}
+
+#[test]
+fn a_load_spreads_over_three_servers_and_survives_a_graceful_stop() {
+    const PHASE: u64 = 300;
+    let mut servers: Vec<Option<Backend>> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .into_iter()
+        .map(|host| Some(backend(host, ProxyProtocol::V2)))
+        .collect();
+    let addresses: Vec<SocketAddr> = servers.iter().flatten().map(|s| s.running.inet()).collect();
+    let haproxy = Balancer::haproxy(&addresses, "send-proxy-v2");
+    let counts = |servers: &[Option<Backend>]| -> Vec<u64> {
+        servers
+            .iter()
+            .map(|s| s.as_ref().map_or(0, lines))
+            .collect()
+    };
+
+    // Phase 1: a bounded load through HAProxy reaches every server.
+    let load = Load::start(haproxy.front, 4);
+    assert!(
+        load.wait_for(PHASE),
+        "the load did not get going\n{}",
+        haproxy.logs()
+    );
+    let spread = counts(&servers);
+    eprintln!(
+        "phase 1: {} sent, served per server {spread:?}",
+        load.sent()
+    );
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "round robin reaches every server: {spread:?}"
+    );
+
+    // Phase 2: one server stops gracefully (stop, then close: the backlog is served first)
+    // while the load goes on; HAProxy moves its traffic to the other two.
+    let stopped = servers[1].take().expect("server 1");
+    let report = stopped.running.stop().close();
+    let served_by_stopped = stopped.lines.load(Ordering::SeqCst);
+    let before = counts(&servers);
+    assert!(
+        load.wait_for(PHASE),
+        "the load stalled after the stop\n{}",
+        haproxy.logs()
+    );
+    let result = load.stop();
+    let after = counts(&servers);
+    eprintln!(
+        "phase 2: server 1 stopped after {served_by_stopped} lines ({report:?}); \
+         others {before:?} -> {after:?}; requests sent {}, failed {} (bound 0)",
+        result.sent, result.failed
+    );
+    assert_eq!(
+        result.failed,
+        0,
+        "a graceful stop behind HAProxy loses no request: {:?}\n{}",
+        result.errors,
+        haproxy.logs()
+    );
+    assert!(
+        after[0] > before[0] && after[2] > before[2],
+        "{before:?} -> {after:?}"
+    );
+    let total: u64 = after.iter().sum::<u64>() + served_by_stopped;
+    assert!(
+        total == result.sent,
+        "every request answered: {total} lines for {} sent",
+        result.sent
+    );
+    drop(haproxy);
+    for server in servers.into_iter().flatten() {
+        let stats = server.running.stop().stats();
+        assert_eq!(stats.rejected, 0, "{stats:?}");
+    }
+}
