@@ -158,9 +158,16 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts test `name`'s child, waits for `serving on`.
     pub fn start(name: &str) -> Supervisor {
+        Supervisor::start_with(name, &[])
+    }
+
+    /// Starts test `name`'s child with `env` added to its environment, waits for
+    /// `serving on`.
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Supervisor {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env("PREFORK_CHILD", name)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -131,6 +131,7 @@
 
 mod beat;
 mod error;
+mod notify;
 mod scoreboard;
 mod signals;
 mod supervisor;

@@ -84,6 +84,8 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
         }
         table.reap();
         table.check_timers();
+        let healthy = table.any_ready();
+        table.notifier().watchdog(healthy);
         if let Some(r) = &mut reload {
             if rollback_if_failed(&mut table, r, &mut reload_queued) {
                 reload = None;
@@ -164,7 +166,13 @@ fn on_signal<T: Transport, H: Handler, S: Strategy>(
                 "SIGHUP received while a reload runs: queued, it runs when this one ends");
             *queued = true;
         }
-        Signal::SIGHUP => *reload = start_reload(table, on_reload),
+        Signal::SIGHUP => {
+            table.notifier().reloading();
+            *reload = start_reload(table, on_reload);
+            if reload.is_none() {
+                table.notifier().reloaded();
+            }
+        }
         Signal::SIGTTIN => table.set_target(table.target() + 1, signal),
         Signal::SIGTTOU if table.target() > 1 => table.set_target(table.target() - 1, signal),
         Signal::SIGTTOU => {
@@ -241,9 +249,14 @@ fn step_reload<T: Transport, H: Handler, S: Strategy>(
     }
     log::info!(target: TARGET, "reload complete: generation {}", table.generation());
     *reload = None;
+    table.notifier().reloaded();
     if std::mem::take(queued) {
         log::info!(target: TARGET, "running the queued reload");
+        table.notifier().reloading();
         *reload = start_reload(table, on_reload);
+        if reload.is_none() {
+            table.notifier().reloaded();
+        }
     }
 }
 
@@ -272,5 +285,6 @@ fn rollback_if_failed<T: Transport, H: Handler, S: Strategy>(
     if std::mem::take(queued) {
         log::info!(target: TARGET, "the queued reload is dropped with it");
     }
+    table.notifier().reloaded();
     true
 }

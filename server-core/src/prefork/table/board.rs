@@ -16,6 +16,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
     /// The next instant something is due: a heartbeat deadline, a kill, a fork after a
     /// back-off.
     pub(in crate::prefork) fn next_deadline(&self) -> Option<Instant> {
+        let watchdog = self.notifier.next_deadline();
         let timeout = self.options.heartbeat_timeout;
         let workers = self.workers.iter().filter_map(|w| match w.state {
             WorkerState::Draining => w.kill_at,
@@ -23,7 +24,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         });
         let spawn =
             (!self.stopping() && self.holders().len() < self.target).then_some(self.next_spawn);
-        workers.chain(spawn).min()
+        workers.chain(spawn).chain(watchdog).min()
     }
 
     /// The scoreboard now.
@@ -59,12 +60,15 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         }
     }
 
-    /// Logs the scoreboard and gives it to `on_change`, if it changed.
+    /// Logs the scoreboard and gives it to `on_change`, if it changed; keeps the service
+    /// manager's `STATUS=` line current.
     pub(in crate::prefork) fn publish(&mut self) {
-        if !std::mem::take(&mut self.changed) {
+        let changed = std::mem::take(&mut self.changed);
+        let board = self.scoreboard();
+        self.notifier.status(&board.stats, changed);
+        if !changed {
             return;
         }
-        let board = self.scoreboard();
         log::info!(target: TARGET, "workers {board}");
         if let Some(change) = &mut self.on_change {
             change(&board);

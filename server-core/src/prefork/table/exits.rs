@@ -22,6 +22,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
     pub(in crate::prefork) fn stop(&mut self, graceful: bool) {
         let graceful = graceful && self.stopping.is_none();
         self.stopping = Some(graceful);
+        self.notifier.stopping();
         let now = Instant::now();
         let ids: Vec<u64> = self.workers.iter().map(|w| w.id).collect();
         for id in ids {

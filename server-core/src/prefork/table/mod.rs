@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use super::beat::{Reader, Record};
 use super::error::PreforkError;
+use super::notify::Notifier;
 use super::scoreboard::{ExitReason, WorkerExit, WorkerState};
 use super::signals::pipe;
 use super::worker::{self, Birth};
@@ -97,6 +98,7 @@ pub(super) struct Table<T: Transport, H: Handler, S: Strategy> {
     killed: usize,
     changed: bool,
     random: RandomState,
+    notifier: Notifier,
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
@@ -128,7 +130,18 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             killed: 0,
             changed: true,
             random: RandomState::new(),
+            notifier: Notifier::new(),
         }
+    }
+
+    /// What the supervisor tells the service manager.
+    pub(super) fn notifier(&mut self) -> &mut Notifier {
+        &mut self.notifier
+    }
+
+    /// Whether any worker is ready (the server is healthy, for the watchdog).
+    pub(super) fn any_ready(&self) -> bool {
+        self.workers.iter().any(|w| w.state == WorkerState::Ready)
     }
 
     pub(super) fn stopping(&self) -> bool {
@@ -370,6 +383,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         let replaces = w.replaces.take();
         log::info!(target: TARGET, "worker {id} (pid {pid}) ready");
         self.changed = true;
+        self.notifier.worker_ready();
         if let Some(ready) = self.on_ready.take() {
             ready(self.server.server_address());
         }
