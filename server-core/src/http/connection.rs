@@ -182,6 +182,24 @@ fn serve_connection<H: HttpHandler>(
                 return refuse(&busy, &mut input, wfile, client);
             }
         };
+        // Counted from here until the response is out, against `max_in_flight`.
+        let _in_flight = match limits.max_in_flight {
+            None => None,
+            Some(max) => match server.in_flight().take(1, max) {
+                Some(lease) => Some(lease),
+                None => {
+                    static LIMIT: Limit = Limit::new();
+                    say_limited(
+                        &LIMIT,
+                        Level::Warn,
+                        LOG,
+                        format_args!("{client}: refused a request: {max} already in flight"),
+                    );
+                    let busy = Reject::new(503, "too many requests at once; retry later");
+                    return refuse(&busy, &mut input, wfile, client);
+                }
+            },
+        };
         let body = match read_body(&mut input, wfile, framing, deadline) {
             Ok(body) => body,
             Err(stop) => return stopped(stop, &mut input, wfile, client),
@@ -200,8 +218,13 @@ fn serve_connection<H: HttpHandler>(
         let upgrade = response.status() == 101 && !panicked;
         // While the server stops (and after `serve_forever` returned, while `close` drains),
         // the response says `Connection: close`, so the client opens its next connection to a
-        // server that serves it, and `close` does not wait for it.
-        let close = panicked || !keep_alive || response.asks_close() || server.is_closing();
+        // server that serves it, and `close` does not wait for it. So it does while the server
+        // is at `max_connections`: keep-alive would hold the slot the next client waits for.
+        let close = panicked
+            || !keep_alive
+            || response.asks_close()
+            || server.is_closing()
+            || server.is_full();
         log::debug!(target: LOG, "{client} \"{} {} {version}\" {} {}",
             http_request.method, http_request.target, response.status(), response.body().len());
         let written = write_response(wfile, &response, version, head_only, close && !upgrade)

@@ -70,7 +70,13 @@
 //!   more than `max_headers` (100) header fields get `431`. Bodies held at once, over all
 //!   connections, are bounded by `max_bodies_total` (64 MiB): past it a request gets `503` with
 //!   `Retry-After: 1` before its body is read. A finished body's buffer is not kept by its
-//!   connection.
+//!   connection. Requests being answered at once can be capped too (`max_in_flight`): past it,
+//!   `503` with `Retry-After: 1`.
+//! - **Overload**: while the server is at its
+//!   [`max_connections`](crate::ServerBuilder::max_connections), every response says
+//!   `Connection: close`, so keep-alive clients reconnect, and a load balancer can send them
+//!   elsewhere, instead of holding their slots; clients turned away at the cap
+//!   ([`Overload::Reject`](crate::Overload::Reject)) get `503` with `Retry-After: 1`.
 //! - **Stopping**: while the server stops, each response says `Connection: close`, and a
 //!   connection waiting for its next request (idle keep-alive) is closed at once, so a stop
 //!   does not wait for idle clients and cuts no response. A new connection is given the grace
@@ -162,6 +168,12 @@ pub struct Limits {
     /// written. Default: 64 MiB: 64 bodies of the largest default size at once. (With
     /// [`Forking`](crate::Forking), each child counts its own.)
     pub max_bodies_total: usize,
+    /// The most requests being answered at once, over all the server's connections in this
+    /// process (from the end of a request's head until its response is written). A request
+    /// past it gets `503 Service Unavailable` with `Retry-After: 1`, before its body is read,
+    /// and its connection closes: load sheds at once instead of queueing behind busy
+    /// handlers. Default: `None` (bounded only by the connections the server takes).
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for Limits {
@@ -172,6 +184,7 @@ impl Default for Limits {
             max_headers: 100,
             timeout: Some(Duration::from_secs(30)),
             max_bodies_total: 64 * 1024 * 1024,
+            max_in_flight: None,
         }
     }
 }

@@ -501,3 +501,103 @@ fn the_busy_reply_is_one_whole_http_response() {
     let length: usize = header("content-length").unwrap().parse().unwrap();
     assert_eq!(reply.len() - head, length, "Content-Length matches the body");
 }
+
+/// Holds every request in `respond` until the test lets it go; at most one in flight.
+struct Gated;
+
+struct GateChannels {
+    entered: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
+    release: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
+}
+
+impl Handler for Gated {
+    type State = GateChannels;
+    fn new(_: &ServerContext<GateChannels>) -> Self {
+        Gated
+    }
+}
+
+impl HttpHandler for Gated {
+    fn respond(&mut self, _: &Request, server: &ServerContext<GateChannels>) -> Response {
+        let _ = server.state().entered.0.send(());
+        let _ = server
+            .state()
+            .release
+            .1
+            .recv_timeout(Duration::from_secs(10));
+        Response::text(200, "done")
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_in_flight: Some(1),
+            ..Limits::default()
+        }
+    }
+}
+
+#[test]
+fn past_max_in_flight_a_request_gets_503_with_retry_after() {
+    let channels = GateChannels {
+        entered: crossbeam_channel::unbounded(),
+        release: crossbeam_channel::unbounded(),
+    };
+    let mut server = TcpServer::<Http<Gated>, crate::Threading>::with_state(channels)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let address = server.server_address().as_inet().unwrap();
+    let state = std::sync::Arc::clone(server.context().state_arc());
+    let stop = server.shutdown_handle();
+    let serving = thread::spawn(move || server.serve_forever());
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = TcpStream::connect(address).unwrap();
+    first.write_all(get).unwrap();
+    state
+        .entered
+        .1
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first request is in flight");
+    let mut second = TcpStream::connect(address).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    second.write_all(get).unwrap();
+    let mut reply = String::new();
+    second.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    assert!(reply.contains("\r\nRetry-After: 1\r\n"), "{reply}");
+    state.release.0.send(()).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (status, _, body) = read_response(&mut BufReader::new(first));
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "done"));
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+}
+
+#[test]
+fn at_max_connections_responses_end_keep_alive() {
+    for (cap, closes) in [(1, true), (2, false)] {
+        let mut server = TcpServer::<Http<Probe>>::builder()
+            .max_connections(Some(cap))
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let address = server.server_address().as_inet().unwrap();
+        let stop = server.shutdown_handle();
+        let serving = thread::spawn(move || server.serve_forever());
+        let mut client = TcpStream::connect(address).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let (_, headers, _) = read_response(&mut BufReader::new(&client));
+        let said_close = headers.iter().any(|h| h == "Connection: close");
+        assert_eq!(said_close, closes, "cap {cap}: {headers:?}");
+        drop(client);
+        stop.shutdown();
+        serving.join().unwrap().unwrap();
+    }
+}

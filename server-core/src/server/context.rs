@@ -30,6 +30,9 @@ pub struct ServerContext<S = ()> {
     /// Bytes held by buffered HTTP request bodies.
     #[cfg(feature = "http")]
     bodies: Budget,
+    /// HTTP requests being answered, over all connections.
+    #[cfg(feature = "http")]
+    in_flight: Budget,
     /// The `handle_error` hook, if one was set.
     error_hook: Option<ErrorHook<S>>,
 }
@@ -51,6 +54,8 @@ impl<S> ServerContext<S> {
             gate: Arc::new(gate),
             #[cfg(feature = "http")]
             bodies: Budget::default(),
+            #[cfg(feature = "http")]
+            in_flight: Budget::default(),
             error_hook,
         }
     }
@@ -78,6 +83,19 @@ impl<S> ServerContext<S> {
     #[cfg(feature = "http")]
     pub(crate) fn bodies(&self) -> &Budget {
         &self.bodies
+    }
+
+    /// HTTP requests being answered, over all connections (a [`Budget`] of one per request).
+    #[cfg(feature = "http")]
+    pub(crate) fn in_flight(&self) -> &Budget {
+        &self.in_flight
+    }
+
+    /// Whether the server is at its `max_connections`: overloaded, so keep-alive should end
+    /// and let clients reconnect (perhaps to another server behind the load balancer).
+    #[cfg(feature = "http")]
+    pub(crate) fn is_full(&self) -> bool {
+        !self.gate.has_room()
     }
 
     /// Counts a request refused before a handler ran.
@@ -202,6 +220,8 @@ pub(crate) struct RequestOptions {
     pub inherited: bool,
     /// The PROXY protocol: off, or required from the trusted proxies (`server/edge.rs`).
     pub proxy: ProxySettings,
+    /// TLS: off, or the configuration and the handshake's deadline (`server/edge.rs`).
+    pub tls: crate::server::edge::TlsSettings,
 }
 
 /// What every request of a server shares.
