@@ -173,14 +173,15 @@ fn the_per_client_cap_turns_away_one_address_and_serves_another() {
     assert_eq!(stats.overloaded, 0, "{stats:?}");
 }
 
-/// Holds a keep-alive connection open on the server, then asks again with `requests`.
+/// Holds the server's one connection with a request in progress (its `100 Continue` says the
+/// server is reading it), then asks again with `requests`.
 const PY_BUSY: &str = r#"
 import socket, sys, requests
 url = sys.argv[1]
 host, port = url.removeprefix("http://").split(":")
 held = socket.create_connection((host, int(port)), timeout=10)
-held.sendall(b"GET /items HTTP/1.1\r\nHost: x\r\n\r\n")
-assert held.recv(65536).startswith(b"HTTP/1.1 200"), "the first connection is served"
+held.sendall(b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+assert held.recv(65536).startswith(b"HTTP/1.1 100"), "the first request is being read"
 r = requests.get(url + "/items", timeout=10)
 assert r.status_code == 503, r.status_code
 assert r.headers["Retry-After"] == "1", r.headers
@@ -203,4 +204,23 @@ fn rest_at_its_cap_answers_503_with_retry_after_to_python_requests() {
     );
     example::python(PY_BUSY, &[&rest.url()]);
     assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn a_client_that_gave_up_in_the_backlog_costs_no_slot_and_no_handler() {
+    let running = server(Overload::Wait);
+    let mut first = tcp_client(running.inet());
+    assert_eq!(echoed(&mut first, "one"), "one\n");
+    // Waits in the backlog, then gives up: connects and closes without a word.
+    drop(tcp_client(running.inet()));
+    // Waits too, but has sent its line and only half-closed: it is still served.
+    let mut patient = tcp_client(running.inet());
+    patient.write_all(b"two\n").unwrap();
+    patient.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(first);
+    assert_eq!(until_closed(&mut patient), "two\n");
+    let server = running.stop();
+    let stats = server.stats();
+    assert_eq!((stats.gave_up, stats.rejected), (1, 0), "{stats:?}");
+    assert_eq!(server.state().0.load(Ordering::SeqCst), 2, "one and two were handled");
 }

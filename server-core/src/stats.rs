@@ -28,6 +28,11 @@ pub struct Stats {
     /// [`max_connections_per_client`](crate::ServerBuilder::max_connections_per_client)
     /// connections open.
     pub over_client_limit: u64,
+    /// Clients that had already closed their connection, without sending anything, when the
+    /// server took it from the listen backlog (they gave up waiting): closed without costing a
+    /// slot or a handler. Looked for only while a `max_connections` cap is set, when clients
+    /// may wait. Not counted in `rejected`.
+    pub gave_up: u64,
     /// Requests taken from the socket and not yet finished in this process: running, or queued
     /// for a worker. This is what the `max_connections` builder option caps. With
     /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
@@ -43,6 +48,7 @@ pub(crate) struct Counters {
     rejected: AtomicU64,
     overloaded: AtomicU64,
     over_client_limit: AtomicU64,
+    gave_up: AtomicU64,
 }
 
 impl Counters {
@@ -54,12 +60,18 @@ impl Counters {
             rejected: self.rejected.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
             over_client_limit: self.over_client_limit.load(Ordering::Relaxed),
+            gave_up: self.gave_up.load(Ordering::Relaxed),
             open: 0,
         }
     }
 
     pub(crate) fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a client that gave up waiting in the backlog.
+    pub(crate) fn gave_up(&self) {
+        self.gave_up.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a client turned away at `max_connections` (`per_client`: at its own cap).

@@ -82,6 +82,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     self.end_shortage();
                 }
                 let context = self.shared.context();
+                // Clients may have waited in the backlog for a slot: one that gave up and
+                // closed must not take a slot, or a handler's time (emqx #14145).
+                if context.gate().is_capped() && T::gave_up(&request) {
+                    log::debug!(target: "socketserver::request",
+                        "{} gave up waiting before it was taken", T::client_address(&request));
+                    context.gave_up();
+                    T::close_request(request);
+                    return true;
+                }
                 if !self
                     .hooks
                     .verify_request(context, T::client_address(&request))

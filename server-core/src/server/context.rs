@@ -103,6 +103,11 @@ impl<S> ServerContext<S> {
         self.counters.reject();
     }
 
+    /// Counts a client that gave up waiting in the backlog.
+    pub(crate) fn gave_up(&self) {
+        self.counters.gave_up();
+    }
+
     /// Counts a client turned away by the overload policy (`per_client`: at its own cap).
     pub(crate) fn turn_away(&self, per_client: bool) {
         self.counters.turn_away(per_client);
@@ -220,8 +225,6 @@ pub(crate) struct RequestOptions {
     pub inherited: bool,
     /// The PROXY protocol: off, or required from the trusted proxies (`server/edge.rs`).
     pub proxy: ProxySettings,
-    /// TLS: off, or the configuration and the handshake's deadline (`server/edge.rs`).
-    pub tls: crate::server::edge::TlsSettings,
 }
 
 /// What every request of a server shares.

@@ -41,6 +41,26 @@ pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     socket::send(fd.as_raw_fd(), buf, flags).map_err(io::Error::from)
 }
 
+/// Whether the peer of a just-accepted stream socket has already gone: it closed (or reset) the
+/// connection and sent nothing, as a client does that gave up while it waited in the listen
+/// backlog. One `poll(2)` that does not wait, and a peek when something is there.
+pub(crate) fn peer_gave_up(fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // Readable: data, or the end of the stream; nothing at all is the common case, one call.
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1)) {
+        return false;
+    }
+    // A client that sent its request and then half-closed (as Python's socketserver clients
+    // often do) has data waiting: it is served.
+    let mut byte = [0; 1];
+    match recv_now(fd, &mut byte, true) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+    }
+}
+
 /// Reads and drops what has already arrived on a socket, up to `most` bytes, without waiting.
 pub(crate) fn discard_pending(fd: BorrowedFd<'_>, most: usize) {
     let mut buf = [0; 4096];

@@ -108,6 +108,9 @@ mod sealed {
         fn client_address(request: &Self::Request) -> &Address;
         /// Ends a request that is not served (Python: `shutdown_request`).
         fn close_request(request: Self::Request);
+        /// Whether the client already gave up (closed without sending anything) while it
+        /// waited in the listen backlog; always `false` for datagrams.
+        fn gave_up(request: &Self::Request) -> bool;
         /// Ends a request the overload policy turned away: sends `reply` (if any) without
         /// waiting, after reading and dropping what the client already sent, then closes.
         fn turn_away(request: Self::Request, reply: &[u8]);
@@ -214,6 +217,9 @@ macro_rules! stream_transport {
                 // mean the client is gone already.
                 let _ = request.connection.shutdown(std::net::Shutdown::Write);
             }
+            fn gave_up(request: &Accepted) -> bool {
+                sys::socket::peer_gave_up(request.connection.as_fd())
+            }
             fn turn_away(request: Accepted, reply: &[u8]) {
                 if !reply.is_empty() {
                     let fd = request.connection.as_fd();
@@ -249,6 +255,9 @@ macro_rules! datagram_transport {
                 &request.client_address
             }
             fn close_request(_request: Datagram) {}
+            fn gave_up(_request: &Datagram) -> bool {
+                false
+            }
             fn turn_away(_request: Datagram, _reply: &[u8]) {}
             fn listener_fd(_socket: &std::sync::Arc<DatagramSocket>) -> Option<RawFd> {
                 // A forked child replies through the server's socket, so it keeps it.
