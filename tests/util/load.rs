@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A steady, bounded load: client threads that each connect, send a line, read the whole reply,
 //! check it, and close, until told to stop (or a count or a time bound is reached); then the
 //! counts of requests sent and failed. Include it with `#[path = "util/load.rs"] mod load;` beside

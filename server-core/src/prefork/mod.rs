@@ -136,6 +136,7 @@ mod scoreboard;
 mod signals;
 mod supervisor;
 mod table;
+mod upgrade;
 mod worker;
 
 use std::fmt;
@@ -145,6 +146,7 @@ pub use error::PreforkError;
 pub use scoreboard::{
     ExitReason, PreforkReport, PreforkStats, Scoreboard, WorkerExit, WorkerInfo, WorkerState,
 };
+pub use upgrade::READY_FD;
 
 use crate::addr::Address;
 use crate::error::BoxError;
@@ -156,6 +158,9 @@ use crate::transport::Transport;
 /// The default [`Prefork::heartbeat_timeout`] and [`Prefork::graceful_timeout`] (gunicorn's
 /// `timeout` and `graceful_timeout`): 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`Prefork::upgrade_name`]: `listener`.
+pub const DEFAULT_UPGRADE_NAME: &str = "listener";
 
 /// What [`Prefork::on_worker_start`] runs, in each worker.
 pub(crate) type StartHook = Box<dyn FnMut(u64) -> Result<(), BoxError> + Send>;
@@ -190,6 +195,7 @@ pub struct Prefork<T: Transport, H: Handler, S: Strategy> {
     on_reload: Option<ReloadHook>,
     on_ready: Option<ReadyHook>,
     on_change: Option<ChangeHook>,
+    upgrade_name: String,
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
@@ -210,6 +216,7 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
             on_reload: None,
             on_ready: None,
             on_change: None,
+            upgrade_name: DEFAULT_UPGRADE_NAME.into(),
         }
     }
 
@@ -286,6 +293,15 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
     /// exits, with the new [`Scoreboard`]. Keep it quick: the supervisor waits for it.
     pub fn on_change(mut self, change: impl FnMut(&Scoreboard) + Send + 'static) -> Self {
         self.on_change = Some(Box::new(change));
+        self
+    }
+
+    /// The name a binary upgrade (SIGUSR2) gives the listening socket it hands over
+    /// (`LISTEN_FDNAMES`), for a program that takes it by name, as it would take systemd's
+    /// (`FileDescriptorName=`). Default: [`DEFAULT_UPGRADE_NAME`]; programs that take the first
+    /// socket (`take_tcp(None)`) need not set it.
+    pub fn upgrade_name(mut self, name: impl Into<String>) -> Self {
+        self.upgrade_name = name.into();
         self
     }
 

@@ -8,6 +8,7 @@
 //! and the watchdog is kept from the supervisor's own loop, never from a thread: a supervisor
 //! that hangs stops feeding it, and systemd restarts the service.
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::scoreboard::PreforkStats;
@@ -29,10 +30,14 @@ pub(super) struct Notifier {
     status: String,
     status_at: Option<Instant>,
     failed: bool,
+    /// In a program started by an upgrade: the pipe the old supervisor waits on.
+    upgrade: Option<OwnedFd>,
+    /// After an upgrade, the new program is the main process: this one says no more.
+    handed_over: bool,
 }
 
 impl Notifier {
-    pub(super) fn new() -> Notifier {
+    pub(super) fn new(upgrade: Option<OwnedFd>) -> Notifier {
         let watchdog = systemd::watchdog_interval().map(|interval| {
             let half = (interval / 2).max(Duration::from_millis(1));
             log::info!(target: TARGET, "systemd watchdog: WATCHDOG=1 every {half:?}");
@@ -46,7 +51,14 @@ impl Notifier {
             status: String::new(),
             status_at: None,
             failed: false,
+            upgrade,
+            handed_over: false,
         }
+    }
+
+    /// The upgrade's ready pipe, which a worker closes.
+    pub(super) fn upgrade_fd(&self) -> Option<RawFd> {
+        self.upgrade.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Logs a failed notification: a warning the first time, then at debug level.
@@ -60,8 +72,13 @@ impl Notifier {
         }
     }
 
-    /// A worker is ready: `READY=1` the first time.
+    /// A worker is ready: `READY=1` the first time, and the old supervisor of an upgrade
+    /// hears this program is ready.
     pub(super) fn worker_ready(&mut self) {
+        if let Some(pipe) = self.upgrade.take() {
+            log::info!(target: TARGET, "upgrade: telling the old supervisor this program is ready");
+            super::upgrade::say_ready(pipe);
+        }
         if !std::mem::replace(&mut self.ready_sent, true) {
             let sent = systemd::notify_ready();
             self.sent(sent);
@@ -71,6 +88,9 @@ impl Notifier {
     /// `STATUS=` with `stats`, if the line changed (or if `changed`, the scoreboard did); at
     /// most every second for request counts alone.
     pub(super) fn status(&mut self, stats: &PreforkStats, changed: bool) {
+        if self.handed_over {
+            return;
+        }
         let due = self.status_at.is_none_or(|at| at.elapsed() >= STATUS_EVERY);
         if !changed && !due {
             return;
@@ -116,17 +136,20 @@ impl Notifier {
     pub(super) fn stopping(&mut self) {
         // A reload abandoned for the stop ends with the stop, not with `READY=1`.
         self.reloading = false;
-        if !std::mem::replace(&mut self.stopping, true) {
+        if !std::mem::replace(&mut self.stopping, true) && !self.handed_over {
             let sent = systemd::notify_stopping();
             self.sent(sent);
         }
     }
 
     /// The new program of an upgrade is the service's main process now: `MAINPID=pid`.
-    #[allow(dead_code)] // the binary upgrade (SIGUSR2) comes next
+    /// Sent before this supervisor drains: systemd then watches the new program, and this
+    /// one sends nothing more (its `STOPPING=1` would stop the service).
     pub(super) fn main_pid(&mut self, pid: u32) {
         let sent = systemd::notify_main_pid(pid);
         self.sent(sent);
+        self.handed_over = true;
+        self.watchdog = None;
     }
 
     /// When the next `WATCHDOG=1` is due, if systemd wants them.

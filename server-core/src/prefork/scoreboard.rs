@@ -176,4 +176,7 @@ pub struct PreforkReport {
     pub exits: Vec<WorkerExit>,
     /// Workers that did not finish within `graceful_timeout` when stopping, and were killed.
     pub killed: usize,
+    /// The pid of the new program, when this supervisor stopped after a binary upgrade
+    /// (SIGUSR2) handed its socket over.
+    pub upgraded_to: Option<u32>,
 }

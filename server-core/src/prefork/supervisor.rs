@@ -12,9 +12,11 @@ use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::Signal;
 
 use super::error::PreforkError;
+use super::notify::Notifier;
 use super::scoreboard::{ExitReason, PreforkReport, WorkerState};
 use super::signals::supervisor_signals;
 use super::table::Table;
+use super::upgrade::{self, Outcome, Upgrade};
 use super::Prefork;
 use crate::error::panic_message;
 use crate::handler::Handler;
@@ -52,10 +54,24 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
         mut on_reload,
         on_ready,
         on_change,
+        upgrade_name,
     } = prefork;
-    log::info!(target: TARGET, "supervisor {} starting {} workers for {}",
-        std::process::id(), options.workers, server.server_address());
-    let mut table = Table::new(server, options, on_start, on_ready, on_change);
+    // Started by an upgrade: the old supervisor waits to hear this one is ready.
+    let ready_pipe = upgrade::take_ready_pipe();
+    log::info!(target: TARGET, "supervisor {} starting {} workers for {}{}",
+        std::process::id(), options.workers, server.server_address(),
+        if ready_pipe.is_some() { " (a binary upgrade: the old supervisor waits)" } else { "" });
+    let program = upgrade::Program::current().map_err(|e| {
+        log::warn!(target: TARGET, "cannot read this program's path and arguments: {e}; SIGUSR2 will be refused");
+    });
+    let mut upgrading = Upgrading {
+        program: program.ok(),
+        name: upgrade_name,
+        current: None,
+        done: None,
+    };
+    let notifier = Notifier::new(ready_pipe);
+    let mut table = Table::new(server, options, on_start, on_ready, on_change, notifier);
     let mut reload: Option<Reload> = None;
     let mut reload_queued = false;
     let result = loop {
@@ -64,11 +80,11 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
             table.recycle();
             step_reload(&mut table, &mut reload, &mut reload_queued, &mut on_reload);
             table.fill();
-        } else if table.is_empty() {
+        } else if table.is_empty() && upgrading.current.is_none() {
             break Ok(());
         }
         table.publish();
-        if let Err(source) = wait(&mut table, &signals) {
+        if let Err(source) = wait(&mut table, &signals, upgrading.current.as_ref()) {
             log::error!(target: TARGET, "waiting for signals and heartbeats: {source}; killing the workers");
             table.kill_all();
             break Err(PreforkError::Supervise { source });
@@ -80,8 +96,10 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
                 &mut reload,
                 &mut reload_queued,
                 &mut on_reload,
+                &mut upgrading,
             );
         }
+        check_upgrade(&mut table, &mut upgrading);
         table.reap();
         table.check_timers();
         let healthy = table.any_ready();
@@ -92,7 +110,11 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
             }
         }
     };
-    let (report, fatal) = table.finish();
+    if let Some(upgrade) = upgrading.current.take() {
+        upgrade.kill();
+    }
+    let (mut report, fatal) = table.finish();
+    report.upgraded_to = upgrading.done;
     drop(signals);
     match (result, fatal) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
@@ -104,15 +126,20 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
 fn wait<T: Transport, H: Handler, S: Strategy>(
     table: &mut Table<T, H, S>,
     signals: &Watch,
+    upgrade: Option<&Upgrade>,
 ) -> std::io::Result<()> {
     let now = Instant::now();
     let deadline = table.next_deadline().unwrap_or(now + MAX_SLEEP);
     let deadline = deadline.min(now + MAX_SLEEP);
+    let deadline = upgrade.map_or(deadline, |u| deadline.min(u.deadline()));
     let ready: Vec<u64> = {
         let beats = table.beat_fds();
         let mut fds = Vec::with_capacity(beats.len() + 1);
         if let Some(fd) = signals.fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        if let Some(upgrade) = upgrade {
+            fds.push(PollFd::new(upgrade.fd(), PollFlags::POLLIN));
         }
         let skip = fds.len();
         fds.extend(
@@ -141,6 +168,7 @@ fn on_signal<T: Transport, H: Handler, S: Strategy>(
     reload: &mut Option<Reload>,
     queued: &mut bool,
     on_reload: &mut Option<super::ReloadHook>,
+    upgrading: &mut Upgrading,
 ) {
     match signal {
         Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
@@ -156,10 +184,20 @@ fn on_signal<T: Transport, H: Handler, S: Strategy>(
             if reload.take().is_some() {
                 log::info!(target: TARGET, "the reload in progress is abandoned");
             }
+            if let Some(upgrade) = upgrading.current.take() {
+                log::warn!(target: TARGET,
+                    "the upgrade in progress is abandoned: new program (pid {}) killed", upgrade.pid());
+                upgrade.kill();
+            }
             table.stop(graceful);
         }
         _ if table.stopping() && signal != Signal::SIGCHLD => {
             log::info!(target: TARGET, "{signal} received while stopping: ignored");
+        }
+        Signal::SIGUSR2 => start_upgrade(table, reload.is_some(), upgrading),
+        Signal::SIGHUP if upgrading.current.is_some() => {
+            log::info!(target: TARGET,
+                "SIGHUP received while a binary upgrade runs: ignored (reload the new program once it serves)");
         }
         Signal::SIGHUP if reload.is_some() => {
             log::info!(target: TARGET,
@@ -178,11 +216,80 @@ fn on_signal<T: Transport, H: Handler, S: Strategy>(
         Signal::SIGTTOU => {
             log::info!(target: TARGET, "SIGTTOU received: already at 1 worker; ignored");
         }
-        Signal::SIGUSR2 => {
-            log::warn!(target: TARGET,
-                "SIGUSR2 received: binary upgrade is not supported yet; ignored");
-        }
         _ => {}
+    }
+}
+
+/// The binary upgrade: what to run, and the one in progress.
+#[derive(Debug)]
+struct Upgrading {
+    program: Option<upgrade::Program>,
+    name: String,
+    current: Option<Upgrade>,
+    /// The new program's pid, once it took over.
+    done: Option<u32>,
+}
+
+/// SIGUSR2: starts the new program, unless an upgrade or a reload runs.
+fn start_upgrade<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    reloading: bool,
+    upgrading: &mut Upgrading,
+) {
+    if let Some(current) = &upgrading.current {
+        log::warn!(target: TARGET,
+            "SIGUSR2 received while an upgrade runs (new program pid {}): ignored", current.pid());
+        return;
+    }
+    if reloading {
+        log::warn!(target: TARGET,
+            "SIGUSR2 received while a reload runs: ignored (send it again once the reload is complete)");
+        return;
+    }
+    let Some(program) = &upgrading.program else {
+        log::error!(target: TARGET, "SIGUSR2 received: this program's path is unknown; ignored");
+        return;
+    };
+    let timeout = table.heartbeat_timeout();
+    match upgrade::start(program, table.listener(), &upgrading.name, timeout) {
+        Ok(started) => {
+            log::info!(target: TARGET,
+                "SIGUSR2 received: upgrading: new program pid {} started with the listening socket; \
+                 waiting up to {timeout:?} for its first worker", started.pid());
+            upgrading.current = Some(started);
+        }
+        Err(e) => {
+            log::error!(target: TARGET, "SIGUSR2 received: cannot start the new program: {e}; this one keeps serving");
+        }
+    }
+}
+
+/// Moves an upgrade on: once the new program is ready, this supervisor hands over
+/// (`MAINPID=`) and drains; if it failed, this one keeps serving.
+fn check_upgrade<T: Transport, H: Handler, S: Strategy>(
+    table: &mut Table<T, H, S>,
+    upgrading: &mut Upgrading,
+) {
+    let Some(current) = &mut upgrading.current else {
+        return;
+    };
+    match current.check() {
+        Outcome::Waiting => {}
+        Outcome::Ready(pid) => {
+            upgrading.current = None;
+            let pid = u32::try_from(pid.as_raw()).unwrap_or(0);
+            log::info!(target: TARGET,
+                "upgrade: the new program (pid {pid}) is ready; this supervisor drains its workers and exits");
+            upgrading.done = Some(pid);
+            table.notifier().main_pid(pid);
+            table.forget_socket_file();
+            table.stop(true);
+        }
+        Outcome::Failed(why) => {
+            log::error!(target: TARGET,
+                "upgrade failed: the new program (pid {}) {why}; this one keeps serving", current.pid());
+            upgrading.current = None;
+        }
     }
 }
 

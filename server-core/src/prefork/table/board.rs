@@ -85,6 +85,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             stats: board.stats,
             exits: board.exits,
             killed: self.killed,
+            upgraded_to: None,
         };
         (report, self.fatal.take())
     }

@@ -108,6 +108,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         on_start: Option<StartHook>,
         on_ready: Option<ReadyHook>,
         on_change: Option<ChangeHook>,
+        notifier: Notifier,
     ) -> Self {
         Table {
             server,
@@ -130,13 +131,28 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             killed: 0,
             changed: true,
             random: RandomState::new(),
-            notifier: Notifier::new(),
+            notifier,
         }
     }
 
     /// What the supervisor tells the service manager.
     pub(super) fn notifier(&mut self) -> &mut Notifier {
         &mut self.notifier
+    }
+
+    pub(super) fn heartbeat_timeout(&self) -> Duration {
+        self.options.heartbeat_timeout
+    }
+
+    /// The listening socket, which an upgrade hands over.
+    pub(super) fn listener(&self) -> BorrowedFd<'_> {
+        self.server.as_fd()
+    }
+
+    /// After an upgrade: the new program serves the socket file, which this server must
+    /// leave alone when it closes.
+    pub(super) fn forget_socket_file(&mut self) {
+        self.server.forget_socket_file();
     }
 
     /// Whether any worker is ready (the server is healthy, for the watchdog).
@@ -280,6 +296,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         let forked = crate::sys::process::fork(|| {
             let mut close: Vec<RawFd> = self.workers.iter().map(|w| w.beats.as_raw_fd()).collect();
             close.push(rx.as_raw_fd());
+            close.extend(self.notifier.upgrade_fd());
             let Some(beats) = tx.take() else {
                 worker::leave(worker::EXIT_BOOT_ERROR)
             };

@@ -1,0 +1,232 @@
+//! SIGUSR2, the binary upgrade: the supervisor forks a child that execs the program again
+//! with the listening socket handed over in systemd's `LISTEN_FDS` format, waits for the new
+//! program to say its first worker is ready, then drains its own workers and returns; if the
+//! new program exits or is not ready in time, it is killed and the old one keeps serving.
+//!
+//! The new program says it is ready by writing one byte to a pipe whose descriptor is in
+//! [`READY_FD`]; [`take_ready_pipe`] (in the new program's [`Prefork::serve`](super::Prefork))
+//! takes it and unsets the variable.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::{fstat, SFlag};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::signals::pipe;
+use crate::sys::{process, signal};
+
+const TARGET: &str = "socketserver::prefork";
+
+/// The environment variable that names the pipe on which the new program says "ready".
+pub const READY_FD: &str = "SOCKETSERVER_UPGRADE_FD";
+
+/// The program to run again: its executable and arguments, read when the supervisor starts.
+#[derive(Debug)]
+pub(super) struct Program {
+    exe: PathBuf,
+    argv: Vec<CString>,
+}
+
+impl Program {
+    /// This program: the path `/proc/self/exe` names now, and the arguments it was given.
+    ///
+    /// The path, not `/proc/self/exe` itself, is what the upgrade runs: a binary replaced at
+    /// that path (the point of an upgrade) is the one that starts, where `/proc/self/exe`
+    /// would still be the old, deleted file.
+    pub(super) fn current() -> io::Result<Program> {
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        let argv = std::env::args_os()
+            .map(|a| CString::new(a.into_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+        Ok(Program { exe, argv })
+    }
+}
+
+/// An upgrade in progress: the new program, and the pipe it says "ready" on.
+#[derive(Debug)]
+pub(super) struct Upgrade {
+    pid: Pid,
+    ready: OwnedFd,
+    deadline: Instant,
+}
+
+/// Where an upgrade is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Not ready yet.
+    Waiting,
+    /// The new program's first worker is ready.
+    Ready(Pid),
+    /// It failed (why): the new program is gone.
+    Failed(String),
+}
+
+/// Starts the new program: `program` with `listener` as fd 3 (`LISTEN_FDS=1`, named `name`)
+/// and the ready pipe in [`READY_FD`]. The supervisor is single-threaded (the fork rules).
+pub(super) fn start(
+    program: &Program,
+    listener: BorrowedFd<'_>,
+    name: &str,
+    timeout: Duration,
+) -> io::Result<Upgrade> {
+    let (ready, tell) = pipe()?;
+    // The environment, without the variables the child sets.
+    let ours = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD];
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !ours.iter().any(|o| k == o))
+        .filter_map(|(k, v)| {
+            let mut pair: OsString = k;
+            pair.push("=");
+            pair.push(v);
+            CString::new(pair.into_vec()).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("LISTEN_FDNAMES={name}")).map_err(io::Error::other)?);
+    env.push(CString::new("LISTEN_FDS=1").map_err(io::Error::other)?);
+    let mask = signal::block_all()?;
+    let (listener, tell_fd) = (listener.as_raw_fd(), tell.as_raw_fd());
+    // The supervisor is single-threaded (the first case of `sys::process::fork`'s contract).
+    let forked = process::fork(|| {
+        let code = match exec(program, listener, tell_fd, env) {
+            Ok(never) => match never {},
+            Err(e) => {
+                log::error!(target: TARGET, "upgrade: cannot run {}: {e}", program.exe.display());
+                127
+            }
+        };
+        process::exit_now(code)
+    });
+    signal::restore_mask(&mask);
+    drop(tell);
+    let pid = forked?;
+    Ok(Upgrade {
+        pid,
+        ready,
+        deadline: crate::sys::deadline_in(timeout),
+    })
+}
+
+/// In the child: fd 3 is the listener, the ready pipe survives `exec`, the supervisor's
+/// signal handlers are gone and every signal unblocked; then `execve`. Returns only on error.
+fn exec(
+    program: &Program,
+    listener: RawFd,
+    tell: RawFd,
+    mut env: Vec<CString>,
+) -> io::Result<std::convert::Infallible> {
+    // Above 3, without close-on-exec.
+    let tell = fcntl(tell, FcntlArg::F_DUPFD(10))?;
+    if listener == 3 {
+        fcntl(3, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    } else {
+        // dup2 leaves the new descriptor without close-on-exec.
+        nix::unistd::dup2(listener, 3)?;
+    }
+    env.push(CString::new(format!("{READY_FD}={tell}")).map_err(io::Error::other)?);
+    env.push(CString::new(format!("LISTEN_PID={}", std::process::id())).map_err(io::Error::other)?);
+    let exe =
+        CString::new(program.exe.clone().into_os_string().into_vec()).map_err(io::Error::other)?;
+    signal::forget_in_child();
+    signal::unblock_all()?;
+    Ok(nix::unistd::execve(&exe, &program.argv, &env)?)
+}
+
+impl Upgrade {
+    /// The new program's pid.
+    pub(super) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The ready pipe, to `poll(2)`.
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        self.ready.as_fd()
+    }
+
+    /// When the new program must be ready.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Reads the pipe, reaps the new program if it exited, and checks the deadline; a
+    /// program late or gone is killed and reaped.
+    pub(super) fn check(&mut self) -> Outcome {
+        let mut byte = [0u8; 1];
+        let closed = loop {
+            match nix::unistd::read(self.ready.as_raw_fd(), &mut byte) {
+                Ok(1) => return Outcome::Ready(self.pid),
+                Ok(_) => break true,
+                Err(Errno::EINTR) => {}
+                Err(_) => break false,
+            }
+        };
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Outcome::Failed(format!("it exited with status {code}"))
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                return Outcome::Failed(format!("it was killed by {signal}"))
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Failed(format!("cannot wait for it: {e}")),
+        }
+        if closed {
+            self.kill();
+            return Outcome::Failed("it closed its ready pipe without a word".into());
+        }
+        if Instant::now() >= self.deadline {
+            self.kill();
+            return Outcome::Failed("it was not ready in time; killed".into());
+        }
+        Outcome::Waiting
+    }
+
+    /// Kills the new program (its workers die with it) and reaps it.
+    pub(super) fn kill(&self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// In the new program: the pipe the old supervisor waits on, if this program was started by
+/// an upgrade ([`READY_FD`] names an open pipe); the variable is unset either way.
+pub(super) fn take_ready_pipe() -> Option<OwnedFd> {
+    let value = std::env::var_os(READY_FD)?;
+    std::env::remove_var(READY_FD);
+    let fd: RawFd = value.to_str()?.parse().ok()?;
+    if fd < 3 {
+        return None;
+    }
+    // Open, and a pipe: then it is the one the old supervisor passed.
+    let is_pipe = fstat(fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO);
+    if !is_pipe {
+        log::warn!(target: TARGET, "{READY_FD}={fd} is not an open pipe: ignored");
+        return None;
+    }
+    // Named by the variable just removed, and taken once: the contract of `own_inherited`.
+    let fd = process::own_inherited(fd);
+    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    Some(fd)
+}
+
+/// In the new program, once its first worker is ready: tells the old supervisor.
+pub(super) fn say_ready(pipe: OwnedFd) {
+    if let Err(e) = nix::unistd::write(&pipe, b"R") {
+        log::warn!(target: TARGET, "cannot tell the old supervisor this one is ready: {e}");
+    }
+}
