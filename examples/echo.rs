@@ -22,6 +22,11 @@
 //! replaces them one by one, SIGTTIN/SIGTTOU add or remove one). Started by systemd with a
 //! socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS.
 //!
+//! Behind HAProxy or nginx: `--proxy-protocol v2` (HAProxy's `send-proxy-v2`; `v1` for nginx's
+//! `proxy_protocol on;`, `any` for either) reads the PROXY header the balancer sends first, so
+//! the client logged (at info, `RUST_LOG=info`) is the real client, not the balancer. Headers
+//! are accepted from loopback only unless `--trusted-proxy CIDR` (repeatable) says otherwise.
+//!
 //! # Limits
 //!
 //! What one client can hold, and how to change it. Without them a client that connects and
@@ -38,6 +43,7 @@
 //! | requests a worker process serves before it is replaced (prefork) | no limit | `--max-requests N` |
 //! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |
 //! | bytes held per datagram (a larger one is dropped, not cut) | 64 KiB | none |
+//! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
 //!
 //! The timeouts apply to stream transports (tcp, unix); datagrams are answered at once.
 
@@ -57,7 +63,7 @@ use socketserver::{
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{exit_code, serve, serve_prefork, Defaults, PreforkFlags, ServerLimits};
+use cli::{exit_code, serve, serve_prefork, Defaults, PreforkFlags, ProxyFlags, ServerLimits};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]
@@ -69,6 +75,15 @@ impl StreamRequestHandler for Echo {
     const BUSY_REPLY: &'static [u8] = b"busy\n";
 
     fn handle(&mut self, request: &mut StreamRequest<'_>) -> HandleResult {
+        // Behind a proxy (--proxy-protocol), the client the proxy relays, and the proxy.
+        match request.proxy() {
+            Some(proxy) => log::info!(
+                "client {} via proxy {}",
+                request.client_address(),
+                proxy.peer()
+            ),
+            None => log::info!("client {}", request.client_address()),
+        }
         io::copy(&mut request.rfile, &mut request.wfile)?;
         Ok(())
     }
@@ -135,6 +150,9 @@ struct Args {
     // --read-timeout, --write-timeout (stream transports only) and --max-connections.
     #[command(flatten)]
     limits: ServerLimits,
+    // --proxy-protocol, --trusted-proxy and --proxy-header-timeout (stream transports only).
+    #[command(flatten)]
+    proxy: ProxyFlags,
 }
 
 fn main() -> ExitCode {
@@ -147,11 +165,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.address.as_str();
     // The limits of the table above, from the flags: what any one client can hold.
     let limits = &args.limits;
+    // Behind a load balancer: the PROXY protocol's flags (a datagram transport refuses them).
+    let proxy = &args.proxy;
     // Started by systemd with a socket (LISTEN_FDS): serve it instead of binding ADDRESS.
     let mut inherited = ListenFds::from_env()?;
     match args.transport {
         TransportArg::Tcp => {
-            let builder = limits.apply(TcpServer::<Echo>::builder().strategy(strategy));
+            let builder =
+                proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy)));
             let builder = builder.nodelay(true);
             run_server(
                 args,
@@ -162,7 +183,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::Udp => {
-            let builder = limits.apply(UdpServer::<Echo>::builder().strategy(strategy));
+            let builder =
+                proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy)));
             run_server(
                 args,
                 match inherited.take_udp(None)? {
@@ -172,7 +194,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::Unix => {
-            let builder = limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy));
+            let builder =
+                proxy.apply(limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy)));
             run_server(
                 args,
                 match inherited.take_unix_stream(None)? {
@@ -182,7 +205,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::UnixDatagram => {
-            let builder = limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy));
+            let builder =
+                proxy.apply(limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy)));
             run_server(
                 args,
                 match inherited.take_unix_datagram(None)? {

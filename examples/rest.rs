@@ -16,6 +16,7 @@
 //! curl -i -X DELETE http://127.0.0.1:8000/items/1                         # 204
 //! curl -i -X PATCH http://127.0.0.1:8000/items                            # 405, Allow: GET, HEAD, POST
 //! curl -i 'http://127.0.0.1:8000/items?after=10'                          # the items after id 10
+//! curl -i http://127.0.0.1:8000/whoami                                     # {"client": "127.0.0.1:PORT"}
 //! ```
 //!
 //! What it shows:
@@ -35,7 +36,11 @@
 //! In production: `--mode prefork --workers N` serves from N supervised worker processes
 //! (`--worker-mode`, `--max-requests`: see `--help`); each worker process has its own store, so use
 //! it for stateless serving only (or put the store in a database). Started by systemd with a socket
-//! (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS.
+//! (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS. Behind
+//! HAProxy (`send-proxy-v2`) or nginx's `stream` proxy (`proxy_protocol on;`), run it with
+//! `--proxy-protocol v2` (or `v1`, or `any`): `GET /whoami` then answers the client's address,
+//! not the balancer's (`--trusted-proxy CIDR`, repeatable, names the balancers; loopback by
+//! default).
 //!
 //! # Limits
 //!
@@ -52,6 +57,7 @@
 //! | a connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
 //! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
+//! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
 //!
 //! `GET /items` lists items in id order, from the first id after `?after=ID` (default 0), until
 //! the page is full; a page always holds at least one item (one item is at most 1 MiB), and
@@ -80,7 +86,7 @@ use socketserver::{Handler, ServerContext, TcpServer};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ServerLimits};
+use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ProxyFlags, ServerLimits};
 
 /// The collection every request shares, and its limits.
 struct Store {
@@ -126,6 +132,12 @@ impl HttpHandler for Api {
         let store = server.state();
         let segments: Vec<&str> = request.path().split('/').skip(1).collect();
         match (request.method(), segments.as_slice()) {
+            // Who the server thinks the client is: behind a proxy (--proxy-protocol), the
+            // client the proxy relays.
+            ("GET" | "HEAD", ["whoami"]) => json_text(
+                200,
+                &json!({ "client": request.client_address().to_string() }).to_string(),
+            ),
             // The collection.
             ("GET" | "HEAD", ["items"]) => list(request, store),
             ("POST", ["items"]) => match json_object(request, &store.limits) {
@@ -408,6 +420,9 @@ struct Args {
     max_page_bytes: usize,
     #[command(flatten)]
     limits: ServerLimits,
+    // --proxy-protocol, --trusted-proxy, --proxy-header-timeout: behind a load balancer.
+    #[command(flatten)]
+    proxy: ProxyFlags,
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
     #[command(flatten)]
     process: ProcessFlags,
@@ -435,7 +450,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
-    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    let server = bind_tcp(args.proxy.apply(args.limits.apply(builder)), &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
     args.process.serve(server)

@@ -8,17 +8,22 @@
 
 #[path = "util/balancers.rs"]
 mod balancers;
+mod example;
 #[path = "util/load.rs"]
 mod load;
 mod util;
 
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use balancers::{whoami_from, Balancer, EchoOne, Served};
+use example::{run, Example, CLIENT_DEADLINE};
 use load::Load;
+use nix::sys::signal::Signal;
 use socketserver::proxy::ProxyProtocol;
 use socketserver::{Threading, ThreadingTcpServer};
 use util::Running;
@@ -189,4 +194,62 @@ fn a_load_spreads_over_three_servers_and_survives_a_graceful_stop() {
         let stats = server.running.stop().stats();
         assert_eq!(stats.rejected, 0, "{stats:?}");
     }
+}
+
+#[test]
+fn the_rest_example_behind_haproxy_answers_whoami_with_the_client() {
+    let rest = Example::start("rest", &["127.0.0.1:0", "--proxy-protocol", "v2"]);
+    let haproxy = Balancer::haproxy(
+        &[rest.address.parse().expect("an address")],
+        "send-proxy-v2",
+    );
+    let out = run(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--interface",
+            &CLIENT.to_string(),
+            "-w",
+            "\n%{local_ip}:%{local_port}",
+            &format!("http://{}/whoami", haproxy.front),
+        ]),
+        CLIENT_DEADLINE,
+    );
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, local) = text
+        .rsplit_once('\n')
+        .expect("the body, then curl's address");
+    eprintln!("rest behind haproxy: {body} (curl from {local})");
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(json["client"], local, "the client's address, not HAProxy's");
+    drop(haproxy);
+    assert_eq!(rest.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn the_echo_example_behind_nginx_echoes_without_the_header() {
+    let echo = Example::start("echo", &["tcp", "127.0.0.1:0", "--proxy-protocol", "v1"]);
+    let nginx = Balancer::nginx(echo.address.parse().expect("an address"));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((CLIENT, 0)).into()).unwrap();
+    socket.connect(&nginx.front.into()).unwrap();
+    let mut client: std::net::TcpStream = socket.into();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let line = b"through nginx\n";
+    client.write_all(line).unwrap();
+    // Exactly the line comes back: the header nginx sent before it was the server's to read.
+    let mut back = vec![0; line.len()];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(back, line);
+    drop(client);
+    drop(nginx);
+    assert_eq!(echo.stop(Signal::SIGTERM).code(), Some(0));
 }

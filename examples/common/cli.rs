@@ -1,8 +1,9 @@
 //! What every example's command line shares: the three flags that bound what clients can hold
 //! (`--read-timeout`, `--write-timeout`, `--max-connections`), the parsers for their values,
 //! the process model's flags (`--worker-mode`, `--max-requests`, with `--mode prefork`),
-//! serving with the `serving on` line (in one process or from worker processes), and the error
-//! report at exit.
+//! serving with the `serving on` line (in one process or from worker processes), the PROXY
+//! protocol's flags (`--proxy-protocol`, `--trusted-proxy`, `--proxy-header-timeout`, for
+//! serving behind HAProxy or nginx), and the error report at exit.
 //!
 //! Each example includes this file with `#[path = "common/cli.rs"] mod cli;` (as it includes
 //! its protocol module), so a program copied from an example needs this file too. Each example
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use clap::{Arg, ValueEnum};
 use socketserver::prefork::Prefork;
+use socketserver::proxy::{IpNet, ProxyProtocol};
 use socketserver::systemd::ListenFds;
 use socketserver::transport::{Tcp, Transport};
 use socketserver::{
@@ -77,6 +79,64 @@ impl ServerLimits {
                 OverloadFlag::Close => Overload::Close,
             })
             .max_connections_per_client(self.per_client)
+    }
+}
+
+/// Serving behind a load balancer that sends the PROXY protocol (HAProxy's `send-proxy-v2`,
+/// nginx's `proxy_protocol on;`): put it in the example's `Args` with `#[command(flatten)]` and
+/// [`apply`](Self::apply) it to the builder. Then the handler sees the client's address, not the
+/// balancer's.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyFlags {
+    /// Require a PROXY protocol header on every connection, from a --trusted-proxy: v1
+    /// (nginx's `proxy_protocol on;`, HAProxy's `send-proxy`), v2 (HAProxy's `send-proxy-v2`)
+    /// or any; connections without one are closed.
+    #[arg(long, value_enum, default_value = "off")]
+    pub proxy_protocol: ProxyFlag,
+    /// An address range (CIDR, such as 10.0.0.0/8) whose connections may send the PROXY
+    /// header; repeat it for more [default: 127.0.0.0/8 and ::1]. Unix-socket peers are
+    /// always trusted.
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<IpNet>,
+    /// Close a connection whose PROXY header has not all arrived after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "5")]
+    pub proxy_header_timeout: Duration,
+}
+
+/// `--proxy-protocol`: [`socketserver::proxy::ProxyProtocol`] as a flag.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProxyFlag {
+    /// No header: the balancer's address is the client's.
+    Off,
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+    /// Either version.
+    Any,
+}
+
+impl ProxyFlags {
+    /// Sets `proxy_protocol`, `trusted_proxies` (when any --trusted-proxy is given) and
+    /// `proxy_header_timeout` on `builder`.
+    #[allow(dead_code)] // only some examples serve behind a proxy
+    pub fn apply<T: Transport, H: Handler, S: Strategy>(
+        &self,
+        builder: ServerBuilder<T, H, S>,
+    ) -> ServerBuilder<T, H, S> {
+        let builder = builder
+            .proxy_protocol(match self.proxy_protocol {
+                ProxyFlag::Off => ProxyProtocol::Off,
+                ProxyFlag::V1 => ProxyProtocol::V1,
+                ProxyFlag::V2 => ProxyProtocol::V2,
+                ProxyFlag::Any => ProxyProtocol::Any,
+            })
+            .proxy_header_timeout(self.proxy_header_timeout);
+        if self.trusted_proxy.is_empty() {
+            builder
+        } else {
+            builder.trusted_proxies(self.trusted_proxy.iter().copied())
+        }
     }
 }
 
