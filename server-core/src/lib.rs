@@ -16,13 +16,15 @@ compile_error!(
 
 // The modules are private and every item has one path, at the root: `socketserver::Threading`,
 // as Python's `socketserver.ThreadingTCPServer`. Only modules whose items are not re-exported
-// here are public: `http`, `prefork`, `proxy`, `systemd`, `transport`.
+// here are public: `http`, `prefork`, `proxy`, `systemd`, `tls`, `transport`.
 mod addr;
 mod aliases;
 mod error;
 mod handler;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod prefork;
 pub mod proxy;
 mod report;
@@ -47,7 +49,7 @@ pub use handler::{
     default_handle_error, DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler,
 };
 pub use request::{
-    Connection, DatagramRequest, DatagramSocket, PeerCredentials, StreamRequest, Wfile,
+    Connection, DatagramRequest, DatagramSocket, PeerCredentials, Stream, StreamRequest, Wfile,
 };
 pub use server::{
     Overload, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,

@@ -15,7 +15,7 @@ use crate::addr::Address;
 use crate::error::{RequestError, Stage};
 use crate::handler::HandleResult;
 use crate::report::{say_limited, Limit};
-use crate::request::{Connection, StreamRequest};
+use crate::request::{Connection, Stream, StreamRequest};
 use crate::server::ServerContext;
 
 use super::input::{is_disconnect, is_timeout, Input, ReadError};
@@ -26,57 +26,85 @@ use super::HttpHandler;
 
 const LOG: &str = "socketserver::http";
 
-/// The connection after a `101 Switching Protocols` response: the raw byte stream, for the
-/// protocol the client switched to (WebSocket, for example).
+/// The connection after a `101 Switching Protocols` response: the byte stream, for the
+/// protocol the client switched to (WebSocket, for example). On a TLS connection it reads and
+/// writes plaintext, as `rfile` and `wfile` do.
 ///
 /// Reading first returns the bytes the client sent right after its request (they were read
-/// along with it), then reads the connection. Writing goes straight to the connection.
-/// Neither side is buffered by this type; the server closes the connection when
-/// [`HttpHandler::upgraded`] returns.
+/// along with it), then reads the connection. Writing sends at once (through `wfile`, flushed
+/// after every write). The server closes the connection when [`HttpHandler::upgraded`]
+/// returns.
 ///
-/// To write from another thread (a chat broadcast, say), clone the socket:
-/// `upgraded.connection().as_tcp()` gives the `TcpStream`, and its `try_clone` a second handle.
+/// The connection has one owner, the thread serving it: another thread must not write to it
+/// (on TLS it cannot; on a plain socket its bytes would interleave with this thread's). To send
+/// from elsewhere (a chat broadcast), queue the bytes for the connection's thread and wake it:
+/// it can sleep in `poll(2)` on [`connection`](Self::connection)'s descriptor and a wake-up
+/// descriptor of its own, once [`buffered`](Self::buffered) is 0. Another thread may shut the
+/// socket down (`connection().try_clone()`) to end a blocked read.
 pub struct Upgraded<'r> {
     input: Input<'r>,
+    output: &'r mut dyn Write,
+    stream: Option<&'r Stream>,
 }
 
 impl<'r> Upgraded<'r> {
-    /// The connection, for its address, socket options and timeouts.
+    /// The connection, for its address, socket options and timeouts (which bound this
+    /// stream's reads and writes). It is the raw socket: writing to it directly would bypass
+    /// TLS and this stream.
     pub fn connection(&self) -> &'r Connection {
         self.input.connection
+    }
+
+    /// What the TLS handshake negotiated; `None` on a plain connection.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&'r crate::tls::TlsInfo> {
+        self.stream.and_then(Stream::tls)
+    }
+
+    /// Bytes a read returns at once, without waiting for the socket: those read along with
+    /// the request or since, and TLS plaintext already decrypted. While it is above 0, the
+    /// socket's descriptor may not be readable although a read would not block: check it
+    /// before sleeping in `poll(2)`. (Counted exactly while the server's `rbufsize` is at most
+    /// 16 KiB, as by default: the reads here then never fill `rfile`'s own buffer.)
+    pub fn buffered(&self) -> usize {
+        self.input.pending().len() + self.stream.map_or(0, Stream::buffered)
     }
 }
 
 impl Read for Upgraded<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let pending = self.input.pending();
-        if !pending.is_empty() {
-            let n = pending.len().min(out.len());
-            if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
-                dst.copy_from_slice(src);
-            }
-            self.input.pos += n;
-            return Ok(n);
+        if out.is_empty() {
+            return Ok(0);
         }
-        self.input.rfile.read(out)
+        if self.input.pending().is_empty() && self.input.fill(None)? == 0 {
+            return Ok(0);
+        }
+        let pending = self.input.pending();
+        let n = pending.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.input.pos += n;
+        Ok(n)
     }
 }
 
 impl Write for Upgraded<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut connection = self.input.connection;
-        connection.write(buf)
+        self.output.write_all(buf)?;
+        self.output.flush()?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.output.flush()
     }
 }
 
 impl fmt::Debug for Upgraded<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upgraded")
-            .field("buffered", &self.input.pending().len())
+            .field("buffered", &self.buffered())
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +118,7 @@ pub(crate) fn serve<H: HttpHandler>(
     let client = request.client_address();
     let connection = request.connection();
     let registered = request.registered();
+    let stream = request.stream();
     let StreamRequest { rfile, wfile, .. } = request;
     let input = Input {
         rfile,
@@ -99,18 +128,18 @@ pub(crate) fn serve<H: HttpHandler>(
         registered,
         idle: false,
     };
-    serve_connection(handler, input, wfile, client, server)
+    serve_connection(handler, input, wfile, Some(stream), client, server)
 }
 
 /// Serves HTTP requests read from `rfile` and answered on `wfile` (a byte slice and a `Vec`
 /// under the fuzzer: `fuzz_connection`, behind `cfg(fuzzing)`). `connection` is only used
 /// for its timeouts, for shutting down the writing side, and by an [`Upgraded`] stream.
 #[cfg(any(test, fuzzing))]
-pub(crate) fn serve_bytes<H: HttpHandler>(
+pub(crate) fn serve_bytes<'r, H: HttpHandler>(
     handler: &mut H,
-    rfile: &mut dyn Read,
-    wfile: &mut impl Write,
-    connection: &Connection,
+    rfile: &'r mut dyn Read,
+    wfile: &'r mut impl Write,
+    connection: &'r Connection,
     client: &Address,
     server: &ServerContext<H::State>,
 ) -> HandleResult {
@@ -122,14 +151,15 @@ pub(crate) fn serve_bytes<H: HttpHandler>(
         registered: None,
         idle: false,
     };
-    serve_connection(handler, input, wfile, client, server)
+    serve_connection(handler, input, wfile, None, client, server)
 }
 
 /// The keep-alive loop of [`serve`] and [`serve_bytes`].
-fn serve_connection<H: HttpHandler>(
+fn serve_connection<'r, H: HttpHandler, W: Write + 'r>(
     handler: &mut H,
-    mut input: Input<'_>,
-    wfile: &mut impl Write,
+    mut input: Input<'r>,
+    wfile: &'r mut W,
+    stream: Option<&'r Stream>,
     client: &Address,
     server: &ServerContext<H::State>,
 ) -> HandleResult {
@@ -241,7 +271,12 @@ fn serve_connection<H: HttpHandler>(
             // Hand the connection over with the socket's own timeouts, not the layer's.
             connection.set_read_timeout(configured_read)?;
             connection.set_write_timeout(configured_write)?;
-            return handler.upgraded(&http_request, Upgraded { input }, server);
+            let upgraded = Upgraded {
+                input,
+                output: wfile,
+                stream,
+            };
+            return handler.upgraded(&http_request, upgraded, server);
         }
         if close {
             return Ok(());

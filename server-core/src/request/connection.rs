@@ -1,5 +1,7 @@
-//! The connected stream socket a stream request is served on: TCP or Unix.
+//! The connected stream socket a stream request is served on (TCP or Unix), and the byte
+//! stream a handler reads and writes over it ([`Stream`]: the socket itself, or TLS over it).
 
+use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -33,6 +35,12 @@ impl Connection {
 
     /// A second handle on the same connection (`dup(2)`), for example to write from another
     /// thread while this one reads.
+    ///
+    /// It is the raw socket: on a TLS connection, writing to it would bypass TLS (the client
+    /// would see garbage and drop the connection), and a TLS connection cannot be written from
+    /// another thread at all (it has one owner: see [the `tls` module](crate::tls)). Hand what
+    /// another thread wants written to the connection's own thread instead. Shutting the clone
+    /// down (to wake the connection's thread from a read) is fine either way.
     ///
     /// # Errors
     ///
@@ -175,4 +183,129 @@ pub struct PeerCredentials {
     pub uid: u32,
     /// The peer's group id.
     pub gid: u32,
+}
+
+/// The byte stream of one connection, as `rfile` reads it and `wfile` writes it: the socket
+/// itself, or TLS over it (see [the `tls` module](crate::tls)). Handlers read and write the
+/// same plaintext either way.
+///
+/// `&Stream` implements [`Read`] and [`Write`], as `&Connection` does. It has one owner,
+/// the thread serving the connection: it is not `Sync`, and a TLS stream's state is borrowed
+/// only for the length of each call (never a mutex).
+pub struct Stream {
+    connection: Connection,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Session>,
+}
+
+impl Stream {
+    /// The plain socket.
+    pub(crate) fn plain(connection: Connection) -> Stream {
+        Stream {
+            connection,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// TLS over the socket, after a completed handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) fn over_tls(connection: Connection, session: crate::tls::Session) -> Stream {
+        Stream {
+            connection,
+            tls: Some(session),
+        }
+    }
+
+    /// The socket underneath, for its addresses, options and timeouts (which apply to TLS
+    /// reads and writes too). Writing to it directly on a TLS connection would bypass TLS.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// What the TLS handshake negotiated; `None` on a plain connection.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+        self.tls.as_ref().map(crate::tls::Session::info)
+    }
+
+    /// Bytes a read returns at once without waiting for the socket: TLS plaintext already
+    /// decrypted (0 on a plain connection, where the socket's own buffer is what `poll(2)`
+    /// sees). Check it before sleeping in `poll` on the socket: data rustls holds does not
+    /// make the socket readable.
+    pub fn buffered(&self) -> usize {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.buffered();
+        }
+        0
+    }
+
+    /// Ends the writing side: on TLS, `close_notify` first; then `shutdown(SHUT_WR)`, so the
+    /// client sees the end at once.
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.close_notify(&self.connection);
+        }
+        self.connection.shutdown(Shutdown::Write)
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Stream");
+        debug.field("connection", &self.connection);
+        #[cfg(feature = "tls")]
+        debug.field("tls", &self.tls());
+        debug.finish()
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.read(&self.connection, buf);
+        }
+        (&self.connection).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            let first = bufs.iter_mut().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |buf| self.read(buf));
+        }
+        (&self.connection).read_vectored(bufs)
+    }
+}
+
+impl Write for &Stream {
+    /// On a plain connection: one send with `MSG_NOSIGNAL` (see `&Connection`'s `write`). On
+    /// TLS: encrypts and sends, returning once the records are on the socket.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.write(&self.connection, buf);
+        }
+        (&self.connection).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return first.map_or(Ok(0), |buf| self.write(buf));
+        }
+        (&self.connection).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.flush(&self.connection);
+        }
+        Ok(())
+    }
 }

@@ -15,7 +15,7 @@ use crate::proxy::ProxyInfo;
 use crate::server::connections::Registered;
 use crate::server::ServerContext;
 
-pub use connection::{Connection, PeerCredentials};
+pub use connection::{Connection, PeerCredentials, Stream};
 pub use wfile::Wfile;
 
 /// One stream request: a connection, as a [`StreamRequestHandler`](crate::StreamRequestHandler)
@@ -25,10 +25,12 @@ pub use wfile::Wfile;
 /// `io::copy(&mut request.rfile, &mut request.wfile)`.
 pub struct StreamRequest<'a, S = ()> {
     /// Buffered reading from the connection (Python: `rfile`); the buffer holds `rbufsize` bytes.
-    pub rfile: BufReader<&'a Connection>,
-    /// Writing to the connection (Python: `wfile`); see [`Wfile`].
+    /// On a TLS connection it reads the decrypted plaintext.
+    pub rfile: BufReader<&'a Stream>,
+    /// Writing to the connection (Python: `wfile`); see [`Wfile`]. On a TLS connection it
+    /// encrypts.
     pub wfile: Wfile<'a>,
-    connection: &'a Connection,
+    stream: &'a Stream,
     client_address: &'a Address,
     server: &'a ServerContext<S>,
     registered: Option<&'a Registered<'a>>,
@@ -37,16 +39,16 @@ pub struct StreamRequest<'a, S = ()> {
 
 impl<'a, S> StreamRequest<'a, S> {
     pub(crate) fn new(
-        connection: &'a Connection,
+        stream: &'a Stream,
         client_address: &'a Address,
         server: &'a ServerContext<S>,
         registered: Option<&'a Registered<'a>>,
         (rbufsize, wbufsize): (usize, usize),
     ) -> Self {
         StreamRequest {
-            rfile: BufReader::with_capacity(rbufsize, connection),
-            wfile: Wfile::new(connection, wbufsize),
-            connection,
+            rfile: BufReader::with_capacity(rbufsize, stream),
+            wfile: Wfile::new(stream, wbufsize),
+            stream,
             client_address,
             server,
             registered,
@@ -109,9 +111,26 @@ impl<'a, S> StreamRequest<'a, S> {
 
     /// The connection itself (Python: `request` / `connection`), for socket options and
     /// timeouts. Reading from it directly skips what `rfile` has already buffered.
+    ///
+    /// It is the raw socket: on a TLS connection, reading or writing it directly would bypass
+    /// TLS; use `rfile` and `wfile` (or [`stream`](Self::stream)).
     #[doc(alias = "request")]
     pub fn connection(&self) -> &'a Connection {
-        self.connection
+        self.stream.connection()
+    }
+
+    /// The connection's byte stream, which `rfile` reads and `wfile` writes: the socket, or
+    /// TLS over it.
+    pub fn stream(&self) -> &'a Stream {
+        self.stream
+    }
+
+    /// What the TLS handshake negotiated (SNI name, ALPN protocol, the client's certificates,
+    /// version and cipher suite), when the server serves TLS
+    /// ([`ServerBuilder::tls`](crate::ServerBuilder::tls)); `None` otherwise.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&'a crate::tls::TlsInfo> {
+        self.stream.tls()
     }
 
     /// The client's address (Python: `client_address`). For Unix stream clients this is usually

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, BufWriter, Write};
 
-use super::Connection;
+use super::Stream;
 
 /// The writing side of a stream request (Python: `wfile`).
 ///
@@ -33,16 +33,16 @@ pub struct Wfile<'a> {
 const SCRATCH_KEPT: usize = 64 * 1024;
 
 enum WfileInner<'a> {
-    Direct(&'a Connection),
-    Buffered(BufWriter<&'a Connection>),
+    Direct(&'a Stream),
+    Buffered(BufWriter<&'a Stream>),
 }
 
 impl<'a> Wfile<'a> {
-    pub(crate) fn new(connection: &'a Connection, wbufsize: usize) -> Self {
+    pub(crate) fn new(stream: &'a Stream, wbufsize: usize) -> Self {
         let inner = if wbufsize == 0 {
-            WfileInner::Direct(connection)
+            WfileInner::Direct(stream)
         } else {
-            WfileInner::Buffered(BufWriter::with_capacity(wbufsize, connection))
+            WfileInner::Buffered(BufWriter::with_capacity(wbufsize, stream))
         };
         Wfile {
             inner,
@@ -68,7 +68,7 @@ impl Write for Wfile<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
-            WfileInner::Direct(_) => Ok(()),
+            WfileInner::Direct(stream) => stream.flush(),
             WfileInner::Buffered(w) => w.flush(),
         }
     }
@@ -116,7 +116,7 @@ mod tests {
 
     /// A connection whose every send arrives as its own record (`SOCK_SEQPACKET`), and the
     /// other end: what one `recv` gets is exactly what one send sent.
-    fn records() -> (Connection, OwnedFd) {
+    fn records() -> (Stream, OwnedFd) {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -124,7 +124,8 @@ mod tests {
             SockFlag::SOCK_CLOEXEC,
         )
         .expect("socketpair");
-        (Connection::Unix(UnixStream::from(ours)), theirs)
+        let connection = crate::request::Connection::Unix(UnixStream::from(ours));
+        (Stream::plain(connection), theirs)
     }
 
     fn first_record(fd: &OwnedFd) -> String {

@@ -109,6 +109,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 nodelay: false,
                 inherited: false,
                 proxy: crate::proxy::ProxySettings::default(),
+                tls: crate::server::edge::TlsSettings::default(),
             },
             poll_interval: Duration::from_millis(500),
             timeout: None,

@@ -225,6 +225,8 @@ pub(crate) struct RequestOptions {
     pub inherited: bool,
     /// The PROXY protocol: off, or required from the trusted proxies (`server/edge.rs`).
     pub proxy: ProxySettings,
+    /// TLS: off, or the configuration and the handshake's deadline (`server/edge.rs`).
+    pub tls: crate::server::edge::TlsSettings,
 }
 
 /// What every request of a server shares.

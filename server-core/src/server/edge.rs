@@ -1,7 +1,7 @@
 //! The edge: what runs between `accept` and the handler, on the worker that serves the
-//! connection (never on the serving loop). Today that is reading the PROXY protocol header
-//! ([`crate::proxy`]); TLS will run here too, after the header. Also the builder options that
-//! configure it.
+//! connection (never on the serving loop): reading the PROXY protocol header
+//! ([`crate::proxy`]), then the TLS handshake ([`crate::tls`]). Also the builder options that
+//! configure them.
 
 use std::time::Duration;
 
@@ -9,7 +9,9 @@ use crate::addr::Address;
 use crate::error::{Error, RequestError, Result};
 use crate::handler::Handler;
 use crate::proxy::{self, IpNet, ProxyInfo, ProxyProtocol};
-use crate::request::Connection;
+#[cfg(feature = "tls")]
+use crate::report::{say_limited, Limit};
+use crate::request::{Connection, Stream};
 use crate::server::{RequestOptions, ServerBuilder, ServerContext};
 use crate::strategy::Strategy;
 use crate::transport::Transport;
@@ -76,6 +78,43 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         self
     }
 
+    /// Serves every connection over TLS with this configuration (certificate, key, ALPN,
+    /// client authentication): the handshake runs on the connection's worker, after the PROXY
+    /// header if one is required, under
+    /// [`tls_handshake_timeout`](Self::tls_handshake_timeout). Handlers read and write
+    /// plaintext through `rfile` and `wfile` as before, and see what was negotiated in
+    /// [`StreamRequest::tls`](crate::StreamRequest::tls). Default: no TLS. See
+    /// [the `tls` module](crate::tls).
+    ///
+    /// A connection whose handshake fails or times out is closed without calling the handler,
+    /// counted in [`TlsConfig::stats`](crate::tls::TlsConfig::stats) by reason and in
+    /// [`Stats::rejected`](crate::Stats::rejected), and logged (rate-limited).
+    ///
+    /// Keep a clone of `config` to [`reload`](crate::tls::TlsConfig::reload) its certificate
+    /// while the server runs.
+    ///
+    /// Stream transports only: on a datagram server it is an [`Error::InvalidOption`] when
+    /// binding.
+    #[cfg(feature = "tls")]
+    #[doc(alias = "ssl_context")]
+    pub fn tls(mut self, config: crate::tls::TlsConfig) -> Self {
+        self.request.tls.config = Some(config);
+        self
+    }
+
+    /// How long a connection's TLS handshake may take in all, counted from when its worker
+    /// starts on it (after the PROXY header, if any). Default:
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::tls::DEFAULT_HANDSHAKE_TIMEOUT) (10 s).
+    ///
+    /// It is a total deadline, not a per-read timeout: it bounds what a client that connects
+    /// and sends nothing, or trickles its ClientHello a byte at a time, costs: one worker (or
+    /// thread, or child) for at most this long. Must be more than zero.
+    #[cfg(feature = "tls")]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.request.tls.handshake_timeout = timeout;
+        self
+    }
+
     /// Checks the edge options for this transport: called from `validate` when binding.
     pub(super) fn validate_edge(&self) -> Result<()> {
         let proxy = &self.request.proxy;
@@ -94,8 +133,77 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         if proxy.header_timeout.is_zero() {
             return invalid("proxy_header_timeout", "must be more than zero");
         }
+        #[cfg(feature = "tls")]
+        {
+            let tls = &self.request.tls;
+            if tls.config.is_some() && matches!(T::NAME, "udp" | "unix-datagram") {
+                return invalid(
+                    "tls",
+                    "TLS applies to stream transports (TCP, Unix stream) only",
+                );
+            }
+            if tls.handshake_timeout.is_zero() {
+                return invalid("tls_handshake_timeout", "must be more than zero");
+            }
+        }
         Ok(())
     }
+}
+
+/// TLS for every connection of a server, or none: set with
+/// [`ServerBuilder::tls`] and [`ServerBuilder::tls_handshake_timeout`].
+#[derive(Debug, Clone)]
+pub(crate) struct TlsSettings {
+    #[cfg(feature = "tls")]
+    pub(crate) config: Option<crate::tls::TlsConfig>,
+    #[cfg(feature = "tls")]
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            #[cfg(feature = "tls")]
+            config: None,
+            #[cfg(feature = "tls")]
+            handshake_timeout: crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Makes the connection's byte stream: with TLS on, runs the handshake (on this worker, under
+/// its deadline). A failed handshake is counted (in the configuration's stats and as
+/// rejected), logged with a rate limit, and the connection closed; then the connection comes
+/// back as the error, to be dropped once it is unregistered.
+#[cfg_attr(
+    not(feature = "tls"),
+    allow(clippy::unnecessary_wraps, unused_variables)
+)]
+pub(super) fn secure<S>(
+    connection: Connection,
+    client: &Address,
+    server: &ServerContext<S>,
+    options: &RequestOptions,
+) -> std::result::Result<Stream, Connection> {
+    #[cfg(feature = "tls")]
+    if let Some(config) = &options.tls.config {
+        return match crate::tls::accept(&connection, config, options.tls.handshake_timeout) {
+            Ok(session) => Ok(Stream::over_tls(connection, session)),
+            Err(failure) => {
+                static LIMIT: Limit = Limit::new();
+                say_limited(
+                    &LIMIT,
+                    log::Level::Info,
+                    "socketserver::tls",
+                    format_args!("connection from {client}: {failure}"),
+                );
+                server.reject();
+                let _ = connection.shutdown(std::net::Shutdown::Both);
+                Err(connection)
+            }
+        };
+    }
+    Ok(Stream::plain(connection))
 }
 
 /// What the edge learned about a connection before its handler runs.

@@ -156,6 +156,20 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
             Err(error) => return edge::refuse(server, &connection, &error),
         }
     };
+    // TLS, after the PROXY header: a failed handshake is refused like a bad header.
+    let stream = {
+        let _in_handler = server.handle().enter_handler();
+        match edge::secure(connection, &edge.client, server, options) {
+            Ok(stream) => stream,
+            Err(connection) => {
+                // Unregistered before the descriptor is closed, so a stop cannot shut down
+                // a number the system has already given to another connection.
+                drop(registered);
+                drop(connection);
+                return false;
+            }
+        }
+    };
     counted(server, || {
         let client = edge.client;
         match &edge.proxy {
@@ -163,9 +177,10 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
                 "connection from {client} via proxy {}", proxy.peer()),
             None => log::debug!(target: "socketserver::request", "connection from {client}"),
         }
-        apply_options(&connection, options, &client);
+        let connection = stream.connection();
+        apply_options(connection, options, &client);
         let mut request = StreamRequest::new(
-            &connection,
+            &stream,
             &client,
             server,
             Some(&registered),
@@ -190,8 +205,8 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
                 .is_ok();
         drop(request);
         // Python's shutdown_request: the client sees end-of-file now, even if it shares the
-        // socket with a forked process.
-        let _ = connection.shutdown(std::net::Shutdown::Write);
+        // socket with a forked process (on TLS, after `close_notify`).
+        let _ = stream.shutdown_write();
         drop(registered);
         outcome.ok && flushed
     })
