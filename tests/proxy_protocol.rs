@@ -538,3 +538,32 @@ fn the_options_are_refused_on_datagram_servers_and_a_zero_deadline_anywhere() {
     assert_eq!(field(&reply, "proxy"), "-");
     server.stop();
 }
+
+#[test]
+fn ipv6_and_dual_stack_peers_are_matched_against_the_trusted_ranges() {
+    let _shared = isolation::shared();
+    let header = "PROXY TCP6 2001:db8::5 2001:db8::1 4000 80\r\nv6\n";
+    // ::1 is trusted by default.
+    let v6 = util::serve(
+        TcpServer::<Who>::builder()
+            .proxy_protocol(ProxyProtocol::V1)
+            .bind("[::1]:0")
+            .unwrap(),
+    );
+    let reply = exchange(v6.inet(), header.as_bytes());
+    assert_eq!(field(&reply, "client"), "[2001:db8::5]:4000", "{reply}");
+    v6.stop();
+    // A dual-stack server sees an IPv4 client as ::ffff:127.0.0.1, matched as 127.0.0.1.
+    let dual = util::serve(
+        TcpServer::<Who>::builder()
+            .proxy_protocol(ProxyProtocol::V1)
+            .trusted_proxies(["127.0.0.1/32".parse::<IpNet>().unwrap()])
+            .bind("[::]:0")
+            .unwrap(),
+    );
+    let port = dual.inet().port();
+    let reply = exchange(SocketAddr::from(([127, 0, 0, 1], port)), header.as_bytes());
+    assert_eq!(field(&reply, "client"), "[2001:db8::5]:4000", "{reply}");
+    let stats = dual.stop().stats();
+    assert_eq!((stats.succeeded, stats.rejected), (1, 0), "{stats:?}");
+}
