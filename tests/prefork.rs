@@ -215,3 +215,78 @@ fn udp_workers_answer_datagrams() {
     }
     supervisor.stop();
 }
+
+/// The listening TCP sockets on `port` (state 0A in /proc/net/tcp).
+fn listeners_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.get(1).is_some_and(|a| a.ends_with(&local)) && cols.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+#[test]
+fn reuse_port_workers_recycle_under_load_without_a_failed_request() {
+    const NAME: &str = "reuse_port_workers_recycle_under_load_without_a_failed_request";
+    if is_child(NAME) {
+        let server = socketserver::TcpServer::<Echo>::builder()
+            .strategy(Threading::new())
+            .reuse_port(true)
+            .poll_interval(Duration::from_millis(50))
+            .read_timeout(Some(Duration::from_secs(10)))
+            .write_timeout(Some(Duration::from_secs(10)))
+            .max_connections(Some(256))
+            .bind("127.0.0.1:0")
+            .expect("bind");
+        supervise(
+            Prefork::new(server)
+                .workers(2)
+                .reuse_port(true)
+                .max_requests(Some(150))
+                .max_requests_jitter(50),
+        );
+        return;
+    }
+    let mut supervisor = Supervisor::start(NAME);
+    let first = supervisor.settled(2);
+    // A socket per worker slot.
+    assert_eq!(listeners_on(supervisor.address.port()), 2);
+    let load = Load::start(supervisor.address, 8);
+    for _ in 0..4 {
+        supervisor.line("max_requests reached");
+    }
+    let counts = load.stop();
+    report("SO_REUSEPORT: max_requests recycling (4 recycles)", &counts);
+    assert_eq!(counts.failed, 0, "{:?}", counts.errors);
+    supervisor.board_where("the first workers replaced", |b| {
+        b.len() == 2 && ready_pids(b).len() == 2 && ready_pids(b).is_disjoint(&first)
+    });
+    // The replacements took over their slots' sockets: still two.
+    assert_eq!(listeners_on(supervisor.address.port()), 2);
+    supervisor.signal(Signal::SIGTTIN);
+    supervisor.settled(3);
+    assert_eq!(listeners_on(supervisor.address.port()), 3, "a third slot");
+    supervisor.signal(Signal::SIGTTOU);
+    supervisor.settled(2);
+    assert!(
+        util::eventually(STEP, || listeners_on(supervisor.address.port()) == 2),
+        "the third slot's socket is closed"
+    );
+    supervisor.stop();
+}
+
+#[test]
+fn reuse_port_needs_a_server_bound_with_so_reuseport() {
+    let server = harness::threading_server();
+    let error = Prefork::new(server)
+        .workers(1)
+        .reuse_port(true)
+        .serve()
+        .expect_err("a server without SO_REUSEPORT");
+    assert!(error.to_string().contains("SO_REUSEPORT"), "{error}");
+}

@@ -54,11 +54,51 @@
 //! | INT, QUIT | stop at once | fast | INT fast, QUIT graceful |
 //! | HUP | rolling reload: [`on_reload`](Prefork::on_reload), then one worker at a time, each replacement ready before its old worker gets TERM; rolled back if a replacement is not ready within `heartbeat_timeout` | reload: new workers, old ones stopped gracefully | check the configuration, new workers, drain the old |
 //! | TTIN, TTOU | one worker more, one fewer (never below 1) | same | none |
-//! | USR2 | not supported yet: logged and ignored | re-exec the binary | binary upgrade |
+//! | USR2 | binary upgrade (below): the new program gets the socket, this one drains once it is ready; if it fails, this one keeps serving | re-exec the binary, then TERM the old master by hand | binary upgrade, then QUIT the old master by hand |
 //!
 //! A second TERM, INT or QUIT while stopping stops at once. A HUP while a reload runs is
-//! queued (one at most) and runs after it; HUP, TTIN and TTOU while stopping are ignored; each
-//! case is said in the log. Workers ignore HUP, TTIN, TTOU and USR2, so signalling the whole
+//! queued (one at most) and runs after it; HUP, TTIN, TTOU and USR2 while stopping are
+//! ignored; a USR2 while an upgrade or a reload runs, and a HUP while an upgrade runs, are
+//! ignored; a TERM, INT or QUIT during an upgrade kills the new program first. Each case is
+//! said in the log.
+//!
+//! # Binary upgrade (SIGUSR2)
+//!
+//! 1. The supervisor forks a child that puts the listening socket on descriptor 3 and sets
+//!    `LISTEN_FDS=1`, `LISTEN_PID` (its own pid) and `LISTEN_FDNAMES` (see
+//!    [`upgrade_name`](Prefork::upgrade_name)) — systemd's socket-activation protocol, which
+//!    [`ListenFds`](crate::systemd::ListenFds) reads — plus [`READY_FD`], a pipe. It then
+//!    execs the program again with the same arguments and environment: the file at the path
+//!    `/proc/self/exe` named when `serve` started, so a binary replaced there is the one that
+//!    runs.
+//! 2. The new program adopts the socket (it must take it from `ListenFds` rather than bind,
+//!    as the examples do) and starts its own supervisor and workers; both sets of workers
+//!    accept from the one socket meanwhile, so nothing queued is lost. When its first worker
+//!    is ready, its [`serve`](Prefork::serve) writes to the pipe (every program gets this).
+//! 3. The old supervisor sends `MAINPID=` (the new pid) to systemd, leaves the Unix socket
+//!    file in place, drains its workers as on TERM, and `serve` returns with
+//!    [`PreforkReport::upgraded_to`] set; the program exits.
+//! 4. If the new program exits, closes the pipe, or is not ready within
+//!    [`heartbeat_timeout`](Prefork::heartbeat_timeout), it is killed (its workers die with
+//!    it) and the old supervisor keeps serving, saying so in the log.
+//!
+//! nginx does the same in two steps (USR2 starts the new master with the sockets in the
+//! `NGINX` variable; the operator sends WINCH, then QUIT, to the old one once satisfied);
+//! gunicorn's USR2 re-execs with the sockets in `GUNICORN_FD` and the operator TERMs the old
+//! master. Here the hand-over waits for readiness and completes by itself, as Cloudflare's
+//! tableflip does. The new process is a child of the old one until it exits; under systemd,
+//! `MAINPID=` makes it the service's main process (it is in the service's cgroup already).
+//!
+//! # Under systemd
+//!
+//! The supervisor (never a worker: systemd's default `NotifyAccess=main` would drop their
+//! messages) tells the service manager through [`sd_notify`](crate::systemd): `READY=1` when
+//! the first worker is ready (for `Type=notify`), `STATUS=` with the live figures
+//! (`2 of 2 workers ready, 1234 requests`), `RELOADING=1` on HUP and `READY=1` when the
+//! reload ends or rolls back (for `Type=notify-reload`), `STOPPING=1` when the drain starts,
+//! `MAINPID=` after an upgrade, and `WATCHDOG=1` every half `WatchdogSec=` while at least one
+//! worker is ready, from the supervisor's own loop, so a hung supervisor is restarted. All of
+//! it is a no-op without `NOTIFY_SOCKET`. `examples/deploy/` has units to copy. Workers ignore HUP, TTIN, TTOU and USR2, so signalling the whole
 //! process group acts once, through the supervisor; a worker's own TERM drains that worker
 //! alone (the supervisor replaces it), and its INT or QUIT ends it at once.
 //!
@@ -122,18 +162,32 @@
 //!
 //! # Listener models
 //!
-//! One shared listener is the model here: every worker accepts from the same socket, so a
-//! worker that stops (recycled, reloaded, scaled down, crashed) drops nothing that waits in the
-//! backlog. The other model, a socket per worker with `SO_REUSEPORT`, gives each socket its own
-//! accept queue: when a worker's socket closes, the connections queued on it are reset (LWN
-//! 601711, nginx ticket #1300); it needs Linux 5.14's `tcp_migrate_req` or handing the same
-//! descriptor over to avoid that. It is not offered yet.
+//! **One shared listener** (the default): every worker accepts from the same socket, so a
+//! worker that stops (recycled, reloaded, scaled down, crashed, or an old program's after an
+//! upgrade) drops nothing that waits in the backlog.
+//!
+//! **A socket per worker slot** ([`reuse_port(true)`](Prefork::reuse_port), TCP and UDP, the
+//! server bound with [`ServerBuilder::reuse_port`](crate::ServerBuilder::reuse_port)): slot 0
+//! is the server's socket, slots 1.. are sockets the supervisor binds to the same address with
+//! `SO_REUSEPORT`, and the kernel spreads new connections across them (even on average, worse
+//! in the worst case). Each socket has its own accept queue, and closing one resets the
+//! connections queued on it (LWN 601711, nginx ticket #1300). So the supervisor creates and
+//! keeps each slot's socket, and a worker started for a slot (a `max_requests` or reload
+//! replacement, a crash's respawn) inherits that same socket: recycling, reloads and crashes
+//! lose no queued connection (a crashed slot's connections wait in its queue until the
+//! respawn). What still loses them: **SIGTTOU**, which closes the highest slot's socket. The
+//! supervisor closes its copy at once and the retiring worker lets go of its copy as soon as it
+//! stops accepting (not when its last request ends), which keeps the window to a few
+//! milliseconds; connections that land in it are reset, unless `net.ipv4.tcp_migrate_req=1`
+//! (Linux 5.14), which moves them to another socket of the group. The log says so at each
+//! TTOU. Stopping the whole server closes every slot, as the shared model closes its socket.
 
 mod beat;
 mod error;
 mod notify;
 mod scoreboard;
 mod signals;
+mod slots;
 mod supervisor;
 mod table;
 mod upgrade;
@@ -179,6 +233,7 @@ struct Options {
     jitter: u64,
     heartbeat_timeout: Duration,
     graceful_timeout: Duration,
+    reuse_port: bool,
 }
 
 /// A supervisor of worker processes that serve one bound server (see the [module](self) docs
@@ -211,6 +266,7 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
                 jitter: 0,
                 heartbeat_timeout: DEFAULT_TIMEOUT,
                 graceful_timeout: DEFAULT_TIMEOUT,
+                reuse_port: false,
             },
             on_start: None,
             on_reload: None,
@@ -293,6 +349,16 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
     /// exits, with the new [`Scoreboard`]. Keep it quick: the supervisor waits for it.
     pub fn on_change(mut self, change: impl FnMut(&Scoreboard) + Send + 'static) -> Self {
         self.on_change = Some(Box::new(change));
+        self
+    }
+
+    /// A listening socket per worker slot with `SO_REUSEPORT`, instead of one shared by every
+    /// worker (see [listener models](self#listener-models)). Default: off. The server must be
+    /// TCP or UDP and bound with [`reuse_port(true)`](crate::ServerBuilder::reuse_port) (or
+    /// adopted from a `.socket` unit with `ReusePort=yes`): [`serve`](Self::serve) returns
+    /// [`PreforkError::InvalidOption`] otherwise.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.options.reuse_port = on;
         self
     }
 

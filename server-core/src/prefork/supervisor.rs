@@ -15,6 +15,7 @@ use super::error::PreforkError;
 use super::notify::Notifier;
 use super::scoreboard::{ExitReason, PreforkReport, WorkerState};
 use super::signals::supervisor_signals;
+use super::slots::Slots;
 use super::table::Table;
 use super::upgrade::{self, Outcome, Upgrade};
 use super::Prefork;
@@ -70,8 +71,16 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
         current: None,
         done: None,
     };
+    let slots = Slots::new(options.reuse_port, server.as_fd()).map_err(|reason| {
+        PreforkError::InvalidOption {
+            option: "reuse_port",
+            reason,
+        }
+    })?;
     let notifier = Notifier::new(ready_pipe);
-    let mut table = Table::new(server, options, on_start, on_ready, on_change, notifier);
+    let mut table = Table::new(
+        server, options, on_start, on_ready, on_change, notifier, slots,
+    );
     let mut reload: Option<Reload> = None;
     let mut reload_queued = false;
     let result = loop {

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use super::beat::{self, Record};
 use super::signals;
+use super::slots;
 use super::StartHook;
 use crate::error::panic_message;
 use crate::handler::Handler;
@@ -48,6 +49,10 @@ pub(super) struct Birth {
     pub(super) beat_every: Duration,
     /// How long the worker drains after SIGTERM before it leaves anyway.
     pub(super) graceful_timeout: Duration,
+    /// With `SO_REUSEPORT`: its slot's socket, to put in place of the server's (slot 0: none).
+    pub(super) slot_socket: Option<RawFd>,
+    /// With `SO_REUSEPORT`: let go of the listening socket once it stops accepting.
+    pub(super) reuse_port: bool,
 }
 
 /// Leaves the process at once with `code`: no destructors, no exit handlers, no flushing of
@@ -76,6 +81,9 @@ where
     }
     let id = birth.id;
     let beats = Arc::new(birth.beats);
+    let slot = birth
+        .slot_socket
+        .map(|socket| slots::put_in_place(socket, std::os::fd::AsFd::as_fd(&*server)));
     for fd in &birth.close {
         let _ = nix::unistd::close(*fd);
     }
@@ -84,6 +92,9 @@ where
         beat::send(&beats, &Record::BootError(message));
         leave(EXIT_BOOT_ERROR)
     };
+    if let Some(Err(e)) = slot {
+        fail(format!("cannot take its slot's socket: {e}"));
+    }
     let term = match signals::worker_signals() {
         Ok(term) => term,
         Err(e) => fail(format!("cannot set up its signal handlers: {e}")),
@@ -142,6 +153,9 @@ where
     if let Err(e) = server.serve_forever() {
         log::error!(target: "socketserver::prefork", "worker {id}: {e}");
         leave(EXIT_SERVE_FAILED);
+    }
+    if birth.reuse_port {
+        slots::let_go(std::os::fd::AsFd::as_fd(&*server));
     }
 
     // Drain: the watching thread `_exit`s at the deadline if requests are still running.

@@ -18,6 +18,7 @@ use super::error::PreforkError;
 use super::notify::Notifier;
 use super::scoreboard::{ExitReason, WorkerExit, WorkerState};
 use super::signals::pipe;
+use super::slots::Slots;
 use super::worker::{self, Birth};
 use super::{ChangeHook, Options, ReadyHook, StartHook};
 use crate::handler::Handler;
@@ -51,6 +52,8 @@ struct Worker {
     started: Instant,
     last_beat: Option<Instant>,
     requests: u64,
+    /// Its listener slot (`SO_REUSEPORT` model; always 0 with one shared listener).
+    slot: usize,
     /// `max_requests` plus this worker's jitter.
     limit: Option<u64>,
     generation: u64,
@@ -99,6 +102,7 @@ pub(super) struct Table<T: Transport, H: Handler, S: Strategy> {
     changed: bool,
     random: RandomState,
     notifier: Notifier,
+    slots: Slots,
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
@@ -109,6 +113,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         on_ready: Option<ReadyHook>,
         on_change: Option<ChangeHook>,
         notifier: Notifier,
+        slots: Slots,
     ) -> Self {
         Table {
             server,
@@ -132,6 +137,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             changed: true,
             random: RandomState::new(),
             notifier,
+            slots,
         }
     }
 
@@ -227,11 +233,25 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
                 .iter()
                 .rev()
                 .find(|w| w.holds_place() && w.state == WorkerState::Starting);
-            let pick = starting
-                .or_else(|| self.workers.iter().find(|w| w.holds_place()))
-                .map(|w| w.id);
-            let Some(id) = pick else { return };
+            let pick = if self.slots.on() {
+                // A socket per slot: the highest slot goes, with its socket.
+                self.workers
+                    .iter()
+                    .filter(|w| w.holds_place())
+                    .max_by_key(|w| w.slot)
+            } else {
+                starting.or_else(|| self.workers.iter().find(|w| w.holds_place()))
+            };
+            let Some((id, slot)) = pick.map(|w| (w.id, w.slot)) else {
+                return;
+            };
             self.term(id, ExitReason::ScaledDown);
+            if self.slots.on() {
+                log::info!(target: TARGET,
+                    "closing the socket of slot {slot}: connections still queued on it are reset \
+                     unless net.ipv4.tcp_migrate_req=1");
+                self.slots.close(slot);
+            }
         }
     }
 
@@ -282,6 +302,17 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         }
         let id = self.next_id;
         let supervisor = nix::unistd::getpid();
+        let slot = match &replaces {
+            Some((old, _)) => self.find(*old).map_or(0, |w| w.slot),
+            None => self.free_slot(),
+        };
+        let slot_socket = match self.slots.socket(slot, self.server.as_fd()) {
+            Ok(socket) => socket,
+            Err(e) => {
+                return self
+                    .spawn_failed(id, &format!("cannot bind the socket of slot {slot}: {e}"))
+            }
+        };
         let started = pipe().and_then(|(rx, tx)| Ok((rx, tx, block_all()?)));
         let (rx, tx, mask) = match started {
             Ok(started) => started,
@@ -297,6 +328,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             let mut close: Vec<RawFd> = self.workers.iter().map(|w| w.beats.as_raw_fd()).collect();
             close.push(rx.as_raw_fd());
             close.extend(self.notifier.upgrade_fd());
+            close.extend(self.slots.fds());
             let Some(beats) = tx.take() else {
                 worker::leave(worker::EXIT_BOOT_ERROR)
             };
@@ -307,6 +339,8 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
                 close,
                 beat_every: (self.options.heartbeat_timeout / 4).min(MAX_BEAT_EVERY),
                 graceful_timeout: self.options.graceful_timeout,
+                slot_socket,
+                reuse_port: self.slots.on(),
             };
             worker::run(&mut self.server, birth, self.on_start.as_mut())
         });
@@ -333,6 +367,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
                     started: now,
                     last_beat: None,
                     requests: 0,
+                    slot,
                     limit: self.options.max_requests.map(|m| m.saturating_add(jitter)),
                     generation: self.generation,
                     replaces,
@@ -346,6 +381,17 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             }
             Err(e) => self.spawn_failed(id, &e.to_string()),
         }
+    }
+
+    /// The lowest slot no live worker (but a draining one) holds.
+    fn free_slot(&self) -> usize {
+        let taken: Vec<usize> = self
+            .workers
+            .iter()
+            .filter(|w| w.state != WorkerState::Draining)
+            .map(|w| w.slot)
+            .collect();
+        (0..).find(|k| !taken.contains(k)).unwrap_or(0)
     }
 
     /// A fork that failed counts as a quick exit (backing off).
