@@ -27,6 +27,12 @@
 //! the client logged (at info, `RUST_LOG=info`) is the real client, not the balancer. Headers
 //! are accepted from loopback only unless `--trusted-proxy CIDR` (repeatable) says otherwise.
 //!
+//! Over TLS: `--tls-cert chain.pem --tls-key key.pem` (PEM files; tcp and unix) serves every
+//! connection over TLS, and the client talks to it with
+//! `openssl s_client -connect 127.0.0.1:9000 -servername localhost -CAfile ca.pem`, or Python's
+//! `ssl.create_default_context(cafile="ca.pem").wrap_socket(...)`. With `--mode prefork`,
+//! SIGHUP reloads the certificate files; in one process, restart to change them.
+//!
 //! # Limits
 //!
 //! What one client can hold, and how to change it. Without them a client that connects and
@@ -44,6 +50,7 @@
 //! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |
 //! | bytes held per datagram (a larger one is dropped, not cut) | 64 KiB | none |
 //! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
+//! | a TLS handshake (with `--tls-cert`) must end within, in all | 10 s | none (`ServerBuilder::tls_handshake_timeout`) |
 //!
 //! The timeouts apply to stream transports (tcp, unix); datagrams are answered at once.
 
@@ -153,6 +160,9 @@ struct Args {
     // --proxy-protocol, --trusted-proxy and --proxy-header-timeout (stream transports only).
     #[command(flatten)]
     proxy: ProxyFlags,
+    // --tls-cert and --tls-key (tcp and unix).
+    #[command(flatten)]
+    tls: cli::TlsFlags,
 }
 
 fn main() -> ExitCode {
@@ -174,6 +184,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let builder =
                 proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy)));
             let builder = builder.nodelay(true);
+            // --tls-cert and --tls-key: TLS on every connection.
+            let builder = args.tls.apply(builder, &[])?;
             run_server(
                 args,
                 match inherited.take_tcp(None)? {
@@ -196,6 +208,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         TransportArg::Unix => {
             let builder =
                 proxy.apply(limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy)));
+            let builder = args.tls.apply(builder, &[])?;
             run_server(
                 args,
                 match inherited.take_unix_stream(None)? {

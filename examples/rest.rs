@@ -42,6 +42,11 @@
 //! not the balancer's (`--trusted-proxy CIDR`, repeatable, names the balancers; loopback by
 //! default).
 //!
+//! Over HTTPS: `--tls-cert chain.pem --tls-key key.pem` (PEM files), then
+//! `curl --cacert ca.pem https://localhost:8000/items`. The HTTP layer is the same over TLS
+//! (keep-alive included). With `--mode prefork`, SIGHUP reloads the certificate files; in one
+//! process, restart to change them.
+//!
 //! # Limits
 //!
 //! What clients can make the server hold, and how to change it.
@@ -58,6 +63,7 @@
 //! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
 //! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
 //! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
+//! | a TLS handshake (with `--tls-cert`) must end within, in all | 10 s | none (`ServerBuilder::tls_handshake_timeout`) |
 //!
 //! `GET /items` lists items in id order, from the first id after `?after=ID` (default 0), until
 //! the page is full; a page always holds at least one item (one item is at most 1 MiB), and
@@ -423,6 +429,9 @@ struct Args {
     // --proxy-protocol, --trusted-proxy, --proxy-header-timeout: behind a load balancer.
     #[command(flatten)]
     proxy: ProxyFlags,
+    // --tls-cert and --tls-key: HTTPS.
+    #[command(flatten)]
+    tls: cli::TlsFlags,
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
     #[command(flatten)]
     process: ProcessFlags,
@@ -449,6 +458,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
+    // --tls-cert and --tls-key: HTTPS (ALPN `http/1.1`), with the certificate loaded (or its
+    // error named) now.
+    let builder = args.tls.apply(builder, &["http/1.1"])?;
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
     let server = bind_tcp(args.proxy.apply(args.limits.apply(builder)), &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,

@@ -3,7 +3,8 @@
 //! the process model's flags (`--worker-mode`, `--max-requests`, with `--mode prefork`),
 //! serving with the `serving on` line (in one process or from worker processes), the PROXY
 //! protocol's flags (`--proxy-protocol`, `--trusted-proxy`, `--proxy-header-timeout`, for
-//! serving behind HAProxy or nginx), and the error report at exit.
+//! serving behind HAProxy or nginx), TLS (`--tls-cert`, `--tls-key`), and the error report at
+//! exit.
 //!
 //! Each example includes this file with `#[path = "common/cli.rs"] mod cli;` (as it includes
 //! its protocol module), so a program copied from an example needs this file too. Each example
@@ -11,13 +12,16 @@
 
 use std::fmt::Display;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::{Arg, ValueEnum};
 use socketserver::prefork::Prefork;
 use socketserver::proxy::{IpNet, ProxyProtocol};
 use socketserver::systemd::ListenFds;
+use socketserver::tls::TlsConfig;
 use socketserver::transport::{Tcp, Transport};
 use socketserver::{
     Handler, Overload, Pool, Serial, Server, ServerBuilder, Strategy, StreamRequestHandler,
@@ -137,6 +141,49 @@ impl ProxyFlags {
         } else {
             builder.trusted_proxies(self.trusted_proxy.iter().copied())
         }
+    }
+}
+
+/// TLS: `--tls-cert PATH --tls-key PATH` (both or neither) serve every connection over TLS with
+/// this certificate chain (PEM, the server's certificate first) and private key (PEM). Put it
+/// in the example's `Args` with `#[command(flatten)]` and [`apply`](Self::apply) it.
+///
+/// To change the certificate without a restart: with `--mode prefork`, send SIGHUP (the
+/// supervisor reloads the files, and the replacement workers serve the new certificate; if
+/// the files do not load, the error is logged and the workers keep the old one). In one
+/// process, restart it (or call `TlsConfig::reload` from your own code: see
+/// `socketserver::tls`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TlsFlags {
+    /// Serve TLS with this certificate chain (PEM: the server's certificate, then its
+    /// intermediates); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The TLS configuration the flags loaded, for [`serve_prefork`] to reload on SIGHUP.
+static TLS: OnceLock<TlsConfig> = OnceLock::new();
+
+impl TlsFlags {
+    /// Loads the certificate and key (an error names the file and what is wrong) and sets
+    /// them on `builder`, answering ALPN with `alpn` (such as `["http/1.1"]`; none if empty);
+    /// without the flags, leaves `builder` as it is.
+    #[allow(dead_code)] // only some examples serve TLS
+    pub fn apply<T: Transport, H: Handler, S: Strategy>(
+        &self,
+        builder: ServerBuilder<T, H, S>,
+        alpn: &[&str],
+    ) -> Result<ServerBuilder<T, H, S>, Box<dyn std::error::Error>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(builder);
+        };
+        let config = TlsConfig::builder(cert, key).alpn(alpn).build()?;
+        // Kept for SIGHUP: clones share the certificate in use, so a reload reaches the server.
+        let _ = TLS.set(config.clone());
+        Ok(builder.tls(config))
     }
 }
 
@@ -343,12 +390,17 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
     workers: usize,
     flags: &PreforkFlags,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let report = Prefork::new(server)
+    let mut prefork = Prefork::new(server)
         .workers(workers)
         .max_requests(flags.max_requests)
         .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10))
-        .on_ready(announce)
-        .serve()?;
+        .on_ready(announce);
+    // With --tls-cert: SIGHUP reloads the certificate files before the workers are replaced;
+    // files that do not load stop the reload (logged), and the old certificate stays.
+    if let Some(tls) = TLS.get() {
+        prefork = prefork.on_reload(move || Ok(tls.reload()?));
+    }
+    let report = prefork.serve()?;
     log::info!("workers stopped: {report:?}");
     Ok(())
 }
