@@ -152,7 +152,7 @@ fn a_failed_upgrade_leaves_the_old_supervisor_serving_under_load() {
         .expect("the new program's pid");
     old.signal(Signal::SIGUSR2);
     old.log("SIGUSR2 received while an upgrade runs");
-    old.log("it was not ready in time; killed; this one keeps serving");
+    old.log("was not ready in time; killed; this one keeps serving");
     assert!(is_dead(hung), "the hung program {hung} was not killed");
     assert!(load.wait_for(200));
     let counts = load.stop();

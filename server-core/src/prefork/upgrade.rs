@@ -170,35 +170,47 @@ impl Upgrade {
             }
         };
         match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                return Outcome::Failed(format!("it exited with status {code}"))
-            }
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                return Outcome::Failed(format!("it was killed by {signal}"))
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                return Outcome::Failed(describe(status, ""))
             }
             Ok(_) => {}
             Err(e) => return Outcome::Failed(format!("cannot wait for it: {e}")),
         }
         if closed {
-            self.kill();
-            return Outcome::Failed("it closed its ready pipe without a word".into());
+            // Usually on its way out: the pipe closes just before the exit can be reaped.
+            let status = self.kill();
+            return Outcome::Failed(describe(
+                status,
+                "it closed its ready pipe without a word; killed",
+            ));
         }
         if Instant::now() >= self.deadline {
             self.kill();
-            return Outcome::Failed("it was not ready in time; killed".into());
+            return Outcome::Failed("was not ready in time; killed".into());
         }
         Outcome::Waiting
     }
 
-    /// Kills the new program (its workers die with it) and reaps it.
-    pub(super) fn kill(&self) {
+    /// Kills the new program (its workers die with it) and reaps it; how it ended.
+    pub(super) fn kill(&self) -> WaitStatus {
         let _ = kill(self.pid, Signal::SIGKILL);
         loop {
             match waitpid(self.pid, None) {
                 Err(Errno::EINTR) => {}
-                _ => return,
+                Ok(status) => return status,
+                Err(_) => return WaitStatus::StillAlive,
             }
         }
+    }
+}
+
+/// How the new program ended, for the log; `killed` when it was our SIGKILL.
+fn describe(status: WaitStatus, killed: &str) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, Signal::SIGKILL, _) if !killed.is_empty() => killed.to_owned(),
+        WaitStatus::Signaled(_, signal, _) => format!("was killed by {signal}"),
+        _ => "is gone".into(),
     }
 }
 
