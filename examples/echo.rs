@@ -70,7 +70,9 @@ use socketserver::{
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{exit_code, serve, serve_prefork, Defaults, PreforkFlags, ProxyFlags, ServerLimits};
+use cli::{
+    exit_code, serve_prefork, Defaults, Operations, PreforkFlags, ProxyFlags, ServerLimits,
+};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]
@@ -154,6 +156,9 @@ struct Args {
     // --worker-mode and --max-requests, for --mode prefork.
     #[command(flatten)]
     prefork: PreforkFlags,
+    // --metrics ADDRESS, --drain-delay SECS.
+    #[command(flatten)]
+    operations: Operations,
     // --read-timeout, --write-timeout (stream transports only) and --max-connections.
     #[command(flatten)]
     limits: ServerLimits,
@@ -175,14 +180,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.address.as_str();
     // The limits of the table above, from the flags: what any one client can hold.
     let limits = &args.limits;
+    let ops = &args.operations;
     // Behind a load balancer: the PROXY protocol's flags (a datagram transport refuses them).
     let proxy = &args.proxy;
     // Started by systemd with a socket (LISTEN_FDS): serve it instead of binding ADDRESS.
     let mut inherited = ListenFds::from_env()?;
     match args.transport {
         TransportArg::Tcp => {
-            let builder =
-                proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy)));
+            let builder = ops
+                .apply(proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy))));
             let builder = builder.nodelay(true);
             // --tls-cert and --tls-key: TLS on every connection.
             let builder = args.tls.apply(builder, &[])?;
@@ -195,8 +201,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::Udp => {
-            let builder =
-                proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy)));
+            let builder = ops
+                .apply(proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy))));
             run_server(
                 args,
                 match inherited.take_udp(None)? {
@@ -206,8 +212,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::Unix => {
-            let builder =
-                proxy.apply(limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy)));
+            let builder = ops.apply(
+                proxy.apply(limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy))),
+            );
             let builder = args.tls.apply(builder, &[])?;
             run_server(
                 args,
@@ -218,8 +225,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         TransportArg::UnixDatagram => {
-            let builder =
-                proxy.apply(limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy)));
+            let builder = ops.apply(
+                proxy.apply(limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy))),
+            );
             run_server(
                 args,
                 match inherited.take_unix_datagram(None)? {
@@ -238,10 +246,11 @@ fn run_server<T: Transport>(
 ) -> Result<(), Box<dyn std::error::Error>> {
     match args.mode {
         Some(Mode::Prefork) => {
+            args.operations.check_prefork(true)?;
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             serve_prefork(server, args.workers.unwrap_or(cpus), &args.prefork)
         }
-        _ => serve(server),
+        _ => args.operations.serve(server),
     }
 }
 

@@ -71,7 +71,7 @@ use socketserver::{Handler, ServerContext, TcpServer};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ServerLimits};
+use cli::{at_least_one, bind_tcp, exit_code, Defaults, Operations, ProcessFlags, ServerLimits};
 
 // The decoding and the methods; the fuzz target includes the same file.
 #[path = "protocol/jsonrpc.rs"]
@@ -126,6 +126,9 @@ struct Args {
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
     #[command(flatten)]
     process: ProcessFlags,
+    // --metrics ADDRESS, --drain-delay SECS.
+    #[command(flatten)]
+    operations: Operations,
 }
 
 fn main() -> ExitCode {
@@ -147,8 +150,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
-    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    let builder = args.operations.apply(args.limits.apply(builder));
+    let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
-    args.process.serve(server)
+    args.process.serve(server, &args.operations)
 }

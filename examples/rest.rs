@@ -92,7 +92,9 @@ use socketserver::{Handler, ServerContext, TcpServer};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, bind_tcp, exit_code, Defaults, ProcessFlags, ProxyFlags, ServerLimits};
+use cli::{
+    at_least_one, bind_tcp, exit_code, Defaults, Operations, ProcessFlags, ProxyFlags, ServerLimits,
+};
 
 /// The collection every request shares, and its limits.
 struct Store {
@@ -435,6 +437,9 @@ struct Args {
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
     #[command(flatten)]
     process: ProcessFlags,
+    // --metrics ADDRESS, --drain-delay SECS.
+    #[command(flatten)]
+    operations: Operations,
 }
 
 fn main() -> ExitCode {
@@ -465,5 +470,5 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let server = bind_tcp(args.proxy.apply(args.limits.apply(builder)), &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
-    args.process.serve(server)
+    args.process.serve(server, &args.operations)
 }

@@ -98,7 +98,7 @@ use protocol::{handshake, FrameWatch};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{bind_tcp, exit_code, seconds, Defaults, ProcessFlags, ServerLimits};
+use cli::{bind_tcp, exit_code, seconds, Defaults, Operations, ProcessFlags, ServerLimits};
 
 /// The page: connects to `/ws`, shows what arrives, sends what is typed.
 const PAGE: &str = r#"<!doctype html>
@@ -150,6 +150,9 @@ struct Args {
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
     #[command(flatten)]
     process: ProcessFlags,
+    // --metrics ADDRESS, --drain-delay SECS.
+    #[command(flatten)]
+    operations: Operations,
     /// Seconds of silence after which a client is closed (it is pinged at half of it); also
     /// the longest a frame or fragmented message may stay unfinished.
     #[arg(long, default_value = "60", value_parser = seconds)]
@@ -620,8 +623,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
-    let server = bind_tcp(args.limits.apply(builder), &args.address)?;
+    let builder = args.operations.apply(args.limits.apply(builder));
+    let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
-    args.process.serve(server)
+    args.process.serve(server, &args.operations)
 }

@@ -246,6 +246,64 @@ impl PreforkFlags {
     }
 }
 
+/// What an operator adds around the server: `--metrics ADDRESS` (Prometheus metrics and
+/// health checks on their own listener) and `--drain-delay SECS` (after SIGTERM, serve on,
+/// not ready, so a load balancer moves traffic first).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Operations {
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this HOST:PORT (port 0 picks a
+    /// free port); printed as `metrics on ADDRESS`, the second line, after `serving on`.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<String>,
+    /// After the first SIGTERM or SIGINT, go on serving this many seconds with /readyz failing
+    /// (and HTTP keep-alive off), then stop: load balancers move traffic away first.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds_or_zero)]
+    pub drain_delay: Duration,
+}
+
+#[allow(dead_code)] // the guide's examples keep to the basics
+impl Operations {
+    /// Sets `drain_delay` on `builder`.
+    pub fn apply<T: Transport, H: Handler, S: Strategy>(
+        &self,
+        builder: ServerBuilder<T, H, S>,
+    ) -> ServerBuilder<T, H, S> {
+        builder.drain_delay(self.drain_delay)
+    }
+
+    /// Serves `server` in this process until a signal (as [`serve`] does), with the metrics
+    /// listener when `--metrics` is given: `serving on ADDRESS`, then `metrics on ADDRESS`.
+    pub fn serve<T: Transport, H: Handler, S: Strategy>(
+        &self,
+        mut server: Server<T, H, S>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let metrics = match &self.metrics {
+            Some(address) => Some(server.serve_metrics(address.as_str())?),
+            None => None,
+        };
+        let metrics_address = metrics.as_ref().map(|m| m.address());
+        server.on_ready(move |address| {
+            announce(address);
+            if let Some(metrics) = metrics_address {
+                let mut stdout = io::stdout().lock();
+                let _ = writeln!(stdout, "metrics on {metrics}").and_then(|()| stdout.flush());
+            }
+        });
+        server.serve_until_signal()?;
+        drop(metrics);
+        Ok(())
+    }
+
+    /// An error if `--metrics` is given with `--mode prefork`, whose supervisor does not
+    /// gather the workers' figures yet.
+    pub fn check_prefork(&self, prefork: bool) -> Result<(), String> {
+        if prefork && self.metrics.is_some() {
+            return Err("--metrics does not work with --mode prefork yet".into());
+        }
+        Ok(())
+    }
+}
+
 /// `--mode`, `--workers` and the prefork flags of the HTTP examples, which serve TCP: threads
 /// in this process (`--mode threading`, the default), or supervised worker processes.
 #[derive(clap::Args, Debug, Clone)]
@@ -290,10 +348,12 @@ impl ProcessFlags {
     pub fn serve<T: Transport, H: Handler, S: Strategy>(
         &self,
         server: Server<T, H, S>,
+        operations: &Operations,
     ) -> Result<(), Box<dyn std::error::Error>> {
         match self.mode {
-            ProcessMode::Threading => serve(server),
+            ProcessMode::Threading => operations.serve(server),
             ProcessMode::Prefork => {
+                operations.check_prefork(true)?;
                 let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 serve_prefork(server, self.workers.unwrap_or(cpus), &self.prefork)
             }
@@ -352,6 +412,14 @@ pub fn at_least_one_u64(text: &str) -> Result<u64, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{text:?}: {e}")),
     }
+}
+
+/// Parses a delay flag: seconds, fractions allowed, zero or more.
+pub fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    seconds(text)
 }
 
 /// Parses a timeout flag: seconds, fractions allowed, more than zero.

@@ -16,13 +16,15 @@ compile_error!(
 
 // The modules are private and every item has one path, at the root: `socketserver::Threading`,
 // as Python's `socketserver.ThreadingTCPServer`. Only modules whose items are not re-exported
-// here are public: `http`, `prefork`, `proxy`, `systemd`, `tls`, `transport`.
+// here are public: `http`, `metrics`, `prefork`, `proxy`, `systemd`, `tls`, `transport`.
 mod addr;
 mod aliases;
 mod error;
 mod handler;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod metrics;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod prefork;
@@ -56,7 +58,7 @@ pub use server::{
     UnixStreamServer, Waited, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
 };
 pub use shutdown::ShutdownHandle;
-pub use stats::Stats;
+pub use stats::{Durations, Stats, DURATION_BUCKETS};
 pub use strategy::{
     Activity, DrainReport, Forking, Job, Pool, Readiness, Serial, Strategy, Threading,
 };

@@ -131,6 +131,19 @@ impl ShutdownHandle {
         self.inner.connections.shutdown(Reach::Idle);
     }
 
+    /// Marks the server as draining: [`is_closing`](Self::is_closing) turns true (the HTTP
+    /// layer ends keep-alive, `/readyz` fails) while the loop goes on taking requests, so load
+    /// balancers move traffic away before the listener closes.
+    pub(crate) fn start_draining(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a serving loop runs now (and so the server is ready for requests, unless it is
+    /// closing).
+    pub(crate) fn is_serving(&self) -> bool {
+        self.inner.serving.lock().is_some()
+    }
+
     /// Whether a stop has been asked for and not yet acted on.
     pub(crate) fn is_requested(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)

@@ -145,6 +145,14 @@ impl Drop for Watch {
     }
 }
 
+/// The two periods of a stop by signal: serving on, not ready (`drain`), then the grace
+/// period for running requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delays {
+    pub(crate) drain: Duration,
+    pub(crate) grace: Duration,
+}
+
 /// What the signal watching thread of
 /// [`Server::serve_until_signal`](crate::Server::serve_until_signal) does: on the first signal, asks the server to stop and sets the close deadline; at the
 /// deadline, shuts down the reading side of every connection still open; on a second signal,
@@ -155,7 +163,7 @@ pub(crate) fn watch_signals(
     handle: &ShutdownHandle,
     address: &Address,
     gate: &Gate,
-    grace: Duration,
+    Delays { drain, grace }: Delays,
     stop: &parking_lot::Mutex<Option<Instant>>,
 ) {
     let target = "socketserver::server";
@@ -167,6 +175,39 @@ pub(crate) fn watch_signals(
             return;
         }
     };
+    if !drain.is_zero() {
+        // Not ready, still serving: load balancers see /readyz fail (and HTTP clients get
+        // `Connection: close`) and move traffic away before the listener closes.
+        handle.start_draining();
+        say(
+            Level::Info,
+            target,
+            format_args!(
+                "{first} received: {address} is draining: serving {drain:?} more, not ready, \
+                 then stopping (send {first} again to stop at once)"
+            ),
+        );
+        match watch.wait(Some(deadline_in(drain))) {
+            Ok(Heard::Timeout) => {}
+            Ok(Heard::Signal(signal)) => {
+                *stop.lock() = Some(Instant::now());
+                handle.connections().shutdown(Reach::All);
+                handle.shutdown_nowait();
+                say(
+                    Level::Warn,
+                    target,
+                    format_args!("{signal} received again: stopping {address} now"),
+                );
+                watch.release();
+                return;
+            }
+            Ok(Heard::Quit) => return,
+            Err(e) => {
+                log::error!(target: target, "{address}: waiting for signals: {e}");
+                return;
+            }
+        }
+    }
     let deadline = deadline_in(grace);
     *stop.lock() = Some(deadline);
     say(

@@ -1,13 +1,34 @@
 //! Server statistics: what a handler or an operator can read while the server runs.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The upper bounds of the request duration histogram's buckets, in seconds
+/// ([`Durations`]): from half a millisecond, as requests here are often that fast, to 10 s.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How long requests took, from the start of their handler to the end of their response: a
+/// histogram with the buckets of [`DURATION_BUCKETS`], as Prometheus keeps one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Durations {
+    /// Requests that took at most `DURATION_BUCKETS[i]` seconds (cumulative, as Prometheus'
+    /// `le` buckets: each counts the ones before it too).
+    pub at_most: [u64; DURATION_BUCKETS.len()],
+    /// Every request measured (the `+Inf` bucket).
+    pub count: u64,
+    /// Their durations added up, in seconds.
+    pub sum_seconds: f64,
+}
 
 /// A snapshot of a server's counters, from [`Server::stats`](crate::Server::stats) or
 /// [`ServerContext::stats`](crate::ServerContext::stats).
 ///
 /// Requests that run in forked child processes are counted by the forking strategy, not here:
 /// a child's counters live in the child's memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Requests whose handler is running now.
@@ -37,6 +58,8 @@ pub struct Stats {
     /// for a worker. This is what the `max_connections` builder option caps. With
     /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
     pub open: usize,
+    /// How long the finished requests took (`succeeded` and `failed` ones).
+    pub durations: Durations,
 }
 
 /// The live counters behind [`Stats`].
@@ -49,9 +72,43 @@ pub(crate) struct Counters {
     overloaded: AtomicU64,
     over_client_limit: AtomicU64,
     gave_up: AtomicU64,
+    /// Finished requests per duration bucket (not cumulative; the last is over every bound).
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    /// Their durations added up, in nanoseconds.
+    duration_nanos: AtomicU64,
 }
 
 impl Counters {
+    fn durations(&self) -> Durations {
+        let mut durations = Durations::default();
+        let mut below = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            below += bucket.load(Ordering::Relaxed);
+            if let Some(at_most) = durations.at_most.get_mut(i) {
+                *at_most = below;
+            }
+        }
+        durations.count = below;
+        // Nanoseconds to seconds; an f64 is exact to 2^53 ns (104 days of requests).
+        #[allow(clippy::cast_precision_loss)]
+        let nanos = self.duration_nanos.load(Ordering::Relaxed) as f64;
+        durations.sum_seconds = nanos / 1e9;
+        durations
+    }
+
+    fn record(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        if let Some(bucket) = self.buckets.get(bucket) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.duration_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             active: self.active.load(Ordering::Relaxed),
@@ -62,6 +119,7 @@ impl Counters {
             over_client_limit: self.over_client_limit.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
             open: 0,
+            durations: self.durations(),
         }
     }
 
@@ -91,6 +149,7 @@ impl Counters {
         Active {
             counters: self,
             ok: false,
+            started: Instant::now(),
         }
     }
 }
@@ -100,6 +159,7 @@ impl Counters {
 pub(crate) struct Active<'a> {
     counters: &'a Counters,
     ok: bool,
+    started: Instant,
 }
 
 impl Active<'_> {
@@ -116,6 +176,7 @@ impl Drop for Active<'_> {
             &self.counters.failed
         };
         finished.fetch_add(1, Ordering::Relaxed);
+        self.counters.record(self.started.elapsed());
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
     }
 }

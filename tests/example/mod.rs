@@ -134,14 +134,35 @@ impl Example {
         assert_eq!(self.stop(Signal::SIGTERM).code(), Some(0));
     }
 
+    /// The example's next line on stdout (after `serving on`, such as `metrics on ADDRESS`).
+    #[allow(dead_code)]
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("a line from the example");
+        line.trim_end().to_owned()
+    }
+
+    /// Sends `signal` and returns at once (see [`stop`](Self::stop) to wait for the exit).
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+    }
+
     /// `http://<address>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// Sends `signal` and waits (at most 20 s) for the exit status.
-    pub fn stop(mut self, signal: Signal) -> ExitStatus {
+    pub fn stop(self, signal: Signal) -> ExitStatus {
         kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+        self.exit_status()
+    }
+
+    /// Waits (at most 20 s) for the example to exit by itself.
+    pub fn exit_status(mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

@@ -95,7 +95,7 @@ fn bind_like(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let ty = model.r#type()?;
     let domain = addr
         .as_socket()
-        .map_or(Domain::IPV4, |a| Domain::for_address(a));
+        .map_or(Domain::IPV4, Domain::for_address);
     let socket = Socket::new(domain, ty, None)?;
     if ty == Type::STREAM {
         socket.set_reuse_address(true)?;

@@ -51,6 +51,7 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     poll_interval: Duration,
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
+    drain_delay: Duration,
     max_packet_size: usize,
     max_connections: Option<usize>,
     pub(super) max_per_client: Option<usize>,
@@ -114,6 +115,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             poll_interval: Duration::from_millis(500),
             timeout: None,
             close_timeout: None,
+            drain_delay: Duration::ZERO,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: None,
             max_per_client: None,
@@ -136,6 +138,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             poll_interval: self.poll_interval,
             timeout: self.timeout,
             close_timeout: self.close_timeout,
+            drain_delay: self.drain_delay,
             max_packet_size: self.max_packet_size,
             max_connections: self.max_connections,
             max_per_client: self.max_per_client,
@@ -198,6 +201,18 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     /// `timeout`). Default: `None`, wait forever.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long [`Server::serve_until_signal`] goes on serving after the first signal, not
+    /// ready, before it stops taking requests: [`ServerContext::is_closing`] is true (the HTTP
+    /// layer answers `Connection: close`; a [metrics listener](Server::serve_metrics)'s
+    /// `/readyz` fails), so a load balancer that checks readiness moves traffic elsewhere
+    /// while this server still answers, and no client meets a closed port. Set it to the
+    /// balancer's check interval times its failure count (HAProxy `inter 1s fall 2`: 2 s). The
+    /// grace period counts from its end; a second signal still stops at once. Default: zero.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
         self
     }
 
@@ -389,6 +404,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         let poll_interval = self.poll_interval;
         let timeout = self.timeout;
         let close_timeout = self.close_timeout;
+        let drain_delay = self.drain_delay;
         let strategy = self.strategy;
         let hooks = self.loop_hooks;
         let overload = self.overload;
@@ -415,6 +431,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             poll_interval,
             timeout,
             close_timeout,
+            drain_delay,
             on_ready: None,
             on_pass: None,
             _handler: PhantomData,
@@ -493,6 +510,7 @@ impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H,
             .field("poll_interval", &self.poll_interval)
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("drain_delay", &self.drain_delay)
             .field("max_packet_size", &self.max_packet_size)
             .field("max_connections", &self.max_connections)
             .field("max_per_client", &self.max_per_client)

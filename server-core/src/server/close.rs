@@ -12,7 +12,7 @@ use super::{Server, DEFAULT_GRACE_PERIOD};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::connections::Reach;
-use crate::signals::{self, watch_signals};
+use crate::signals::{self, watch_signals, Delays};
 use crate::strategy::{DrainReport, Readiness, Strategy};
 use crate::sys::{deadline_in, sleep_until, wake};
 use crate::transport::Transport;
@@ -100,8 +100,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     ///
     /// 1. The handlers are installed, then the [`on_ready`](Self::on_ready) callback runs and
     ///    the server serves.
-    /// 2. **The first signal** stops taking requests at once, and says so (through `log`, or
-    ///    on stderr when no logger is installed). Idle keep-alive connections (see
+    /// 2. **The first signal** stops taking requests, at once or after the builder's
+    ///    [`drain_delay`](crate::ServerBuilder::drain_delay) (serving on, not ready, so load
+    ///    balancers move traffic first), and says so (through `log`, or on stderr when no
+    ///    logger is installed). Idle keep-alive connections (see
     ///    [`StreamRequest::set_idle`](crate::StreamRequest::set_idle)) are closed at once;
     ///    running requests get the **grace period** to finish: the builder's
     ///    [`close_timeout`](crate::ServerBuilder::close_timeout), or [`DEFAULT_GRACE_PERIOD`]
@@ -137,9 +139,13 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             let handle = handle.clone();
             let address = self.server_address().clone();
             let gate = Arc::clone(self.shared.context().gate());
+            let delays = Delays {
+                drain: self.drain_delay,
+                grace,
+            };
             std::thread::Builder::new()
                 .name("socketserver-signals".into())
-                .spawn(move || watch_signals(&mut watch, &handle, &address, &gate, grace, &stop))
+                .spawn(move || watch_signals(&mut watch, &handle, &address, &gate, delays, &stop))
                 .map_err(|source| Error::Spawn {
                     what: "the signal watching thread",
                     source,

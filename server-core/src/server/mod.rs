@@ -128,6 +128,8 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     poll_interval: Duration,
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
+    /// How long `serve_until_signal` serves on, not ready, after the first signal.
+    drain_delay: Duration,
     /// Called once, when the loop first waits for requests.
     on_ready: Option<ReadyCallback>,
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
@@ -242,6 +244,12 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     #[allow(dead_code)] // for the prefork worker's drain through `close`
     pub(crate) fn forget_socket_file(&mut self) {
         self.socket_file = None;
+    }
+
+    /// What every request of this server shares (for the metrics listener).
+    #[cfg(feature = "http")]
+    pub(crate) fn shared(&self) -> &Arc<Shared<H::State>> {
+        &self.shared
     }
 
     /// Gives this server wake-up pairs of its own, for its shutdown handle and its
