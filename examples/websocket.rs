@@ -40,6 +40,7 @@
 //! | Messages waiting for one client (else it is dropped) | 256 | `--queue-messages` |
 //! | Bytes waiting for one client, including what is being written (else it is dropped) | 2 MiB | `--queue-bytes` |
 //! | Reading what a client still sends after the server closed, so it gets the close frame | 2 s | (fixed) |
+//! | A TLS handshake (with `--tls-cert`), in all | 10 s | (fixed: `ServerBuilder::tls_handshake_timeout`) |
 //! | HTTP request head and body (the HTTP layer's own limits; a handshake with a body gets 400) | 64 KiB, 1 MiB | (fixed) |
 //!
 //! So one client holds at most about `--queue-bytes` + `--max-message` (3 MiB), and the whole
@@ -57,31 +58,42 @@
 //!   (tungstenite does both).
 //! - A slow client costs only itself, as in production chat hubs: a broadcast never writes to
 //!   a socket. It puts the frame (encoded once, shared by everyone) in each client's own
-//!   bounded queue and moves on; each client has a writer thread that empties its queue onto
-//!   its socket. A client whose queue is full, or that does not take what is queued within
-//!   the write timeout, is dropped from the room and disconnected (logged at info).
+//!   bounded queue, wakes that client's thread (a byte on its wake-up pair) and moves on.
+//!   Each connection's thread is the only one that writes to it: it sleeps in `poll(2)` on
+//!   its socket and its wake-up pair, and empties its queue onto its socket when woken. (Over
+//!   TLS this is a must: a TLS connection has one owner; another thread cannot write to it.)
+//!   A client whose queue is full, or that does not take what is queued within the write
+//!   timeout, is dropped from the room and disconnected (logged at info).
 //! - A client joins the room when its handshake is accepted, before the `101` goes out, so a
 //!   message sent the moment its handshake completes still reaches it: its queue fills until
-//!   its writer starts, under the same bounds.
+//!   its thread starts writing, under the same bounds.
 //! - Idle clients: after half the idle timeout of silence the server sends a ping (browsers
 //!   and Python's `websockets` answer it by themselves); a client that sends nothing at all,
 //!   not even that pong, is closed at the idle timeout.
 //! - A client that vanishes (its socket fails a read or a write) is dropped from the room, and
 //!   the others never notice.
 //!
+//! Over TLS: `--tls-cert chain.pem --tls-key key.pem` serves the page over `https://` and the
+//! chat over `wss://` (the page picks the scheme it was loaded with); from Python,
+//! `connect("wss://localhost:8003/ws", ssl=ssl.create_default_context(cafile="ca.pem"))`.
+//! With `--mode prefork`, SIGHUP reloads the certificate files; in one process, restart.
+//!
 //! `RUST_LOG=info` shows clients joining and leaving.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use parking_lot::{Condvar, Mutex};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use parking_lot::Mutex;
 use socketserver::http::{Http, HttpHandler, Request, Response, Upgraded};
 use socketserver::{Connection, HandleResult, Handler, ServerContext, TcpServer};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -110,7 +122,10 @@ const PAGE: &str = r#"<!doctype html>
 <form id="form"><input id="text" autocomplete="off" autofocus> <button>Send</button></form>
 <ul id="log"></ul>
 <script>
-  const socket = new WebSocket(`ws://${location.host}/ws`);
+  // wss: when the page came over https (--tls-cert), ws: otherwise.
+  const socket = location.protocol === "https:"
+    ? new WebSocket(`wss://${location.host}/ws`)
+    : new WebSocket(`ws://${location.host}/ws`);
   const status = document.getElementById("status");
   socket.onopen = () => { status.textContent = "connected"; };
   socket.onclose = () => { status.textContent = "disconnected"; };
@@ -167,6 +182,9 @@ struct Args {
     /// plus 14, so that one largest message fits).
     #[arg(long, default_value_t = 2 << 20)]
     queue_bytes: usize,
+    // --tls-cert and --tls-key: https:// and wss://.
+    #[command(flatten)]
+    tls: cli::TlsFlags,
 }
 
 /// Why a frame was not queued for a client.
@@ -181,12 +199,15 @@ enum Refused {
 /// What waits to be written to one client.
 struct Outbox {
     frames: VecDeque<Arc<[u8]>>,
-    /// Bytes queued plus those its writer is writing now.
+    /// Bytes queued plus those being written now.
     bytes: usize,
     /// `Open` until the connection ends (`Finishing`) or the client is dropped (`Dropped`).
     state: State,
-    /// A clone of its socket, once handed over: shutting it down wakes both of its threads.
+    /// A clone of its socket, once handed over: shutting it down wakes its thread from `poll`
+    /// or a read (a shutdown, never a write: the connection's own thread does every write).
     socket: Option<Connection>,
+    /// The sending end of its thread's wake-up pair: a byte here says "frames are queued".
+    wake: Option<UnixStream>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,19 +218,19 @@ enum State {
 }
 
 /// One client in the room: its bounded outgoing queue, which any thread may add to and only
-/// its writer thread empties.
+/// the connection's own thread empties, onto its socket (over TLS, the TLS connection has
+/// one owner: no other thread may write to it).
 struct Peer {
     id: u64,
     out: Mutex<Outbox>,
-    /// Wakes the writer when a frame is queued or the state changes.
-    changed: Condvar,
     max_messages: usize,
     max_bytes: usize,
 }
 
 impl Peer {
-    /// Queues whole frames for the client, or drops it if its queue is full. Never blocks on
-    /// the network: only this client's lock is taken, and only to touch the queue.
+    /// Queues whole frames for the client and wakes its thread, or drops the client if its
+    /// queue is full. Never blocks on the network: only this client's lock is taken, and only
+    /// to touch the queue.
     fn push(&self, frames: Arc<[u8]>) -> Result<(), Refused> {
         let mut out = self.out.lock();
         if out.state != State::Open {
@@ -223,73 +244,62 @@ impl Peer {
                 out.bytes
             );
             drop_client(&mut out);
-            self.changed.notify_all();
             return Err(Refused::Full);
         }
         out.bytes += frames.len();
         out.frames.push_back(frames);
-        self.changed.notify_all();
+        if let Some(mut wake) = out.wake.as_ref() {
+            // Non-blocking: a full pair already holds a wake-up the thread has not seen.
+            let _ = wake.write(&[1]);
+        }
         Ok(())
     }
 
-    /// Hands over a clone of the socket once the `101` went out; `false` if the client was
-    /// dropped while it waited.
-    fn open(&self, socket: Connection) -> bool {
+    /// Hands over a clone of the socket (for shutting it down) and the wake-up pair's sending
+    /// end once the `101` went out; `false` if the client was dropped while it waited.
+    fn open(&self, socket: Connection, wake: UnixStream) -> bool {
         let mut out = self.out.lock();
         out.socket = Some(socket);
+        out.wake = Some(wake);
         out.state == State::Open
     }
 
-    /// The connection is ending: the writer sends what is queued (a close frame, say), then
-    /// shuts down the writing side.
+    /// The connection is ending: what is queued still goes out (a close frame, say).
     fn finish(&self) {
         let mut out = self.out.lock();
         if out.state == State::Open {
             out.state = State::Finishing;
         }
-        self.changed.notify_all();
     }
 
     /// Drops the client at once: its queue is emptied and its socket shut down.
     fn disconnect(&self) {
         drop_client(&mut self.out.lock());
-        self.changed.notify_all();
     }
 
-    /// The writer thread's work: empties the queue onto `socket` until the connection ends.
-    /// Each batch must be taken by the client within `write_timeout`, in all (a client that
-    /// reads a byte now and then cannot stretch it), or the client is dropped.
-    fn write_out(&self, mut socket: Connection, write_timeout: Duration) {
+    /// Writes what is queued to the client, on the connection's own thread. Each batch must
+    /// be taken by the client within `write_timeout`, in all (a client that reads a byte now
+    /// and then cannot stretch it): else the error, and the caller drops the client.
+    fn flush_to(&self, stream: &mut Upgraded<'_>, write_timeout: Duration) -> io::Result<()> {
         loop {
             let batch: Vec<Arc<[u8]>> = {
                 let mut out = self.out.lock();
-                while out.frames.is_empty() && out.state == State::Open {
-                    self.changed.wait(&mut out);
+                if out.state == State::Dropped {
+                    return Err(io::ErrorKind::BrokenPipe.into());
                 }
-                if out.state == State::Dropped || out.frames.is_empty() {
-                    break;
+                if out.frames.is_empty() {
+                    return Ok(());
                 }
                 out.frames.drain(..).collect()
             };
             let deadline = Instant::now() + write_timeout;
             let size: usize = batch.iter().map(|frames| frames.len()).sum();
-            if let Err(e) = batch
+            batch
                 .iter()
-                .try_for_each(|frames| write_by(&mut socket, frames, deadline))
-            {
-                log::info!(
-                    "client {} is not taking its messages ({e}): dropped",
-                    self.id
-                );
-                self.disconnect();
-                return;
-            }
+                .try_for_each(|frames| write_by(stream, frames, deadline))?;
             let mut out = self.out.lock();
             out.bytes = out.bytes.saturating_sub(size);
         }
-        // Done: what was queued is out. Shutting down the writing side sends FIN, so a client
-        // that waits for the server to close first (as RFC 6455 asks) closes too.
-        let _ = socket.shutdown(Shutdown::Write);
     }
 }
 
@@ -298,26 +308,25 @@ fn drop_client(out: &mut Outbox) {
     out.frames.clear();
     out.bytes = 0;
     if let Some(socket) = &out.socket {
-        // Ends a write in progress and wakes the client's thread from its read.
+        // Ends a write in progress and wakes the client's thread from its wait.
         let _ = socket.shutdown(Shutdown::Both);
     }
 }
 
-/// Writes all of `bytes` before `deadline`: the socket's write timeout is set to what is left
-/// before every write, so partial progress does not restart the clock.
-fn write_by(socket: &mut Connection, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    while !bytes.is_empty() {
+/// The most bytes written with one timeout: each piece must go out before `deadline`, and
+/// the socket's write timeout is set to what is left before every piece, so partial progress
+/// does not restart the clock.
+const PIECE: usize = 16 * 1024;
+
+/// Writes all of `bytes` to the client before `deadline`.
+fn write_by(stream: &mut Upgraded<'_>, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    for piece in bytes.chunks(PIECE) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        socket.set_write_timeout(Some(left))?;
-        match socket.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        stream.connection().set_write_timeout(Some(left))?;
+        stream.write_all(piece)?;
     }
     Ok(())
 }
@@ -339,8 +348,8 @@ impl Room {
                 bytes: 0,
                 state: State::Open,
                 socket: None,
+                wake: None,
             }),
-            changed: Condvar::new(),
             max_messages: self.args.queue_messages,
             max_bytes: self.args.queue_bytes,
         });
@@ -380,12 +389,52 @@ impl Room {
 /// What tungstenite reads from and writes to: reads come from the upgraded connection
 /// (watched by a [`FrameWatch`]), writes go to the client's own queue. Each write is whole
 /// frames: tungstenite hands over its buffer of complete frames at once.
+///
+/// A read that would wait sleeps in `poll(2)` on the socket and on the wake-up pair, so a
+/// frame queued by a broadcast wakes the connection's thread to write it: the read then ends
+/// with `WouldBlock`, the session loop writes the queue and reads on (tungstenite keeps what
+/// it had read). Bytes already buffered (read along with the request, or decrypted by TLS)
+/// are read at once: `poll` cannot see them.
 struct Duplex<'r> {
     reader: Upgraded<'r>,
     watch: FrameWatch,
     /// The longest a frame or a fragmented message may stay unfinished.
     unfinished_limit: Duration,
     peer: Arc<Peer>,
+    /// The receiving end of the wake-up pair (non-blocking).
+    wake: UnixStream,
+    /// The longest one wait lasts: then the session loop checks the idle limits.
+    tick: Duration,
+}
+
+impl Duplex<'_> {
+    /// Sleeps until the client sends something (`true`), or frames are queued or the tick
+    /// passes (`false`).
+    fn wait(&mut self) -> io::Result<bool> {
+        if self.reader.buffered() > 0 {
+            return Ok(true);
+        }
+        let timeout = PollTimeout::try_from(self.tick).unwrap_or(PollTimeout::MAX);
+        let (socket, woken) = {
+            let connection = self.reader.connection();
+            let mut fds = [
+                PollFd::new(connection.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if woken {
+            let mut drain = [0u8; 64];
+            while matches!(self.wake.read(&mut drain), Ok(n) if n > 0) {}
+        }
+        Ok(socket)
+    }
 }
 
 impl Read for Duplex<'_> {
@@ -399,6 +448,9 @@ impl Read for Duplex<'_> {
                 io::ErrorKind::TimedOut,
                 "a frame or message left unfinished",
             ));
+        }
+        if !self.wait()? {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = self.reader.read(buf)?;
         self.watch
@@ -475,19 +527,18 @@ impl HttpHandler for Chat {
         };
         let args = &self.room.args;
         let connection = stream.connection();
-        if !peer.open(connection.try_clone()?) {
+        // The wake-up pair: a broadcast writes a byte to one end, this thread sleeps on the
+        // other along with the socket. Both ends non-blocking.
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        if !peer.open(connection.try_clone()?, wake_tx) {
             // Dropped while its `101` was going out: its queue filled up meanwhile.
             return Ok(());
         }
         // Reads wake at least every quarter of the idle timeout, to ping and check the limits.
-        connection.set_read_timeout(Some((args.idle_timeout / 4).max(Duration::from_millis(1))))?;
-        let writer = {
-            let (peer, socket) = (Arc::clone(&peer), connection.try_clone()?);
-            let timeout = args.limits.write_timeout;
-            thread::Builder::new()
-                .name(format!("websocket-writer-{}", peer.id))
-                .spawn(move || peer.write_out(socket, timeout))?
-        };
+        let tick = (args.idle_timeout / 4).max(Duration::from_millis(1));
+        connection.set_read_timeout(Some(tick))?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(args.max_message))
             .max_frame_size(Some(args.max_message));
@@ -496,6 +547,8 @@ impl HttpHandler for Chat {
             watch: FrameWatch::new(Instant::now()),
             unfinished_limit: args.idle_timeout,
             peer: Arc::clone(&peer),
+            wake: wake_rx,
+            tick,
         };
         let mut ws = WebSocket::from_raw_socket(duplex, Role::Server, Some(config));
         let end = self.session(&mut ws, peer.id);
@@ -507,10 +560,18 @@ impl HttpHandler for Chat {
             }));
         }
         peer.finish();
-        if let End::Close(..) = end {
-            linger(&mut ws.get_mut().reader);
+        // The close frame (and anything else still queued), then the client's own close.
+        let duplex = ws.get_mut();
+        let sent = duplex
+            .peer
+            .flush_to(&mut duplex.reader, args.limits.write_timeout);
+        // Then the end of the writing side (after `close_notify` on TLS): a client waits for
+        // the server to close first (RFC 6455), and reads it now.
+        if sent.and_then(|()| duplex.reader.close_write()).is_ok() {
+            if let End::Close(..) = end {
+                linger(&mut duplex.reader);
+            }
         }
-        let _ = writer.join();
         Ok(())
     }
 }
@@ -519,9 +580,19 @@ impl Chat {
     /// Reads messages until the session ends, and says how it ends.
     fn session(&self, ws: &mut WebSocket<Duplex<'_>>, id: u64) -> End {
         let idle = self.room.args.idle_timeout;
+        let write_timeout = self.room.args.limits.write_timeout;
         let mut last_ping: Option<Instant> = None;
         loop {
-            let error = match ws.read() {
+            let read = ws.read();
+            // What was queued meanwhile (broadcasts, tungstenite's pongs and echoes) goes out
+            // now, from this thread: the only one that writes to this connection.
+            let duplex = ws.get_mut();
+            if let Err(e) = duplex.peer.flush_to(&mut duplex.reader, write_timeout) {
+                log::info!("client {id} is not taking its messages ({e}): dropped");
+                duplex.peer.disconnect();
+                return End::Quietly;
+            }
+            let error = match read {
                 Ok(Message::Text(text)) => {
                     self.room.broadcast(text.as_str());
                     continue;
@@ -610,7 +681,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    // A thread per connection (and a writer thread per chat client): a chat client stays
+    // A thread per connection, which reads and writes its chat client: a chat client stays
     // connected for as long as it likes. On Ctrl-C, chats still open are given 2 s, then left
     // behind as the process exits.
     let room = Room {
@@ -622,6 +693,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
+    // --tls-cert and --tls-key: https:// and wss:// (ALPN http/1.1).
+    let builder = args.tls.apply(builder, &["http/1.1"])?;
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
     let builder = args.operations.apply(args.limits.apply(builder));
     let server = bind_tcp(builder, &args.address)?;

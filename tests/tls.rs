@@ -5,11 +5,9 @@
 
 #![cfg(feature = "tls")]
 
-#[allow(dead_code)]
 mod example;
 #[path = "util/pki.rs"]
 mod pki;
-#[allow(dead_code)]
 mod util;
 
 use std::io::{BufRead, Read, Write};
@@ -269,7 +267,7 @@ fn stalled_handshakes_are_released_at_the_deadline_while_others_are_served() {
             // The server's close (or alert) ends the trickle: check without blocking.
             client.set_nonblocking(true).unwrap();
             let mut probe = [0u8; 64];
-            let ended = matches!(client.read(&mut probe), Ok(_));
+            let ended = client.read(&mut probe).is_ok();
             client.set_nonblocking(false).unwrap();
             if ended {
                 break;
@@ -351,8 +349,7 @@ fn tls_on_a_datagram_server_is_refused_at_bind() {
     let error = UdpServer::<Datagrams>::builder()
         .tls(config)
         .bind("127.0.0.1:0")
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         matches!(&error, Error::InvalidOption { option: "tls", .. }),
         "{error}"

@@ -245,3 +245,53 @@ fn prefork_reloads_the_certificate_on_sighup() {
     assert_eq!(seen, "32", "the reloaded certificate within 30 s");
     assert!(echo.stop(Signal::SIGTERM).success());
 }
+
+#[test]
+fn wss_chat_two_python_clients_see_each_others_messages() {
+    let pki = Pki::new();
+    let leaf = pki.server("chat", 41, false);
+    let chat = Example::start(
+        "websocket",
+        &[
+            "127.0.0.1:0",
+            "--tls-cert",
+            &path(&leaf.cert),
+            "--tls-key",
+            &path(&leaf.key),
+        ],
+    );
+    let port: u16 = chat.address.rsplit(':').next().unwrap().parse().unwrap();
+    let page = curl(&[
+        "--cacert",
+        &path(&pki.ca),
+        &format!("https://localhost:{port}/"),
+    ]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("wss://${location.host}/ws"),
+        "{}",
+        page.body
+    );
+    python(
+        r#"
+import ssl, sys
+from websockets.sync.client import connect
+uri, ca = sys.argv[1:3]
+context = ssl.create_default_context(cafile=ca)
+with connect(uri, ssl=context, open_timeout=10) as alice, connect(uri, ssl=context, open_timeout=10) as bob:
+    alice.send("hello from alice")
+    assert alice.recv(timeout=10) == "hello from alice"
+    assert bob.recv(timeout=10) == "hello from alice"
+    bob.send("hi alice")
+    assert bob.recv(timeout=10) == "hi alice"
+    assert alice.recv(timeout=10) == "hi alice"
+    # Binary is echoed to the sender only; ping is answered: both over TLS.
+    bob.send(b"\x00\x01")
+    assert bob.recv(timeout=10) == b"\x00\x01"
+    bob.ping().wait(10)
+print("ok")
+"#,
+        &[&format!("wss://localhost:{port}/ws"), &path(&pki.ca)],
+    );
+    assert!(chat.stop(Signal::SIGTERM).success());
+}

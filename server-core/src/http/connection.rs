@@ -69,6 +69,17 @@ impl<'r> Upgraded<'r> {
     pub fn buffered(&self) -> usize {
         self.input.pending().len() + self.stream.map_or(0, Stream::buffered)
     }
+
+    /// Ends the writing side now, after what was written: on TLS with `close_notify`, then
+    /// `shutdown(SHUT_WR)`, so the client reads the end (a WebSocket client waits for the
+    /// server to close first). Reading goes on (to linger for what the client still sends).
+    pub fn close_write(&mut self) -> io::Result<()> {
+        self.output.flush()?;
+        match self.stream {
+            Some(stream) => stream.shutdown_write(),
+            None => self.input.connection.shutdown(Shutdown::Write),
+        }
+    }
 }
 
 impl Read for Upgraded<'_> {
