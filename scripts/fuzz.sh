@@ -6,7 +6,8 @@
 #
 # Targets: http_request (the HTTP/1.1 layer's keep-alive loop on raw bytes), jsonrpc and xmlrpc
 # (the examples' request decoding, examples/protocol/*.rs), websocket_handshake (the websocket
-# example's upgrade handling, through the HTTP layer).
+# example's upgrade handling, through the HTTP layer), proxy_header (the PROXY protocol header
+# reader, on arbitrary bytes arriving in arbitrary pieces).
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Not part of
 # `cargo test`: the fuzz package is excluded from the workspace. Each run starts from the seeds
@@ -17,7 +18,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-60}"
-all_targets=(http_request jsonrpc xmlrpc websocket_handshake)
+all_targets=(http_request jsonrpc xmlrpc websocket_handshake proxy_header)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 cargo +nightly fuzz build

@@ -184,8 +184,9 @@ pub trait DatagramRequestHandler: Handler {
 /// The default `handle_error`: logs through `log`, naming the server and the client (Python
 /// prints the traceback to stderr).
 ///
-/// Failures are logged at error level (target `socketserver::handler`); undeliverable replies
-/// and oversized datagrams at warn level. When no logger is installed (`log`'s level is off),
+/// Failures are logged at error level (target `socketserver::handler`); what clients cause
+/// (undeliverable replies, oversized datagrams, a missing or untrusted PROXY header) at warn
+/// level. When no logger is installed (`log`'s level is off),
 /// the message goes to stderr instead, so a failing handler is never silent; set
 /// [`ServerBuilder::handle_error`](crate::ServerBuilder::handle_error) to report elsewhere or
 /// not at all. At most 20 messages a second are written,
@@ -194,9 +195,12 @@ pub trait DatagramRequestHandler: Handler {
 pub fn default_handle_error(server_address: &Address, error: &RequestError) {
     static LIMIT: Limit = Limit::new();
     let level = match error {
+        // What clients (or the network) did, not a fault of the server's.
         RequestError::Truncated { .. }
         | RequestError::UnboundClient { .. }
-        | RequestError::Reply { .. } => Level::Warn,
+        | RequestError::Reply { .. }
+        | RequestError::UntrustedProxy { .. }
+        | RequestError::ProxyHeader { .. } => Level::Warn,
         _ => Level::Error,
     };
     say_limited(
