@@ -111,7 +111,7 @@ struct Inner {
 }
 
 /// A server's TLS configuration: its certificate chain and key (PEM files), and its options.
-/// Give it to [`ServerBuilder::tls`](crate::ServerBuilder::tls). See the [module](self) docs.
+/// Give it to [`ServerBuilder::tls`](crate::ServerBuilder::tls). See the [module](crate::tls) docs.
 ///
 /// Cloning is cheap, and clones share everything: the files, the certificate in use (so a
 /// [`reload`](Self::reload) through one clone is seen by all) and the [counters](Self::stats).
