@@ -170,7 +170,47 @@
 //! | HTTP: one body / one head / header fields | [`http::Limits`] `max_body`, `max_head`, `max_headers` | 1 MiB / 64 KiB / 100 |
 //! | HTTP: all buffered bodies at once | [`http::Limits`] `max_bodies_total` | 64 MiB, then `503` |
 //! | HTTP: time for a whole request, and idle keep-alive | [`http::Limits`] `timeout` | 30 s |
+//! | HTTP: requests being answered at once | [`http::Limits`] `max_in_flight` | none; past it `503` |
+//! | connections from one client address | [`ServerBuilder::max_connections_per_client`] | none |
+//! | a client turned away at the cap | [`ServerBuilder::overload`] | waits in the backlog ([`Overload::Wait`]); `Reject`/`Close` answer without waiting |
+//! | time for a PROXY protocol header | [`ServerBuilder::proxy_header_timeout`] | 5 s (when the protocol is on) |
 //! | log lines from per-request failures | the default `handle_error` | 20 a second, then counted |
+//! | scrapers of the metrics listener | [`Server::serve_metrics`] | 16 at once, 5 s each |
+//!
+//! # Running in production
+//!
+//! Python's `socketserver` stops at one process; these take a server the rest of the way.
+//! Each module's docs have the details and the comparison with gunicorn, nginx and systemd.
+//!
+//! - **Worker processes** ([`prefork`]): a supervisor forks N workers that serve the same
+//!   socket with any strategy inside, replaces dead or silent ones (heartbeats through a pipe,
+//!   crash-loop back-off), recycles them after `max_requests` with the replacement ready first,
+//!   reloads them one at a time on SIGHUP, adds or removes one on SIGTTIN/SIGTTOU, upgrades the
+//!   binary on SIGUSR2 without closing the socket, and takes its workers with it when it dies.
+//!   One shared socket, or a SO_REUSEPORT socket per worker slot that outlives its workers.
+//! - **systemd** ([`systemd`]): sockets passed by socket activation (`LISTEN_FDS`, checked for
+//!   type and family), one connection per process with `Accept=yes`
+//!   ([`ServerBuilder::serve_connection`]), and `sd_notify` readiness, status, reload, stop and
+//!   watchdog from the supervisor. Unix addresses starting with `@` are Linux abstract sockets.
+//!   `examples/deploy/` has `.socket` and `.service` units for the echo and rest examples.
+//! - **Behind a load balancer** ([`proxy`]): the PROXY protocol (v1, v2) from trusted proxies
+//!   only, read exactly under its own deadline, so handlers see the real client; tested against
+//!   HAProxy and nginx. Stop gracefully behind one with [`ServerBuilder::drain_delay`]: after the
+//!   signal the server serves on while its `/readyz` fails, so the balancer moves traffic first.
+//! - **TLS** (module `tls`, with the `tls` feature, on by default): rustls on the stream
+//!   transports, handshakes on the workers under their own deadline, certificates reloaded
+//!   without a restart; handlers read and write plaintext through the same `rfile` and `wfile`.
+//! - **Overload** ([`Overload`]): at [`max_connections`](ServerBuilder::max_connections),
+//!   clients wait in the kernel's backlog (the default), are answered in the protocol's words
+//!   (`503` with `Retry-After: 1` for HTTP; [`StreamRequestHandler::BUSY_REPLY`]) and closed, or
+//!   are closed at once; never handled.
+//!   [`max_connections_per_client`](ServerBuilder::max_connections_per_client) keeps one
+//!   client from taking every slot; clients that gave up waiting in the backlog cost nothing; HTTP sheds with [`http::Limits`]`::max_in_flight` and ends keep-alive while the
+//!   server is full. Every decision is counted in [`Stats`].
+//! - **Metrics** ([`metrics`]): [`Server::serve_metrics`] answers Prometheus scrapes
+//!   (text format 0.0.4: requests by outcome, rejections by reason, a duration histogram, busy
+//!   and idle workers, the listen queue), `/healthz` and `/readyz`, on its own address and
+//!   thread, so it answers while every worker is busy. The module docs list PromQL to start with.
 //!
 //! # Errors
 //!
