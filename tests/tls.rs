@@ -460,6 +460,7 @@ fn reload_under_load_fails_no_request_and_new_connections_see_the_new_certificat
     std::fs::copy(&new.key, &old.key).unwrap();
     let reloaded = Instant::now();
     config.reload().expect("reload");
+    let reload_took = reloaded.elapsed();
     writeln!(load.stdin.take().unwrap(), "reloaded").unwrap();
     line.clear();
     stdout.read_line(&mut line).unwrap();
@@ -467,12 +468,9 @@ fn reload_under_load_fails_no_request_and_new_connections_see_the_new_certificat
     assert!(status.success(), "{status}");
     let report: serde_json::Value = serde_json::from_str(&line).expect(&line);
     eprintln!(
-        "reload under load: {} requests, {} failed (bound 0), reloaded {:?} into it; serials \
-         after: {}",
-        report["done"],
-        report["failed"],
-        reloaded.elapsed(),
-        report["serials_after"]
+        "reload under load: {} requests, {} failed (bound 0); the reload took {reload_took:?}; \
+         serials seen by connections begun after it: {}",
+        report["done"], report["failed"], report["serials_after"]
     );
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["serials_after"], serde_json::json!([11]), "{report}");
