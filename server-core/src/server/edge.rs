@@ -153,6 +153,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
 /// TLS for every connection of a server, or none: set with
 /// [`ServerBuilder::tls`] and [`ServerBuilder::tls_handshake_timeout`].
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "tls"), derive(Default))]
 pub(crate) struct TlsSettings {
     #[cfg(feature = "tls")]
     pub(crate) config: Option<crate::tls::TlsConfig>,
@@ -160,12 +161,11 @@ pub(crate) struct TlsSettings {
     pub(crate) handshake_timeout: Duration,
 }
 
+#[cfg(feature = "tls")]
 impl Default for TlsSettings {
     fn default() -> Self {
         TlsSettings {
-            #[cfg(feature = "tls")]
             config: None,
-            #[cfg(feature = "tls")]
             handshake_timeout: crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
@@ -203,6 +203,9 @@ pub(super) fn secure<S>(
             }
         };
     }
+    // Without the feature there is nothing to set up (the settings are empty).
+    #[cfg(not(feature = "tls"))]
+    let TlsSettings {} = &options.tls;
     Ok(Stream::plain(connection))
 }
 
