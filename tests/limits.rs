@@ -165,3 +165,94 @@ fn shutdown_wakes_a_loop_at_the_cap() {
     assert_eq!((report.abandoned, report.shut_down), (1, 1));
     assert!(ends(&mut a));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The longest a request may run
+
+#[test]
+fn a_request_past_max_request_time_is_cut_off_and_others_are_served() {
+    let _shared = shared();
+    const LIMIT: Duration = Duration::from_millis(300);
+    let server = TcpServer::<Lines, Threading>::builder()
+        .max_request_time(Some(LIMIT))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let running = serve(server);
+    // Connects and says nothing: its handler waits to read, with no read timeout set.
+    let mut stuck = tcp_client(running.inet());
+    let started = Instant::now();
+    let mut byte = [0; 1];
+    let read = std::io::Read::read(&mut stuck, &mut byte);
+    let took = started.elapsed();
+    eprintln!(
+        "cut off after {took:?} (limit {LIMIT:?}, bound {:?})",
+        LIMIT * 4
+    );
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "the connection was cut: {read:?}"
+    );
+    assert!(took >= LIMIT && took < LIMIT * 4, "{took:?}");
+    // Others are served as before, each within the limit.
+    let mut other = tcp_client(running.inet());
+    let reply = ask(&mut other, "after").unwrap();
+    assert!(reply.ends_with(" after\n"), "served: {reply:?}");
+    drop(other);
+    let server = running.stop();
+    assert_eq!(server.stats().cut_off, 1, "{:?}", server.stats());
+}
+
+#[test]
+fn max_request_time_counts_each_keep_alive_request_not_the_idle_time_between() {
+    let _shared = shared();
+    let server = TcpServer::<IdleBetweenLines, Threading>::builder()
+        .max_request_time(Some(Duration::from_millis(300)))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let running = serve(server);
+    let client = tcp_client(running.inet());
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut writer = client;
+    // Three lines over ~1 s on one connection: the handler reads line after line, marking the
+    // connection idle between them (as the HTTP layer does), so no request is over the limit.
+    for i in 0..3 {
+        if i > 0 {
+            // The gap between requests, longer than the limit: idle time, not request time.
+            let gap = Instant::now() + Duration::from_millis(400);
+            while Instant::now() < gap {
+                std::thread::park_timeout(gap - Instant::now());
+            }
+        }
+        std::io::Write::write_all(&mut writer, format!("line {i}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        assert_eq!(reply, format!("line {i}\n"));
+    }
+    drop((reader, writer));
+    let server = running.stop();
+    assert_eq!(server.stats().cut_off, 0, "{:?}", server.stats());
+}
+
+/// Echoes lines, marking its connection idle while it waits for the next one, as the HTTP
+/// layer does between keep-alive requests.
+#[derive(socketserver::Handler)]
+struct IdleBetweenLines;
+
+impl socketserver::StreamRequestHandler for IdleBetweenLines {
+    fn handle(
+        &mut self,
+        request: &mut socketserver::StreamRequest<'_>,
+    ) -> socketserver::HandleResult {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            request.set_idle(true);
+            let n = request.rfile.read_line(&mut line)?;
+            request.set_idle(false);
+            if n == 0 {
+                return Ok(());
+            }
+            std::io::Write::write_all(&mut request.wfile, line.as_bytes())?;
+        }
+    }
+}

@@ -54,6 +54,10 @@ pub struct Stats {
     /// slot or a handler. Looked for only while a `max_connections` cap is set, when clients
     /// may wait. Not counted in `rejected`.
     pub gave_up: u64,
+    /// Requests whose connection was shut down because they ran past
+    /// [`max_request_time`](crate::ServerBuilder::max_request_time) (they also end as
+    /// `failed` or `succeeded`, as their handler does).
+    pub cut_off: u64,
     /// Requests taken from the socket and not yet finished in this process: running, or queued
     /// for a worker. This is what the `max_connections` builder option caps. With
     /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
@@ -72,6 +76,7 @@ pub(crate) struct Counters {
     overloaded: AtomicU64,
     over_client_limit: AtomicU64,
     gave_up: AtomicU64,
+    cut_off: AtomicU64,
     /// Finished requests per duration bucket (not cumulative; the last is over every bound).
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     /// Their durations added up, in nanoseconds.
@@ -118,6 +123,7 @@ impl Counters {
             overloaded: self.overloaded.load(Ordering::Relaxed),
             over_client_limit: self.over_client_limit.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
+            cut_off: self.cut_off.load(Ordering::Relaxed),
             open: 0,
             durations: self.durations(),
         }
@@ -125,6 +131,12 @@ impl Counters {
 
     pub(crate) fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts requests cut off at `max_request_time`.
+    pub(crate) fn cut_off(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.cut_off.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts a client that gave up waiting in the backlog.

@@ -52,6 +52,7 @@ pub struct ServerBuilder<T: Transport, H: Handler, S = Serial> {
     timeout: Option<Duration>,
     close_timeout: Option<Duration>,
     drain_delay: Duration,
+    max_request_time: Option<Duration>,
     max_packet_size: usize,
     max_connections: Option<usize>,
     pub(super) max_per_client: Option<usize>,
@@ -116,6 +117,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             timeout: None,
             close_timeout: None,
             drain_delay: Duration::ZERO,
+            max_request_time: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_connections: None,
             max_per_client: None,
@@ -139,6 +141,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             timeout: self.timeout,
             close_timeout: self.close_timeout,
             drain_delay: self.drain_delay,
+            max_request_time: self.max_request_time,
             max_packet_size: self.max_packet_size,
             max_connections: self.max_connections,
             max_per_client: self.max_per_client,
@@ -213,6 +216,20 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     /// grace period counts from its end; a second signal still stops at once. Default: zero.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
+        self
+    }
+
+    /// The longest one request on a stream connection may run: past it, the connection is
+    /// shut down both ways, so the handler's next read or write fails and it ends, and the
+    /// request counts in [`Stats::cut_off`](crate::Stats::cut_off) (an HTTP keep-alive
+    /// connection's time restarts with each request; waiting between requests does not
+    /// count). Looked at from the serving loop at least every 100 ms, so it needs a strategy
+    /// that runs requests off the loop ([`Threading`](crate::Threading),
+    /// [`Pool`](crate::Pool)); a handler that never reads or writes (a busy loop) is not
+    /// stopped by it. This is apart from the read and write timeouts (one stalled operation)
+    /// and from the process model's liveness checks (a whole worker). Default: `None`.
+    pub fn max_request_time(mut self, limit: Option<Duration>) -> Self {
+        self.max_request_time = limit;
         self
     }
 
@@ -363,6 +380,12 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }
+        if self.max_request_time.is_some_and(|t| t.is_zero()) {
+            return invalid(
+                "max_request_time",
+                "must be more than zero (None: no limit)",
+            );
+        }
         if self.max_per_client == Some(0) {
             return invalid("max_connections_per_client", "must be at least 1");
         }
@@ -405,6 +428,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         let timeout = self.timeout;
         let close_timeout = self.close_timeout;
         let drain_delay = self.drain_delay;
+        let max_request_time = self.max_request_time;
         let strategy = self.strategy;
         let hooks = self.loop_hooks;
         let overload = self.overload;
@@ -432,6 +456,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             timeout,
             close_timeout,
             drain_delay,
+            max_request_time,
+            last_cut: std::time::Instant::now(),
             on_ready: None,
             on_pass: None,
             _handler: PhantomData,
@@ -511,6 +537,7 @@ impl<T: Transport, H: Handler, S: fmt::Debug> fmt::Debug for ServerBuilder<T, H,
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
             .field("drain_delay", &self.drain_delay)
+            .field("max_request_time", &self.max_request_time)
             .field("max_packet_size", &self.max_packet_size)
             .field("max_connections", &self.max_connections)
             .field("max_per_client", &self.max_per_client)

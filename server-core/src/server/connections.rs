@@ -2,6 +2,7 @@
 //! the others at the close deadline.
 
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -36,6 +37,10 @@ struct Table {
 struct Entry {
     fd: RawFd,
     idle: bool,
+    /// When it last turned busy: the start of the request it runs.
+    busy_since: Instant,
+    /// Shut down for running past the time limit (reported once).
+    cut: bool,
 }
 
 /// Which registered connections [`Registry::shutdown`] reaches, and how.
@@ -55,7 +60,12 @@ impl Registry {
     /// Records `fd` until the returned guard is dropped; drop the guard before closing the fd.
     pub(crate) fn register(&self, fd: RawFd) -> Registered<'_> {
         let mut table = self.table.lock();
-        let entry = Some(Entry { fd, idle: false });
+        let entry = Some(Entry {
+            fd,
+            idle: false,
+            busy_since: Instant::now(),
+            cut: false,
+        });
         let key = match table.free.pop() {
             Some(key) => {
                 if let Some(slot) = table.entries.get_mut(key) {
@@ -101,6 +111,27 @@ impl Registry {
         count
     }
 
+    /// Shuts down, both ways, the connections whose request has run longer than `limit`
+    /// (idle ones wait for a request and are not running one); returns how many, each counted
+    /// once.
+    pub(crate) fn cut_overdue(&self, limit: Duration) -> usize {
+        let mut table = self.table.lock();
+        let mut count = 0;
+        for entry in table.entries.iter_mut().flatten() {
+            if entry.idle || entry.cut || entry.busy_since.elapsed() <= limit {
+                continue;
+            }
+            entry.cut = true;
+            match sys::socket::shutdown(entry.fd, std::net::Shutdown::Both) {
+                Ok(()) => count += 1,
+                Err(e) => {
+                    log::debug!(target: "socketserver::server", "cutting off connection fd {}: {e}", entry.fd);
+                }
+            }
+        }
+        count
+    }
+
     /// Lets connections turn idle again (the server serves again after a stop).
     pub(crate) fn reopen(&self) {
         self.table.lock().closing = false;
@@ -123,6 +154,10 @@ impl Registered<'_> {
             return false;
         }
         if let Some(Some(entry)) = table.entries.get_mut(self.key) {
+            if entry.idle && !idle {
+                // A new request on a kept-alive connection: its time starts now.
+                entry.busy_since = Instant::now();
+            }
             entry.idle = idle;
         }
         true

@@ -103,6 +103,11 @@ impl<S> ServerContext<S> {
         self.counters.reject();
     }
 
+    /// Counts requests cut off at `max_request_time`.
+    pub(crate) fn cut_off(&self, n: usize) {
+        self.counters.cut_off(n);
+    }
+
     /// Counts a client that gave up waiting in the backlog.
     pub(crate) fn gave_up(&self) {
         self.counters.gave_up();

@@ -130,6 +130,10 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     close_timeout: Option<Duration>,
     /// How long `serve_until_signal` serves on, not ready, after the first signal.
     drain_delay: Duration,
+    /// The longest a request may run before its connection is cut off.
+    max_request_time: Option<Duration>,
+    /// When the loop last looked for requests over `max_request_time`.
+    last_cut: Instant,
     /// Called once, when the loop first waits for requests.
     on_ready: Option<ReadyCallback>,
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
@@ -154,6 +158,9 @@ pub type UdpServer<H, S = Serial> = Server<transport::Udp, H, S>;
 pub type UnixStreamServer<H, S = Serial> = Server<transport::UnixStream, H, S>;
 /// A Unix datagram server (Python: `UnixDatagramServer`).
 pub type UnixDatagramServer<H, S = Serial> = Server<transport::UnixDatagram, H, S>;
+
+/// How often the loop looks for requests over `max_request_time`.
+const CUT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What woke the loop.
 enum Event {
@@ -420,10 +427,30 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     }
 
     fn service_actions(&mut self) {
+        self.cut_overdue();
         self.strategy.service_actions();
         self.hooks.service_actions(self.shared.context());
         if let Some(pass) = &mut self.on_pass {
             pass(self.shared.context());
+        }
+    }
+
+    /// Shuts down the connections of requests over `max_request_time`, at most every
+    /// [`CUT_INTERVAL`].
+    fn cut_overdue(&mut self) {
+        let Some(limit) = self.max_request_time else {
+            return;
+        };
+        if self.last_cut.elapsed() < CUT_INTERVAL {
+            return;
+        }
+        self.last_cut = Instant::now();
+        let context = self.shared.context();
+        let cut = context.handle().connections().cut_overdue(limit);
+        if cut > 0 {
+            context.cut_off(cut);
+            log::warn!(target: "socketserver::server",
+                "{}: {cut} requests ran past {limit:?} and were cut off", context.server_address());
         }
     }
 
