@@ -174,6 +174,8 @@
 //! | connections from one client address | [`ServerBuilder::max_connections_per_client`] | none |
 //! | a client turned away at the cap | [`ServerBuilder::overload`] | waits in the backlog ([`Overload::Wait`]); `Reject`/`Close` answer without waiting |
 //! | time for a PROXY protocol header | [`ServerBuilder::proxy_header_timeout`] | 5 s (when the protocol is on) |
+//! | time for a TLS handshake, in all (a silent or trickling client is cut) | [`ServerBuilder::tls_handshake_timeout`] | 10 s (with [`ServerBuilder::tls`]) |
+//! | time one request may run (its connection is then cut off) | [`ServerBuilder::max_request_time`] | none |
 //! | log lines from per-request failures | the default `handle_error` | 20 a second, then counted |
 //! | scrapers of the metrics listener | [`Server::serve_metrics`] | 16 at once, 5 s each |
 //!
@@ -197,7 +199,7 @@
 //!   only, read exactly under its own deadline, so handlers see the real client; tested against
 //!   HAProxy and nginx. Stop gracefully behind one with [`ServerBuilder::drain_delay`]: after the
 //!   signal the server serves on while its `/readyz` fails, so the balancer moves traffic first.
-//! - **TLS** (module `tls`, with the `tls` feature, on by default): rustls on the stream
+//! - **TLS** ([`tls`], with the `tls` feature, on by default): rustls on the stream
 //!   transports, handshakes on the workers under their own deadline, certificates reloaded
 //!   without a restart; handlers read and write plaintext through the same `rfile` and `wfile`.
 //! - **Overload** ([`Overload`]): at [`max_connections`](ServerBuilder::max_connections),

@@ -140,6 +140,7 @@ impl ShutdownHandle {
 
     /// Whether a serving loop runs now (and so the server is ready for requests, unless it is
     /// closing).
+    #[cfg(feature = "http")] // the metrics listener's /readyz
     pub(crate) fn is_serving(&self) -> bool {
         self.inner.serving.lock().is_some()
     }
