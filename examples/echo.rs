@@ -70,9 +70,7 @@ use socketserver::{
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{
-    exit_code, serve_prefork, Defaults, Operations, PreforkFlags, ProxyFlags, ServerLimits,
-};
+use cli::{exit_code, serve_prefork, Defaults, Operations, PreforkFlags, ProxyFlags, ServerLimits};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]

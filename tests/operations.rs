@@ -231,7 +231,11 @@ fn serve_connection_serves_one_accepted_connection_as_inetd_would() {
         .serve_connection(socketserver::Connection::Tcp(accepted))
         .unwrap();
     assert!(!ok, "the handler failed on purpose");
-    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), None, "TCP has no credentials");
+    assert_eq!(
+        rx.recv_timeout(PATIENCE).unwrap(),
+        None,
+        "TCP has no credentials"
+    );
     let errors = errors.lock().unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("asked to fail"), "{errors:?}");

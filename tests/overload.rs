@@ -123,7 +123,11 @@ fn reject_answers_busy_closes_and_never_handles_the_client() {
         (1, 1, 0),
         "{stats:?}"
     );
-    assert_eq!(server.state().0.load(Ordering::SeqCst), 1, "only the first was handled");
+    assert_eq!(
+        server.state().0.load(Ordering::SeqCst),
+        1,
+        "only the first was handled"
+    );
 }
 
 #[test]
@@ -154,7 +158,11 @@ fn the_per_client_cap_turns_away_one_address_and_serves_another() {
     let mut first = tcp_client_from(two, running.inet());
     assert_eq!(echoed(&mut first, "one"), "one\n");
     let mut again = tcp_client_from(two, running.inet());
-    assert_eq!(until_closed(&mut again), "busy\n", "127.0.0.2 is at its cap");
+    assert_eq!(
+        until_closed(&mut again),
+        "busy\n",
+        "127.0.0.2 is at its cap"
+    );
     let mut other = tcp_client_from(three, running.inet());
     assert_eq!(echoed(&mut other, "three"), "three\n", "127.0.0.3 is not");
     // Once 127.0.0.2's connection ends, it may connect again.
@@ -222,5 +230,9 @@ fn a_client_that_gave_up_in_the_backlog_costs_no_slot_and_no_handler() {
     let server = running.stop();
     let stats = server.stats();
     assert_eq!((stats.gave_up, stats.rejected), (1, 0), "{stats:?}");
-    assert_eq!(server.state().0.load(Ordering::SeqCst), 2, "one and two were handled");
+    assert_eq!(
+        server.state().0.load(Ordering::SeqCst),
+        2,
+        "one and two were handled"
+    );
 }

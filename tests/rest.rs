@@ -420,13 +420,18 @@ fn silent_clients_are_closed_after_the_read_timeout() {
 
 #[test]
 fn prefork_mode_serves_from_two_worker_processes_and_stops_on_sigterm() {
-    let rest = Example::start("rest", &["127.0.0.1:0", "--mode", "prefork", "--workers", "2"]);
-    let children = std::fs::read_to_string(format!(
-        "/proc/{pid}/task/{pid}/children",
-        pid = rest.pid()
-    ))
-    .unwrap();
-    assert_eq!(children.split_whitespace().count(), 2, "workers: {children:?}");
+    let rest = Example::start(
+        "rest",
+        &["127.0.0.1:0", "--mode", "prefork", "--workers", "2"],
+    );
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children", pid = rest.pid()))
+            .unwrap();
+    assert_eq!(
+        children.split_whitespace().count(),
+        2,
+        "workers: {children:?}"
+    );
     // Each worker has its own store, so only what every worker answers alike is checked:
     // twenty requests on new connections, spread over the workers by the kernel.
     let items = format!("{}/items", rest.url());

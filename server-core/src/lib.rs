@@ -25,8 +25,6 @@ mod handler;
 pub mod http;
 #[cfg(feature = "http")]
 pub mod metrics;
-#[cfg(feature = "tls")]
-pub mod tls;
 pub mod prefork;
 pub mod proxy;
 mod report;
@@ -38,6 +36,8 @@ mod stats;
 mod strategy;
 mod sys;
 pub mod systemd;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 pub use addr::{Address, UnixAddress};

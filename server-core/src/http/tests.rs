@@ -499,15 +499,25 @@ fn the_busy_reply_is_one_whole_http_response() {
     assert_eq!(header("retry-after"), Some("1"));
     assert_eq!(header("connection"), Some("close"));
     let length: usize = header("content-length").unwrap().parse().unwrap();
-    assert_eq!(reply.len() - head, length, "Content-Length matches the body");
+    assert_eq!(
+        reply.len() - head,
+        length,
+        "Content-Length matches the body"
+    );
 }
 
 /// Holds every request in `respond` until the test lets it go; at most one in flight.
 struct Gated;
 
 struct GateChannels {
-    entered: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
-    release: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
+    entered: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    release: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
 }
 
 impl Handler for Gated {
@@ -571,7 +581,10 @@ fn past_max_in_flight_a_request_gets_503_with_retry_after() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let (status, _, body) = read_response(&mut BufReader::new(first));
-    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "done"));
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "done")
+    );
     stop.shutdown();
     serving.join().unwrap().unwrap();
 }

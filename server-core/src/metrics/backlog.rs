@@ -7,7 +7,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// Connections waiting in the accept queue of the TCP listening socket `fd`; `None` for other
 /// sockets, or where `/proc` does not tell.
 pub(crate) fn tcp_backlog(fd: BorrowedFd<'_>) -> Option<u64> {
-    let inode = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?.st_ino.to_string();
+    let inode = nix::sys::stat::fstat(fd.as_raw_fd())
+        .ok()?
+        .st_ino
+        .to_string();
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())

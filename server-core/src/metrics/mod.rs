@@ -128,7 +128,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     ///
     /// Binding `address` (as [`TcpServer::bind`] fails), or starting the thread
     /// ([`Error::Spawn`]).
-    pub fn serve_metrics<A: ToSocketAddrs + fmt::Debug>(&self, address: A) -> Result<MetricsServer> {
+    pub fn serve_metrics<A: ToSocketAddrs + fmt::Debug>(
+        &self,
+        address: A,
+    ) -> Result<MetricsServer> {
         let source = Source {
             shared: Arc::clone(self.shared()),
             activity: self.strategy().activity(),

@@ -93,9 +93,7 @@ fn bind_like(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let model = SockRef::from(&listener);
     let addr = model.local_addr()?;
     let ty = model.r#type()?;
-    let domain = addr
-        .as_socket()
-        .map_or(Domain::IPV4, Domain::for_address);
+    let domain = addr.as_socket().map_or(Domain::IPV4, Domain::for_address);
     let socket = Socket::new(domain, ty, None)?;
     if ty == Type::STREAM {
         socket.set_reuse_address(true)?;

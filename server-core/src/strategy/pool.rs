@@ -206,7 +206,6 @@ impl Pool {
         self.running.as_ref().map_or(0, |w| w.queued.len())
     }
 
-
     /// Starts the pool if needed and replaces workers that ended.
     ///
     /// # Errors

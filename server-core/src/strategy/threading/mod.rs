@@ -230,7 +230,6 @@ impl Threading {
         self
     }
 
-
     /// Whether threads are tracked, and so waited for on close.
     fn tracks(&self) -> bool {
         self.block_on_close && !self.daemon_threads
