@@ -181,38 +181,67 @@
 //!
 //! # Running in production
 //!
-//! Python's `socketserver` stops at one process; these take a server the rest of the way.
-//! Each module's docs have the details and the comparison with gunicorn, nginx and systemd.
+//! Python's `socketserver` stops at one process; the parts below take a server the rest of the
+//! way. Each module's docs have the details and the comparison with gunicorn, nginx and
+//! systemd; `examples/deploy/` has systemd units and nginx and HAProxy configurations, and every
+//! example takes the flags that turn these on (`--help`).
 //!
-//! - **Worker processes** ([`prefork`]): a supervisor forks N workers that serve the same
-//!   socket with any strategy inside, replaces dead or silent ones (heartbeats through a pipe,
-//!   crash-loop back-off), recycles them after `max_requests` with the replacement ready first,
-//!   reloads them one at a time on SIGHUP, adds or removes one on SIGTTIN/SIGTTOU, upgrades the
-//!   binary on SIGUSR2 without closing the socket, and takes its workers with it when it dies.
-//!   One shared socket, or a SO_REUSEPORT socket per worker slot that outlives its workers.
-//! - **systemd** ([`systemd`]): sockets passed by socket activation (`LISTEN_FDS`, checked for
-//!   type and family), one connection per process with `Accept=yes`
-//!   ([`ServerBuilder::serve_connection`]), and `sd_notify` readiness, status, reload, stop and
-//!   watchdog from the supervisor. Unix addresses starting with `@` are Linux abstract sockets.
-//!   `examples/deploy/` has `.socket` and `.service` units for the echo and rest examples.
-//! - **Behind a load balancer** ([`proxy`]): the PROXY protocol (v1, v2) from trusted proxies
-//!   only, read exactly under its own deadline, so handlers see the real client; tested against
-//!   HAProxy and nginx. Stop gracefully behind one with [`ServerBuilder::drain_delay`]: after the
-//!   signal the server serves on while its `/readyz` fails, so the balancer moves traffic first.
-//! - **TLS** ([`tls`], with the `tls` feature, on by default): rustls on the stream
-//!   transports, handshakes on the workers under their own deadline, certificates reloaded
-//!   without a restart; handlers read and write plaintext through the same `rfile` and `wfile`.
-//! - **Overload** ([`Overload`]): at [`max_connections`](ServerBuilder::max_connections),
-//!   clients wait in the kernel's backlog (the default), are answered in the protocol's words
-//!   (`503` with `Retry-After: 1` for HTTP; [`StreamRequestHandler::BUSY_REPLY`]) and closed, or
-//!   are closed at once; never handled.
-//!   [`max_connections_per_client`](ServerBuilder::max_connections_per_client) keeps one
-//!   client from taking every slot; clients that gave up waiting in the backlog cost nothing; HTTP sheds with [`http::Limits`]`::max_in_flight` and ends keep-alive while the
-//!   server is full. Every decision is counted in [`Stats`].
-//! - **Metrics** ([`metrics`]): [`Server::serve_metrics`] answers Prometheus scrapes
-//!   (text format 0.0.4: requests by outcome, rejections by reason, a duration histogram, busy
-//!   and idle workers, the listen queue), `/healthz` and `/readyz`, on its own address and
-//!   thread, so it answers while every worker is busy. The module docs list PromQL to start with.
+//! ## Worker processes
+//!
+//! [`prefork::Prefork`] runs a supervisor that forks N workers serving the same socket, each
+//! with any strategy inside. It replaces dead or silent workers (heartbeats through a pipe,
+//! crash-loop back-off), recycles them after `max_requests` with the replacement ready first,
+//! reloads them one at a time on SIGHUP, adds or removes one on SIGTTIN/SIGTTOU, upgrades the
+//! binary on SIGUSR2 without closing the socket, and takes its workers with it when it dies.
+//! One shared socket, or a SO_REUSEPORT socket per worker slot that outlives its workers.
+//! A request that runs too long is cut off by [`ServerBuilder::max_request_time`], apart from
+//! the workers' liveness.
+//!
+//! ## systemd
+//!
+//! [`systemd::ListenFds`] takes the sockets of socket activation (`LISTEN_FDS`, each checked
+//! for type and family), [`ServerBuilder::serve_connection`] serves the one connection of an
+//! `Accept=yes` service, and the supervisor reports readiness, status, reloads, stops and
+//! watchdog pings through `sd_notify`. Unix addresses starting with `@` are Linux abstract
+//! sockets, as systemd writes them.
+//!
+//! ## Behind a proxy
+//!
+//! Behind HAProxy or nginx every connection comes from the proxy. With
+//! [`ServerBuilder::proxy_protocol`] the server reads the PROXY protocol header (v1, v2) that
+//! the proxy sends first, from [trusted proxies](ServerBuilder::trusted_proxies) only, under
+//! its own deadline, so handlers see the real client in [`StreamRequest::client_address`] and
+//! the proxy in [`StreamRequest::proxy`]; see [`proxy`]. Several servers behind one balancer
+//! stop without failing a request with [`ServerBuilder::drain_delay`]: after the signal each
+//! serves on while its `/readyz` ([`metrics`]) fails, so the balancer moves traffic first.
+//!
+//! ## TLS
+//!
+//! [`ServerBuilder::tls`] serves every stream connection over TLS (rustls; the `tls` feature,
+//! on by default). Handlers read and write plaintext through the same `rfile` and `wfile`, and
+//! see the SNI name, the ALPN protocol and client certificates in [`StreamRequest::tls`]. The
+//! handshake runs on the worker, never on the serving loop, under its own total deadline, so a
+//! client that stalls it costs one worker for at most that long;
+//! [`TlsConfig::reload`](tls::TlsConfig::reload) switches to new certificate files without a
+//! restart (on SIGHUP with [`prefork`]). See [`tls`].
+//!
+//! ## Overload
+//!
+//! At [`max_connections`](ServerBuilder::max_connections) the [`Overload`] policy decides:
+//! clients wait in the kernel's backlog (the default), are answered in the protocol's words
+//! ([`StreamRequestHandler::BUSY_REPLY`]: `503` with `Retry-After: 1` for HTTP) and closed, or
+//! are closed at once; a client turned away is never handled.
+//! [`max_connections_per_client`](ServerBuilder::max_connections_per_client) keeps one client
+//! from taking every slot; clients that gave up while they waited in the backlog cost nothing;
+//! the HTTP layer sheds load with [`http::Limits`]`::max_in_flight` and ends keep-alive while
+//! the server is full, so load can move elsewhere. Every decision is counted in [`Stats`].
+//!
+//! ## Metrics
+//!
+//! [`Server::serve_metrics`] answers Prometheus scrapes (text format 0.0.4: requests by
+//! outcome, rejections by reason, a duration histogram, busy and idle workers, the listen
+//! queue), `/healthz` and `/readyz`, on its own address and thread, so it answers while every
+//! worker is busy. The [`metrics`] module lists the metrics and PromQL to start with.
 //!
 //! # Errors
 //!
