@@ -19,7 +19,9 @@
 //!
 //! In production: `--mode prefork --workers 4` serves from four supervised worker processes
 //! (each with `--worker-mode`, threads by default; `--max-requests N` recycles them; SIGHUP
-//! replaces them one by one, SIGTTIN/SIGTTOU add or remove one). Started by systemd with a
+//! replaces them one by one, SIGTTIN/SIGTTOU add or remove one). The workers share one
+//! listening socket; with `--reuse-port` (tcp and udp) each has a socket of its own
+//! (`SO_REUSEPORT`) and the kernel spreads connections across them. Started by systemd with a
 //! socket (`LISTEN_FDS`, see `examples/deploy/`), it serves that socket and ignores ADDRESS.
 //!
 //! Behind HAProxy or nginx: `--proxy-protocol v2` (HAProxy's `send-proxy-v2`; `v1` for nginx's
@@ -154,6 +156,10 @@ struct Args {
     // --worker-mode and --max-requests, for --mode prefork.
     #[command(flatten)]
     prefork: PreforkFlags,
+    /// With --mode prefork (tcp and udp): a listening socket per worker with SO_REUSEPORT,
+    /// the kernel spreading connections across them, instead of one socket they share.
+    #[arg(long)]
+    reuse_port: bool,
     // --metrics ADDRESS, --drain-delay SECS.
     #[command(flatten)]
     operations: Operations,
@@ -187,7 +193,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         TransportArg::Tcp => {
             let builder = ops
                 .apply(proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy))));
-            let builder = builder.nodelay(true);
+            let builder = builder.nodelay(true).reuse_port(args.reuse_port);
             // --tls-cert and --tls-key: TLS on every connection.
             let builder = args.tls.apply(builder, &[])?;
             run_server(
@@ -200,7 +206,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         TransportArg::Udp => {
             let builder = ops
-                .apply(proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy))));
+                .apply(proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy))))
+                .reuse_port(args.reuse_port);
             run_server(
                 args,
                 match inherited.take_udp(None)? {
@@ -246,7 +253,12 @@ fn run_server<T: Transport>(
         Some(Mode::Prefork) => {
             args.operations.check_prefork(true)?;
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-            serve_prefork(server, args.workers.unwrap_or(cpus), &args.prefork)
+            serve_prefork(
+                server,
+                args.workers.unwrap_or(cpus),
+                &args.prefork,
+                args.reuse_port,
+            )
         }
         _ => args.operations.serve(server),
     }
@@ -264,6 +276,14 @@ fn strategy(args: &Args) -> Result<Box<dyn Strategy>, String> {
         .mode
         .unwrap_or(if stream { Mode::Threading } else { Mode::Sync });
     args.prefork.check(matches!(mode, Mode::Prefork))?;
+    if args.reuse_port && !matches!(mode, Mode::Prefork) {
+        return Err("--reuse-port applies to --mode prefork".into());
+    }
+    if args.reuse_port && !matches!(args.transport, TransportArg::Tcp | TransportArg::Udp) {
+        return Err(
+            "--reuse-port applies to tcp and udp (SO_REUSEPORT is for internet sockets)".into(),
+        );
+    }
     let workers = match args.workers {
         Some(0) => return Err("--workers must be at least 1".into()),
         Some(_) if matches!(mode, Mode::Sync | Mode::Threading) => {
