@@ -12,6 +12,7 @@
 
 use std::fmt::Display;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -261,6 +262,10 @@ pub struct Operations {
     pub drain_delay: Duration,
 }
 
+/// The [`Operations`] of `--mode prefork`, for [`serve_prefork`] (kept as the TLS
+/// configuration is).
+static OPERATIONS: OnceLock<Operations> = OnceLock::new();
+
 #[allow(dead_code)] // the guide's examples keep to the basics
 impl Operations {
     /// Sets `drain_delay` on `builder`.
@@ -284,23 +289,29 @@ impl Operations {
         let metrics_address = metrics.as_ref().map(|m| m.address());
         server.on_ready(move |address| {
             announce(address);
-            if let Some(metrics) = metrics_address {
-                let mut stdout = io::stdout().lock();
-                let _ = writeln!(stdout, "metrics on {metrics}").and_then(|()| stdout.flush());
-            }
+            Self::announce_metrics(metrics_address);
         });
         server.serve_until_signal()?;
         drop(metrics);
         Ok(())
     }
 
-    /// An error if `--metrics` is given with `--mode prefork`, whose supervisor does not
-    /// gather the workers' figures yet.
+    /// Keeps these flags for [`serve_prefork`], which the examples call next with
+    /// `--mode prefork`: its supervisor then serves `--metrics` (every worker's figures added
+    /// up). Never an error any more (the name stays until the examples stop calling it).
     pub fn check_prefork(&self, prefork: bool) -> Result<(), String> {
-        if prefork && self.metrics.is_some() {
-            return Err("--metrics does not work with --mode prefork yet".into());
+        if prefork {
+            let _ = OPERATIONS.set(self.clone());
         }
         Ok(())
+    }
+
+    /// Prints `metrics on ADDRESS`, the line after `serving on`, when there is a listener.
+    fn announce_metrics(metrics: Option<SocketAddr>) {
+        if let Some(metrics) = metrics {
+            let mut stdout = io::stdout().lock();
+            let _ = writeln!(stdout, "metrics on {metrics}").and_then(|()| stdout.flush());
+        }
     }
 }
 
@@ -450,7 +461,8 @@ pub fn serve<T: Transport, H: Handler, S: Strategy>(
 
 /// Serves from `workers` supervised worker processes (the process model) until SIGTERM
 /// (graceful) or SIGINT (at once), printing `serving on ADDRESS` once, from the supervisor,
-/// when the first worker is ready. The other signals (HUP, TTIN, TTOU) work as the
+/// when the first worker is ready, then `metrics on ADDRESS` with `--metrics` (kept by the
+/// example's [`Operations::check_prefork`]). The other signals (HUP, TTIN, TTOU) work as the
 /// `socketserver::prefork` docs say.
 ///
 /// With `reuse_port`, each worker slot gets a listening socket of its own and the kernel
@@ -467,8 +479,17 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
         .workers(workers)
         .reuse_port(reuse_port)
         .max_requests(flags.max_requests)
-        .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10))
-        .on_ready(announce);
+        .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10));
+    // --metrics: the supervisor serves the whole server's figures on a listener of its own,
+    // from its own loop (no thread: it forks).
+    if let Some(address) = OPERATIONS.get().and_then(|o| o.metrics.as_deref()) {
+        prefork = prefork.metrics(address)?;
+    }
+    let metrics = prefork.metrics_address();
+    prefork = prefork.on_ready(move |address| {
+        announce(address);
+        Operations::announce_metrics(metrics);
+    });
     // With --tls-cert: SIGHUP reloads the certificate files before the workers are replaced;
     // files that do not load stop the reload (logged), and the old certificate stays.
     if let Some(tls) = TLS.get() {

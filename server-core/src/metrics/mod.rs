@@ -60,7 +60,9 @@
 //! # }
 //! ```
 
-mod backlog;
+pub(crate) mod backlog;
+pub(crate) mod prefork;
+pub(crate) mod responder;
 mod text;
 
 use std::fmt;
@@ -76,7 +78,7 @@ use crate::handler::Handler;
 use crate::http::{Http, HttpHandler, Request, Response};
 use crate::server::{Overload, Server, ServerContext, Shared, TcpServer};
 use crate::shutdown::ShutdownHandle;
-use crate::stats::DURATION_BUCKETS;
+use crate::stats::{Stats, DURATION_BUCKETS};
 use crate::strategy::{Activity, Serial, Strategy};
 use crate::transport::Transport;
 use text::{le, Exposition, Kind};
@@ -193,128 +195,147 @@ impl<St> Source<St> {
 
     /// The exposition, from the figures now.
     fn render(&self) -> String {
-        let stats = self.context().stats();
         let mut e = Exposition::default();
-        let count = |n: u64| {
-            // Counts are exact in an f64 up to 2^53.
-            #[allow(clippy::cast_precision_loss)]
-            let n = n as f64;
-            n
-        };
-        let gauge = |n: usize| count(u64::try_from(n).unwrap_or(u64::MAX));
-        e.family(
-            "socketserver_requests_total",
-            "Requests handled, by outcome.",
-            Kind::Counter,
-        )
-        .sample(
-            "socketserver_requests_total",
-            &[("outcome", "succeeded")],
-            count(stats.succeeded),
-        )
-        .sample(
-            "socketserver_requests_total",
-            &[("outcome", "failed")],
-            count(stats.failed),
-        );
-        let other = stats
-            .rejected
-            .saturating_sub(stats.overloaded)
-            .saturating_sub(stats.over_client_limit);
-        e.family(
-            "socketserver_requests_rejected_total",
-            "Requests refused before a handler ran, by reason.",
-            Kind::Counter,
-        );
-        for (reason, n) in [
-            ("overloaded", stats.overloaded),
-            ("over_client_limit", stats.over_client_limit),
-            ("other", other),
-        ] {
-            e.sample(
-                "socketserver_requests_rejected_total",
-                &[("reason", reason)],
-                count(n),
-            );
-        }
-        e.family(
-            "socketserver_connections_gave_up_total",
-            "Clients that closed while they waited in the listen backlog.",
-            Kind::Counter,
-        )
-        .sample(
-            "socketserver_connections_gave_up_total",
-            &[],
-            count(stats.gave_up),
-        )
-        .family(
-            "socketserver_requests_active",
-            "Handlers running now.",
-            Kind::Gauge,
-        )
-        .sample("socketserver_requests_active", &[], gauge(stats.active))
-        .family(
-            "socketserver_requests_open",
-            "Requests taken and not finished.",
-            Kind::Gauge,
-        )
-        .sample("socketserver_requests_open", &[], gauge(stats.open));
-        let durations = stats.durations;
-        let name = "socketserver_request_duration_seconds";
-        e.family(name, "How long handled requests took.", Kind::Histogram);
-        for (bound, n) in DURATION_BUCKETS.iter().zip(durations.at_most) {
-            e.sample(&format!("{name}_bucket"), &[("le", &le(*bound))], count(n));
-        }
-        e.sample(
-            &format!("{name}_bucket"),
-            &[("le", "+Inf")],
-            count(durations.count),
-        )
-        .sample(&format!("{name}_sum"), &[], durations.sum_seconds)
-        .sample(&format!("{name}_count"), &[], count(durations.count));
-        if let Some(activity) = &self.activity {
+        let strategy = self.activity.as_ref().map(|activity| {
             let busy = activity.active();
-            e.family(
-                "socketserver_strategy_busy",
-                "Threads, workers or children running a request.",
-                Kind::Gauge,
+            (
+                as_u64(busy),
+                as_u64(activity.tracked().saturating_sub(busy)),
             )
-            .sample("socketserver_strategy_busy", &[], gauge(busy))
-            .family(
-                "socketserver_strategy_idle",
-                "Threads or workers waiting for a request.",
-                Kind::Gauge,
-            )
-            .sample(
-                "socketserver_strategy_idle",
-                &[],
-                gauge(activity.tracked().saturating_sub(busy)),
-            );
-        }
-        if let Some(waiting) = self
+        });
+        let listen_queue = self
             .listener
             .as_ref()
-            .and_then(|fd| backlog::tcp_backlog(fd.as_fd()))
-        {
-            e.family(
-                "socketserver_listen_queue",
-                "Connections waiting in the listen backlog to be accepted.",
-                Kind::Gauge,
-            )
-            .sample("socketserver_listen_queue", &[], count(waiting));
-        }
-        e.family(
-            "socketserver_ready",
-            "1 while the server takes requests and is not draining.",
-            Kind::Gauge,
-        )
-        .sample(
-            "socketserver_ready",
-            &[],
-            if self.ready() { 1.0 } else { 0.0 },
-        );
+            .and_then(|fd| backlog::tcp_backlog(fd.as_fd()));
+        server_families(&mut e, &self.context().stats(), strategy, listen_queue);
+        ready_family(&mut e, self.ready());
         e.finish()
     }
+}
+
+/// A count as a sample value: exact in an f64 up to 2^53.
+fn count(n: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let n = n as f64;
+    n
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The server's families (every row of the table in the module docs but
+/// `socketserver_ready`): from `stats`, the strategy's `(busy, idle)` if it keeps them, and
+/// the listen queue where Linux tells.
+fn server_families(
+    e: &mut Exposition,
+    stats: &Stats,
+    strategy: Option<(u64, u64)>,
+    listen_queue: Option<u64>,
+) {
+    let gauge = |n: usize| count(as_u64(n));
+    e.family(
+        "socketserver_requests_total",
+        "Requests handled, by outcome.",
+        Kind::Counter,
+    )
+    .sample(
+        "socketserver_requests_total",
+        &[("outcome", "succeeded")],
+        count(stats.succeeded),
+    )
+    .sample(
+        "socketserver_requests_total",
+        &[("outcome", "failed")],
+        count(stats.failed),
+    );
+    let other = stats
+        .rejected
+        .saturating_sub(stats.overloaded)
+        .saturating_sub(stats.over_client_limit);
+    e.family(
+        "socketserver_requests_rejected_total",
+        "Requests refused before a handler ran, by reason.",
+        Kind::Counter,
+    );
+    for (reason, n) in [
+        ("overloaded", stats.overloaded),
+        ("over_client_limit", stats.over_client_limit),
+        ("other", other),
+    ] {
+        e.sample(
+            "socketserver_requests_rejected_total",
+            &[("reason", reason)],
+            count(n),
+        );
+    }
+    e.family(
+        "socketserver_connections_gave_up_total",
+        "Clients that closed while they waited in the listen backlog.",
+        Kind::Counter,
+    )
+    .sample(
+        "socketserver_connections_gave_up_total",
+        &[],
+        count(stats.gave_up),
+    )
+    .family(
+        "socketserver_requests_active",
+        "Handlers running now.",
+        Kind::Gauge,
+    )
+    .sample("socketserver_requests_active", &[], gauge(stats.active))
+    .family(
+        "socketserver_requests_open",
+        "Requests taken and not finished.",
+        Kind::Gauge,
+    )
+    .sample("socketserver_requests_open", &[], gauge(stats.open));
+    let durations = stats.durations;
+    let name = "socketserver_request_duration_seconds";
+    e.family(name, "How long handled requests took.", Kind::Histogram);
+    for (bound, n) in DURATION_BUCKETS.iter().zip(durations.at_most) {
+        e.sample(&format!("{name}_bucket"), &[("le", &le(*bound))], count(n));
+    }
+    e.sample(
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        count(durations.count),
+    )
+    .sample(&format!("{name}_sum"), &[], durations.sum_seconds)
+    .sample(&format!("{name}_count"), &[], count(durations.count));
+    if let Some((busy, idle)) = strategy {
+        e.family(
+            "socketserver_strategy_busy",
+            "Threads, workers or children running a request.",
+            Kind::Gauge,
+        )
+        .sample("socketserver_strategy_busy", &[], count(busy))
+        .family(
+            "socketserver_strategy_idle",
+            "Threads or workers waiting for a request.",
+            Kind::Gauge,
+        )
+        .sample("socketserver_strategy_idle", &[], count(idle));
+    }
+    if let Some(waiting) = listen_queue {
+        e.family(
+            "socketserver_listen_queue",
+            "Connections waiting in the listen backlog to be accepted.",
+            Kind::Gauge,
+        )
+        .sample("socketserver_listen_queue", &[], count(waiting));
+    }
+}
+
+/// `socketserver_ready`.
+fn ready_family(e: &mut Exposition, ready: bool) {
+    e.family(
+        "socketserver_ready",
+        "1 while the server takes requests and is not draining.",
+        Kind::Gauge,
+    )
+    .sample("socketserver_ready", &[], if ready { 1.0 } else { 0.0 });
 }
 
 /// The metrics listener's HTTP handler.

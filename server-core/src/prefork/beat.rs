@@ -12,7 +12,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
-/// A beat: the worker is alive, with the requests it has finished so far (u64, little endian).
+use super::figures::Figures;
+
+/// A beat: the worker is alive, with its figures so far ([`Figures::encode`]: fixed length,
+/// little endian; well under `PIPE_BUF`).
 const BEAT: u8 = b'B';
 /// The worker's set-up failed: the message follows (u16 length, little endian, then UTF-8).
 const BOOT_ERROR: u8 = b'E';
@@ -22,20 +25,20 @@ const MAX_MESSAGE: usize = 1024;
 const MAX_BUFFERED: usize = 4096;
 
 /// What a worker said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Record {
-    Beat { requests: u64 },
+    Beat(Figures),
     BootError(String),
 }
 
 /// Writes `record` to the worker's end of the pipe; `false` if it did not fit (or the
 /// supervisor is gone).
 pub(super) fn send(fd: &OwnedFd, record: &Record) -> bool {
-    let mut bytes = Vec::with_capacity(16);
+    let mut bytes = Vec::with_capacity(1 + Figures::LEN);
     match record {
-        Record::Beat { requests } => {
+        Record::Beat(figures) => {
             bytes.push(BEAT);
-            bytes.extend_from_slice(&requests.to_le_bytes());
+            figures.encode(&mut bytes);
         }
         Record::BootError(message) => {
             let mut end = message.len().min(MAX_MESSAGE);
@@ -102,13 +105,11 @@ impl Reader {
             };
             match tag {
                 BEAT => {
-                    let Some(n) = body.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                    let Some(figures) = Figures::decode(body) else {
                         break;
                     };
-                    records.push(Record::Beat {
-                        requests: u64::from_le_bytes(n),
-                    });
-                    at += 9;
+                    records.push(Record::Beat(figures));
+                    at += 1 + Figures::LEN;
                 }
                 BOOT_ERROR => {
                     let Some(len) = body.get(..2).and_then(|b| <[u8; 2]>::try_from(b).ok()) else {
@@ -139,21 +140,27 @@ impl Reader {
 mod tests {
     use super::*;
 
+    fn beat(requests: u64) -> Record {
+        let mut figures = Figures::default();
+        figures.stats.succeeded = requests;
+        Record::Beat(figures)
+    }
+
     #[test]
     fn records_cross_the_pipe_whole_and_in_order() {
         let (rx, tx) = super::super::signals::pipe().unwrap();
-        assert!(send(&tx, &Record::Beat { requests: 7 }));
+        assert!(send(&tx, &beat(7)));
         assert!(send(&tx, &Record::BootError("no config".into())));
-        assert!(send(&tx, &Record::Beat { requests: u64::MAX }));
+        assert!(send(&tx, &beat(u64::MAX)));
         drop(tx);
         let mut reader = Reader::default();
         let (records, closed) = reader.read(&rx).unwrap();
         assert_eq!(
             records,
             [
-                Record::Beat { requests: 7 },
+                beat(7),
                 Record::BootError("no config".into()),
-                Record::Beat { requests: u64::MAX }
+                beat(u64::MAX)
             ]
         );
         assert!(closed);
@@ -161,11 +168,16 @@ mod tests {
 
     #[test]
     fn a_record_split_between_reads_is_kept_until_whole() {
+        let mut whole = vec![BEAT];
+        let Record::Beat(figures) = beat(1) else {
+            unreachable!()
+        };
+        figures.encode(&mut whole);
         let mut reader = Reader::default();
-        reader.buf.extend_from_slice(&[BEAT, 1, 0, 0]);
+        reader.buf.extend_from_slice(&whole[..4]);
         assert!(reader.records().is_empty());
-        reader.buf.extend_from_slice(&[0, 0, 0, 0, 0]);
-        assert_eq!(reader.records(), [Record::Beat { requests: 1 }]);
+        reader.buf.extend_from_slice(&whole[4..]);
+        assert_eq!(reader.records(), [beat(1)]);
         assert!(reader.buf.is_empty());
     }
 

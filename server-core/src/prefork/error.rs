@@ -31,6 +31,14 @@ pub enum PreforkError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The metrics listener of [`Prefork::metrics`](super::Prefork::metrics) cannot be bound.
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        /// The address asked for.
+        address: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// Installing the supervisor's signal handlers failed.
     #[error("cannot install the supervisor's signal handlers: {source}")]
     Signal {

@@ -184,6 +184,7 @@
 
 mod beat;
 mod error;
+mod figures;
 mod notify;
 mod scoreboard;
 mod signals;
@@ -194,6 +195,8 @@ mod upgrade;
 mod worker;
 
 use std::fmt;
+#[cfg(feature = "http")]
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub use error::PreforkError;
@@ -205,6 +208,8 @@ pub use upgrade::READY_FD;
 use crate::addr::Address;
 use crate::error::BoxError;
 use crate::handler::Handler;
+#[cfg(feature = "http")]
+use crate::metrics::responder::Responder;
 use crate::server::Server;
 use crate::strategy::Strategy;
 use crate::transport::Transport;
@@ -251,6 +256,8 @@ pub struct Prefork<T: Transport, H: Handler, S: Strategy> {
     on_ready: Option<ReadyHook>,
     on_change: Option<ChangeHook>,
     upgrade_name: String,
+    #[cfg(feature = "http")]
+    metrics: Option<Responder>,
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
@@ -273,6 +280,8 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
             on_ready: None,
             on_change: None,
             upgrade_name: DEFAULT_UPGRADE_NAME.into(),
+            #[cfg(feature = "http")]
+            metrics: None,
         }
     }
 
@@ -369,6 +378,35 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
     pub fn upgrade_name(mut self, name: impl Into<String>) -> Self {
         self.upgrade_name = name.into();
         self
+    }
+
+    /// Serves the whole server's metrics and health checks on `address`, from the
+    /// supervisor (see [the process model](crate::metrics#the-process-model) in the metrics
+    /// docs): `/metrics` adds up every worker's figures, `/readyz` is ready once a worker is and
+    /// until the supervisor starts to stop. The socket is bound now (port 0 picks a free port:
+    /// read it back with [`metrics_address`](Self::metrics_address)) and served from the
+    /// supervisor's own loop, without a thread, once [`serve`](Self::serve) runs.
+    ///
+    /// # Errors
+    ///
+    /// [`PreforkError::Metrics`] when `address` cannot be bound.
+    #[cfg(feature = "http")]
+    pub fn metrics<A: ToSocketAddrs + fmt::Debug>(
+        mut self,
+        address: A,
+    ) -> Result<Self, PreforkError> {
+        let responder = Responder::bind(&address).map_err(|source| PreforkError::Metrics {
+            address: format!("{address:?}"),
+            source,
+        })?;
+        self.metrics = Some(responder);
+        Ok(self)
+    }
+
+    /// The address of the metrics listener of [`metrics`](Self::metrics), if one is set.
+    #[cfg(feature = "http")]
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.address().ok())
     }
 
     /// The address the workers serve.

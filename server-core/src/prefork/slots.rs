@@ -78,6 +78,12 @@ impl Slots {
         }
     }
 
+    /// The slot sockets (slot 1 on), for their accept queues.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // the metrics listener's
+    pub(super) fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.sockets.iter().flatten().map(AsFd::as_fd)
+    }
+
     /// Every slot socket's descriptor, which a worker closes (except its own, put in place).
     pub(super) fn fds(&self) -> Vec<RawFd> {
         self.sockets

@@ -56,6 +56,8 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
         on_ready,
         on_change,
         upgrade_name,
+        #[cfg(feature = "http")]
+        metrics,
     } = prefork;
     // Started by an upgrade: the old supervisor waits to hear this one is ready.
     let ready_pipe = upgrade::take_ready_pipe();
@@ -81,6 +83,8 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
     let mut table = Table::new(
         server, options, on_start, on_ready, on_change, notifier, slots,
     );
+    #[cfg(feature = "http")]
+    table.set_metrics(metrics);
     let mut reload: Option<Reload> = None;
     let mut reload_queued = false;
     let result = loop {
@@ -131,7 +135,8 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
     }
 }
 
-/// Sleeps until a signal, a heartbeat or the next deadline; reads the heartbeats that came.
+/// Sleeps until a signal, a heartbeat, a scraper or the next deadline; reads the heartbeats
+/// that came, and answers the scrapers.
 fn wait<T: Transport, H: Handler, S: Strategy>(
     table: &mut Table<T, H, S>,
     signals: &Watch,
@@ -141,8 +146,9 @@ fn wait<T: Transport, H: Handler, S: Strategy>(
     let deadline = table.next_deadline().unwrap_or(now + MAX_SLEEP);
     let deadline = deadline.min(now + MAX_SLEEP);
     let deadline = upgrade.map_or(deadline, |u| deadline.min(u.deadline()));
-    let ready: Vec<u64> = {
+    let (ready, scrapes): (Vec<u64>, Vec<bool>) = {
         let beats = table.beat_fds();
+        let scrapers = table.metrics_fds();
         let mut fds = Vec::with_capacity(beats.len() + 1);
         if let Some(fd) = signals.fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -156,17 +162,27 @@ fn wait<T: Transport, H: Handler, S: Strategy>(
                 .iter()
                 .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(
+            scrapers
+                .iter()
+                .map(|(fd, flags)| PollFd::new(fd.as_fd(), *flags)),
+        );
         sleep_until(&mut fds, Some(deadline))?;
-        fds.iter()
+        let has_event = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let ready = fds
+            .iter()
             .skip(skip)
             .zip(&beats)
-            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .filter(|(fd, _)| has_event(fd))
             .map(|(_, (id, _))| *id)
-            .collect()
+            .collect();
+        let scrapes = fds.iter().skip(skip + beats.len()).map(has_event).collect();
+        (ready, scrapes)
     };
     for id in ready {
         table.read_beats(id);
     }
+    table.serve_metrics(&scrapes);
     Ok(())
 }
 

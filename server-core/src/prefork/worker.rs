@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::beat::{self, Record};
+use super::figures::Figures;
 use super::signals;
 use super::slots;
 use super::StartHook;
@@ -18,6 +19,7 @@ use crate::error::panic_message;
 use crate::handler::Handler;
 use crate::server::Server;
 use crate::signals::{Heard, Watch};
+use crate::stats::Stats;
 use crate::strategy::Strategy;
 use crate::sys::{deadline_in, sleep_until};
 use crate::transport::Transport;
@@ -113,15 +115,20 @@ where
     }
 
     // The first beat, when the loop first waits for requests, says "ready"; then a beat at
-    // most every `beat_every`, from every pass of the loop, with the requests finished.
+    // most every `beat_every`, from every pass of the loop, with the worker's figures (what
+    // the supervisor's metrics add up).
+    let activity = server.strategy().activity();
     {
         let beats = Arc::clone(&beats);
+        let activity = activity.clone();
         server.on_ready(move |_| {
-            beat::send(&beats, &Record::Beat { requests: 0 });
+            let figures = Figures::of_worker(Stats::default(), activity.as_ref());
+            beat::send(&beats, &Record::Beat(figures));
         });
     }
     {
         let beats = Arc::clone(&beats);
+        let activity = activity.clone();
         let every = birth.beat_every;
         let mut last = Instant::now();
         server.on_pass(move |context| {
@@ -129,9 +136,8 @@ where
                 return;
             }
             last = Instant::now();
-            let stats = context.stats();
-            let requests = stats.succeeded + stats.failed;
-            beat::send(&beats, &Record::Beat { requests });
+            let figures = Figures::of_worker(context.stats(), activity.as_ref());
+            beat::send(&beats, &Record::Beat(figures));
         });
     }
 
@@ -163,6 +169,10 @@ where
     while server.stats().open > 0 && Instant::now() < deadline {
         let _ = sleep_until(&mut [], Some(Instant::now() + DRAIN_POLL));
     }
+    // The last report: the requests finished since the last beat, and while draining, count
+    // in the server's totals too.
+    let figures = Figures::of_worker(server.stats(), activity.as_ref());
+    beat::send(&beats, &Record::Beat(figures));
     log::debug!(target: "socketserver::prefork", "worker {id}: drained");
     leave(EXIT_STOPPED)
 }

@@ -24,7 +24,8 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         });
         let spawn =
             (!self.stopping() && self.holders().len() < self.target).then_some(self.next_spawn);
-        workers.chain(spawn).chain(watchdog).min()
+        let scrapes = self.metrics_deadline();
+        workers.chain(spawn).chain(watchdog).chain(scrapes).min()
     }
 
     /// The scoreboard now.

@@ -11,6 +11,7 @@ use super::{signal, Table, Worker, KILL_GRACE, QUICK_EXIT, TARGET};
 use crate::handler::Handler;
 use crate::prefork::beat::Record;
 use crate::prefork::error::PreforkError;
+use crate::prefork::figures::reason_index;
 use crate::prefork::scoreboard::{ExitReason, Scoreboard, WorkerExit, WorkerState};
 use crate::prefork::worker::EXIT_BOOT_ERROR;
 use crate::strategy::Strategy;
@@ -80,7 +81,10 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         if let Ok((records, _)) = w.reader.read(&w.beats) {
             for record in records {
                 match record {
-                    Record::Beat { requests } => w.requests = w.requests.max(requests),
+                    Record::Beat(figures) => {
+                        w.requests = w.requests.max(figures.requests());
+                        w.figures = figures;
+                    }
                     Record::BootError(message) => w.boot_error = Some(message),
                 }
             }
@@ -135,6 +139,10 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             _ => log::info!(target: TARGET, "worker {id} (pid {pid}) exited: {reason}"),
         }
         self.retired_requests += w.requests;
+        self.retired.add_counters(&w.figures);
+        if let Some(n) = self.ended.get_mut(reason_index(&reason)) {
+            *n += 1;
+        }
         if self.exits.len() == Scoreboard::HISTORY {
             self.exits.pop_front();
         }

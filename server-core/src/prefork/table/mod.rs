@@ -3,6 +3,7 @@
 
 mod board;
 mod exits;
+mod scrape;
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -15,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::beat::{Reader, Record};
 use super::error::PreforkError;
+use super::figures::Figures;
 use super::notify::Notifier;
 use super::scoreboard::{ExitReason, WorkerExit, WorkerState};
 use super::signals::pipe;
@@ -22,6 +24,8 @@ use super::slots::Slots;
 use super::worker::{self, Birth};
 use super::{ChangeHook, Options, ReadyHook, StartHook};
 use crate::handler::Handler;
+#[cfg(feature = "http")]
+use crate::metrics::responder::Responder;
 use crate::server::Server;
 use crate::strategy::Strategy;
 use crate::sys::signal::{block_all, restore_mask};
@@ -52,6 +56,8 @@ struct Worker {
     started: Instant,
     last_beat: Option<Instant>,
     requests: u64,
+    /// Its figures, as of its last heartbeat.
+    figures: Figures,
     /// Its listener slot (`SO_REUSEPORT` model; always 0 with one shared listener).
     slot: usize,
     /// `max_requests` plus this worker's jitter.
@@ -91,6 +97,13 @@ pub(super) struct Table<T: Transport, H: Handler, S: Strategy> {
     crashed: u64,
     /// Requests of the workers that exited.
     retired_requests: u64,
+    /// The counters of the workers that exited, as of their last heartbeats.
+    retired: Figures,
+    /// Workers that exited, by reason ([`REASONS`](super::figures::REASONS)).
+    ended: [u64; super::figures::REASONS.len()],
+    /// The metrics listener, served from the supervisor's loop.
+    #[cfg(feature = "http")]
+    metrics: Option<Responder>,
     exits: VecDeque<WorkerExit>,
     /// Quick exits in a row, and no fork before `next_spawn`.
     quick_exits: u32,
@@ -128,6 +141,10 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             started: 0,
             crashed: 0,
             retired_requests: 0,
+            retired: Figures::default(),
+            ended: [0; super::figures::REASONS.len()],
+            #[cfg(feature = "http")]
+            metrics: None,
             exits: VecDeque::new(),
             quick_exits: 0,
             next_spawn: Instant::now(),
@@ -329,6 +346,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
             close.push(rx.as_raw_fd());
             close.extend(self.notifier.upgrade_fd());
             close.extend(self.slots.fds());
+            close.extend(self.metrics_raw_fds());
             let Some(beats) = tx.take() else {
                 worker::leave(worker::EXIT_BOOT_ERROR)
             };
@@ -367,6 +385,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
                     started: now,
                     last_beat: None,
                     requests: 0,
+                    figures: Figures::default(),
                     slot,
                     limit: self.options.max_requests.map(|m| m.saturating_add(jitter)),
                     generation: self.generation,
@@ -422,7 +441,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         };
         for record in records {
             match record {
-                Record::Beat { requests } => self.beat(id, requests),
+                Record::Beat(figures) => self.beat(id, figures),
                 Record::BootError(message) => {
                     if let Some(w) = self.find_mut(id) {
                         w.boot_error = Some(message);
@@ -434,10 +453,11 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
 
     /// A heartbeat: the worker lives; the first one makes it ready (and retires the worker it
     /// replaces).
-    fn beat(&mut self, id: u64, requests: u64) {
+    fn beat(&mut self, id: u64, figures: Figures) {
         let Some(w) = self.find_mut(id) else { return };
         w.last_beat = Some(Instant::now());
-        w.requests = w.requests.max(requests);
+        w.requests = w.requests.max(figures.requests());
+        w.figures = figures;
         if w.state != WorkerState::Starting {
             return;
         }

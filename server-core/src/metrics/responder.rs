@@ -1,0 +1,354 @@
+//! A tiny non-blocking HTTP/1.x responder for a single-threaded loop that sleeps in `poll(2)`:
+//! the process model's supervisor serves its metrics with it, as it must not start a thread
+//! (it forks).
+//!
+//! It reads one request head per connection (`GET` or `HEAD`, at most [`MAX_HEAD`] bytes),
+//! writes one answer with `Connection: close`, and closes. Nothing blocks: the loop polls the
+//! descriptors from [`Responder::poll_fds`], then calls [`Responder::work`]. Every byte a
+//! scraper can make the loop hold is bounded: [`MAX_SCRAPERS`] connections (more are closed at
+//! once), [`MAX_HEAD`] bytes of request, and [`SCRAPE_TIMEOUT`] for the whole exchange.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+use socket2::{Domain, Socket, Type};
+
+use super::{MAX_SCRAPERS, SCRAPE_TIMEOUT};
+
+/// The longest request head read; a longer one is answered `431`.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What to answer: status, content type and body.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    /// A `text/plain` answer.
+    pub(crate) fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// One scraper's connection.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    deadline: Instant,
+    /// The request read so far; once answered, the answer's bytes not yet written.
+    buf: Vec<u8>,
+    /// How much of `buf` (the answer) is written.
+    written: usize,
+    answering: bool,
+}
+
+/// The listener and its connections.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    listener: TcpListener,
+    conns: Vec<Conn>,
+}
+
+impl Responder {
+    /// Binds `address` (non-blocking). `SO_REUSEADDR` and `SO_REUSEPORT` are set, so the new
+    /// program of a binary upgrade can bind the same metrics address while the old supervisor
+    /// still serves it.
+    pub(crate) fn bind<A: ToSocketAddrs>(address: A) -> io::Result<Responder> {
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+        for addr in address.to_socket_addrs()? {
+            match bind_one(addr) {
+                Ok(listener) => {
+                    return Ok(Responder {
+                        listener,
+                        conns: Vec::new(),
+                    })
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The address it listens on.
+    pub(crate) fn address(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Every descriptor it holds, which a forked worker closes.
+    pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.listener.as_raw_fd())
+            .chain(self.conns.iter().map(|c| c.stream.as_raw_fd()))
+            .collect()
+    }
+
+    /// What to poll: the listener, then each connection (readable while reading the request,
+    /// writable while answering).
+    pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        std::iter::once((self.listener.as_fd(), PollFlags::POLLIN))
+            .chain(self.conns.iter().map(|c| {
+                let flags = if c.answering {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                (c.stream.as_fd(), flags)
+            }))
+            .collect()
+    }
+
+    /// The earliest connection deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.conns.iter().map(|c| c.deadline).min()
+    }
+
+    /// Moves every connection on after a poll: `ready[i]` says whether the `i`th descriptor
+    /// of [`poll_fds`](Self::poll_fds) had an event. Accepts new scrapers, reads requests,
+    /// answers them with `answer(method_is_head, path)`, writes, and closes finished and
+    /// late connections.
+    pub(crate) fn work(&mut self, ready: &[bool], mut answer: impl FnMut(&str) -> Reply) {
+        let now = Instant::now();
+        for (i, conn) in self.conns.iter_mut().enumerate() {
+            if ready.get(i + 1).copied().unwrap_or(false) {
+                step(conn, &mut answer);
+            }
+        }
+        self.conns.retain(|c| {
+            let done = c.answering && c.written >= c.buf.len();
+            if done {
+                let _ = c.stream.shutdown(Shutdown::Write);
+            } else if now >= c.deadline {
+                log::debug!(target: "socketserver::metrics", "a scraper took longer than {SCRAPE_TIMEOUT:?}: closed");
+            }
+            !done && now < c.deadline
+        });
+        if ready.first().copied().unwrap_or(false) {
+            self.accept(&mut answer);
+        }
+    }
+
+    /// Takes the scrapers waiting (a few per call, so a flood cannot keep the loop here);
+    /// beyond [`MAX_SCRAPERS`] they are closed at once.
+    fn accept(&mut self, answer: &mut impl FnMut(&str) -> Reply) {
+        for _ in 0..MAX_SCRAPERS {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!(target: "socketserver::metrics", "accepting a scraper: {e}");
+                    return;
+                }
+            };
+            if self.conns.len() >= MAX_SCRAPERS || stream.set_nonblocking(true).is_err() {
+                log::debug!(target: "socketserver::metrics", "{MAX_SCRAPERS} scrapers already: closed");
+                continue;
+            }
+            let mut conn = Conn {
+                stream,
+                deadline: Instant::now() + SCRAPE_TIMEOUT,
+                buf: Vec::new(),
+                written: 0,
+                answering: false,
+            };
+            // The request is usually there already.
+            step(&mut conn, answer);
+            if !(conn.answering && conn.written >= conn.buf.len()) {
+                self.conns.push(conn);
+            } else {
+                let _ = conn.stream.shutdown(Shutdown::Write);
+            }
+        }
+    }
+}
+
+/// Binds one address, non-blocking, with `SO_REUSEADDR` and `SO_REUSEPORT`.
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Reads what is there, answers a whole request head, writes what fits.
+fn step(conn: &mut Conn, answer: &mut impl FnMut(&str) -> Reply) {
+    if !conn.answering {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                // Closed before a whole request: nothing to answer.
+                Ok(0) => {
+                    conn.deadline = Instant::now();
+                    return;
+                }
+                Ok(n) => {
+                    conn.buf
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    if conn.buf.windows(4).any(|w| w == b"\r\n\r\n") || conn.buf.len() > MAX_HEAD {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    conn.deadline = Instant::now();
+                    return;
+                }
+            }
+        }
+        conn.buf = respond(&conn.buf, answer);
+        conn.answering = true;
+    }
+    while conn.written < conn.buf.len() {
+        match conn
+            .stream
+            .write(conn.buf.get(conn.written..).unwrap_or_default())
+        {
+            Ok(n) => conn.written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                conn.deadline = Instant::now();
+                return;
+            }
+        }
+    }
+}
+
+/// The answer's bytes to the request `head`.
+fn respond(head: &[u8], answer: &mut impl FnMut(&str) -> Reply) -> Vec<u8> {
+    let line = head
+        .split(|&b| b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
+        .unwrap_or_default();
+    let mut words = line.split(' ');
+    let (method, target, version) = (words.next(), words.next(), words.next());
+    let head_only = method == Some("HEAD");
+    let reply = if head.len() > MAX_HEAD {
+        Reply::text(431, "request header too large\n")
+    } else {
+        match (method, target, version) {
+            (Some("GET" | "HEAD"), Some(target), Some(v)) if v.starts_with("HTTP/1.") => {
+                let path = target.split('?').next().unwrap_or(target);
+                answer(path)
+            }
+            (Some(_), Some(_), Some(v)) if v.starts_with("HTTP/1.") => {
+                Reply::text(405, "only GET and HEAD\n")
+            }
+            _ => Reply::text(400, "bad request\n"),
+        }
+    };
+    let mut bytes = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len(),
+        if reply.status == 405 {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        },
+    )
+    .into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(reply.body.as_bytes());
+    }
+    bytes
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(head: &str) -> String {
+        let bytes = respond(head.as_bytes(), &mut |path| Reply::text(200, path));
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn answers_get_head_and_refuses_the_rest() {
+        let get = ask("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(get.starts_with("HTTP/1.1 200 OK\r\n"), "{get}");
+        assert!(get.contains("Content-Length: 8\r\nConnection: close\r\n\r\n/metrics"));
+        let head = ask("HEAD /readyz HTTP/1.0\r\n\r\n");
+        assert!(
+            head.ends_with("Content-Length: 7\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+        assert!(ask("POST / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(ask("nonsense\r\n\r\n").starts_with("HTTP/1.1 400"));
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert!(ask(&long).starts_with("HTTP/1.1 431"));
+    }
+
+    #[test]
+    fn serves_scrapers_without_blocking_and_closes_past_the_cap() {
+        let mut responder = Responder::bind("127.0.0.1:0").unwrap();
+        let address = responder.address().unwrap();
+        // A silent scraper holds a slot, not the loop.
+        let silent = TcpStream::connect(address).unwrap();
+        let mut asking = TcpStream::connect(address).unwrap();
+        asking.write_all(b"GET /x HTTP/1.0\r\n\r\n").unwrap();
+        asking
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 256];
+        asking.set_nonblocking(true).unwrap();
+        while Instant::now() < deadline {
+            let ready: Vec<bool> = {
+                let fds = responder.poll_fds();
+                let mut polls: Vec<_> = fds
+                    .iter()
+                    .map(|(fd, flags)| nix::poll::PollFd::new(*fd, *flags))
+                    .collect();
+                crate::sys::sleep_until(
+                    &mut polls,
+                    Some(Instant::now() + std::time::Duration::from_millis(50)),
+                )
+                .unwrap();
+                polls
+                    .iter()
+                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            responder.work(&ready, |path| Reply::text(200, path));
+            match asking.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => reply.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.ends_with("\r\n\r\n/x"), "{reply}");
+        assert_eq!(responder.conns.len(), 1, "the silent one waits");
+        drop(silent);
+    }
+}
