@@ -13,6 +13,7 @@ mod compare;
 mod load;
 mod memory;
 mod peers;
+mod scrape;
 
 use std::process::ExitCode;
 

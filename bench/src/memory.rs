@@ -46,6 +46,7 @@ pub fn main(args: &MemoryArgs) -> Result<(), BoxError> {
             "--mode".into(),
             args.mode.clone(),
         ],
+        scrape: false,
     };
     let server = crate::compare::start(&spec, "127.0.0.1:0")?;
     let pid = server.pid();
