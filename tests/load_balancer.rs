@@ -1,5 +1,6 @@
 //! Behind real load balancers (issue 15): Debian's HAProxy and nginx, started on loopback by
-//! each test with a configuration of its own (tests/util/balancers.rs), in front of our servers
+//! each test with the configuration files of `examples/deploy/` (haproxy.cfg, nginx-stream.conf;
+//! their addresses replaced by the test's: tests/util/balancers.rs), in front of our servers
 //! with the PROXY protocol on. The handler must see the client's address, not the balancer's;
 //! several servers behind one HAProxy share a bounded load, and one stopped gracefully under
 //! that load costs no request.
@@ -24,14 +25,24 @@ use balancers::{whoami_from, Balancer, EchoOne, Served};
 use example::{run, Example, CLIENT_DEADLINE};
 use load::Load;
 use nix::sys::signal::Signal;
+use socketserver::metrics::MetricsServer;
 use socketserver::proxy::ProxyProtocol;
 use socketserver::{Threading, ThreadingTcpServer};
 use util::Running;
 
-/// A server behind a balancer, and its count of lines answered.
+/// A server behind a balancer, its count of lines answered, and its metrics listener (on the
+/// same address: HAProxy's health checks ask its `/readyz`).
 struct Backend {
     running: Running<socketserver::transport::Tcp, EchoOne, Threading>,
     lines: Arc<AtomicU64>,
+    metrics: MetricsServer,
+}
+
+impl Backend {
+    /// The server's address and its metrics listener's, as [`Balancer::haproxy`] takes them.
+    fn checked(&self) -> (SocketAddr, SocketAddr) {
+        (self.running.inet(), self.metrics.address())
+    }
 }
 
 /// The address the test's clients connect from: neither the balancer's nor the server's.
@@ -51,9 +62,11 @@ fn backend(host: &str, protocol: ProxyProtocol) -> Backend {
         .max_connections(Some(256))
         .bind((host, 0))
         .expect("bind a backend");
+    let metrics = server.serve_metrics((host, 0)).expect("a metrics listener");
     Backend {
         running: util::serve(server),
         lines,
+        metrics,
     }
 }
 
@@ -80,6 +93,14 @@ fn assert_sees_the_client(balancer: &Balancer, version: &str) {
     assert_eq!(field(&reply, "version"), version, "{reply}");
 }
 
+/// The address of an example's metrics listener, from its `metrics on ADDRESS` line.
+fn metrics_address(example: &mut Example) -> SocketAddr {
+    let line = example.next_line();
+    line.strip_prefix("metrics on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not a metrics line: {line:?}"))
+}
+
 fn field<'a>(reply: &'a str, name: &str) -> &'a str {
     reply
         .split_whitespace()
@@ -95,7 +116,7 @@ fn haproxy_send_proxy_v1_and_v2_show_the_client() {
         ("send-proxy-v2", ProxyProtocol::Any, "v2"),
     ] {
         let server = backend("127.0.0.1", protocol);
-        let haproxy = Balancer::haproxy(&[server.running.inet()], send);
+        let haproxy = Balancer::haproxy(&[server.checked()], send);
         assert_sees_the_client(&haproxy, version);
         drop(haproxy);
         let server = server.running.stop();
@@ -111,7 +132,7 @@ fn haproxy_send_proxy_v1_and_v2_show_the_client() {
 #[test]
 fn nginx_stream_proxy_protocol_shows_the_client() {
     let server = backend("127.0.0.1", ProxyProtocol::V1);
-    let nginx = Balancer::nginx(server.running.inet());
+    let nginx = Balancer::nginx(&[server.running.inet()]);
     assert_sees_the_client(&nginx, "v1");
     // A second connection through the same nginx worker: each gets its own header.
     assert_sees_the_client(&nginx, "v1");
@@ -128,7 +149,8 @@ fn a_load_spreads_over_three_servers_and_survives_a_graceful_stop() {
         .into_iter()
         .map(|host| Some(backend(host, ProxyProtocol::V2)))
         .collect();
-    let addresses: Vec<SocketAddr> = servers.iter().flatten().map(|s| s.running.inet()).collect();
+    let addresses: Vec<(SocketAddr, SocketAddr)> =
+        servers.iter().flatten().map(Backend::checked).collect();
     let haproxy = Balancer::haproxy(&addresses, "send-proxy-v2");
     let counts = |servers: &[Option<Backend>]| -> Vec<u64> {
         servers
@@ -155,9 +177,13 @@ fn a_load_spreads_over_three_servers_and_survives_a_graceful_stop() {
     );
 
     // Phase 2: one server stops gracefully (stop, then close: the backlog is served first)
-    // while the load goes on; HAProxy moves its traffic to the other two.
+    // while the load goes on; HAProxy moves its traffic to the other two. Its metrics listener
+    // goes before the close: it holds a copy of the listening socket (for the listen queue
+    // gauge), which would keep taking connections into a backlog that nobody serves.
     let stopped = servers[1].take().expect("server 1");
-    let report = stopped.running.stop().close();
+    let server = stopped.running.stop();
+    drop(stopped.metrics);
+    let report = server.close();
     let served_by_stopped = stopped.lines.load(Ordering::SeqCst);
     let before = counts(&servers);
     assert!(
@@ -198,11 +224,18 @@ fn a_load_spreads_over_three_servers_and_survives_a_graceful_stop() {
 
 #[test]
 fn the_rest_example_behind_haproxy_answers_whoami_with_the_client() {
-    let rest = Example::start("rest", &["127.0.0.1:0", "--proxy-protocol", "v2"]);
-    let haproxy = Balancer::haproxy(
-        &[rest.address.parse().expect("an address")],
-        "send-proxy-v2",
+    let mut rest = Example::start(
+        "rest",
+        &[
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "v2",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
     );
+    let metrics = metrics_address(&mut rest);
+    let haproxy = Balancer::haproxy_rest(rest.address.parse().expect("an address"), metrics);
     let out = run(
         Command::new("curl").args([
             "-sS",
@@ -235,7 +268,7 @@ fn the_rest_example_behind_haproxy_answers_whoami_with_the_client() {
 #[test]
 fn the_echo_example_behind_nginx_echoes_without_the_header() {
     let echo = Example::start("echo", &["tcp", "127.0.0.1:0", "--proxy-protocol", "v1"]);
-    let nginx = Balancer::nginx(echo.address.parse().expect("an address"));
+    let nginx = Balancer::nginx(&[echo.address.parse().expect("an address")]);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::from((CLIENT, 0)).into()).unwrap();
     socket.connect(&nginx.front.into()).unwrap();
