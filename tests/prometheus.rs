@@ -25,6 +25,17 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// scrape intervals of 1 s, with room for a slow machine.
 const SCRAPES: Duration = Duration::from_secs(45);
 
+/// The PromQL the docs of `socketserver::metrics` suggest, as written there.
+const DOCUMENTED: [&str; 7] = [
+    "rate(socketserver_requests_total[1m])",
+    "sum by (reason) (rate(socketserver_requests_rejected_total[5m]))",
+    "histogram_quantile(0.99, rate(socketserver_request_duration_seconds_bucket[5m]))",
+    "socketserver_strategy_busy / (socketserver_strategy_busy + socketserver_strategy_idle)",
+    "socketserver_listen_queue",
+    "increase(socketserver_worker_restarts_total{reason!~\"stop|reload|max_requests|scaled_down\"}[1h])",
+    "socketserver_workers{state=\"ready\"}",
+];
+
 /// Prometheus, started for one test, stopped (and reaped) when dropped.
 struct Prometheus {
     child: Child,
@@ -102,6 +113,17 @@ impl Prometheus {
         // {"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[t,"N"]}]}}
         let value = answer.pointer("/data/result/0/value/1")?.as_str()?;
         value.parse().ok()
+    }
+
+    /// How many series the instant query `promql` returns; `None` if Prometheus refuses it.
+    fn series(&self, promql: &str) -> Option<usize> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let (status, body) = get(self.address, &path)?;
+        let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+        if status != 200 || answer.pointer("/status")?.as_str()? != "success" {
+            return None;
+        }
+        Some(answer.pointer("/data/result")?.as_array()?.len())
     }
 
     /// Polls `promql` until it equals `expected` (bounded by [`SCRAPES`]); the last value.
@@ -259,6 +281,16 @@ fn prometheus_counts_every_request_of_every_worker_even_after_they_are_killed() 
     assert_eq!(resets, Some(0.0), "counter resets seen by Prometheus");
     let histogram = prometheus.query("sum(socketserver_request_duration_seconds_count)");
     assert_eq!(histogram, Some((BEFORE + AFTER) as f64));
+    // The PromQL of the metrics module's docs: each one is valid, and has an answer.
+    for promql in DOCUMENTED {
+        let mut series = None;
+        let answered = eventually(SCRAPES, || {
+            series = prometheus.series(promql);
+            series.is_some_and(|n| n > 0)
+        });
+        eprintln!("{promql}: {series:?} series");
+        assert!(answered, "{promql}: {series:?}");
+    }
 
     assert_eq!(echo.stop(Signal::SIGTERM).code(), Some(0));
     drop(prometheus);

@@ -1,8 +1,9 @@
 //! What an operator scrapes: the server's figures in Prometheus' text format (version 0.0.4),
 //! and health checks, on a listener of their own.
 //!
-//! [`Server::serve_metrics`] starts a small HTTP server on its own thread and address, which
-//! answers
+//! [`Server::serve_metrics`] starts a small HTTP server on its own thread and address (for
+//! worker processes, [`Prefork::metrics`](crate::prefork::Prefork::metrics) serves it from the
+//! supervisor: [below](#the-process-model)), which answers
 //!
 //! - `GET /metrics`: the figures below, in Prometheus' text exposition format 0.0.4;
 //! - `GET /healthz`: `200 ok` while the process answers at all;
@@ -27,16 +28,60 @@
 //! | `socketserver_strategy_busy`, `socketserver_strategy_idle` | gauge | threads, workers or children running a request, and those waiting for one (strategies other than `Serial`) |
 //! | `socketserver_listen_queue` | gauge | connections waiting in the listen backlog to be accepted (TCP, where Linux reports it) |
 //! | `socketserver_ready` | gauge | 1 while `/readyz` says ready |
+//! | `socketserver_workers{state}` | gauge | worker processes alive now, `state="starting"`, `"ready"` or `"draining"` (the process model only) |
+//! | `socketserver_worker_restarts_total{reason}` | counter | worker processes that ended, by reason: `"exited"`, `"killed"` (a signal the supervisor did not send: `kill -9`, the OOM killer), `"heartbeat_timeout"`, `"max_requests"`, `"reload"` (each replaced), `"scaled_down"`, `"stop"`, `"boot_error"` (not replaced) (the process model only) |
 //!
 //! Some PromQL to start with: `rate(socketserver_requests_total[1m])` (requests per second),
 //! `sum by (reason) (rate(socketserver_requests_rejected_total[5m]))` (what is refused, and
 //! why), `histogram_quantile(0.99, rate(socketserver_request_duration_seconds_bucket[5m]))`
 //! (p99 latency), `socketserver_strategy_busy / (socketserver_strategy_busy +
 //! socketserver_strategy_idle)` (how busy the workers are), `socketserver_listen_queue`
-//! (clients waiting for a slot).
+//! (clients waiting for a slot); with worker processes,
+//! `increase(socketserver_worker_restarts_total{reason!~"stop|reload|max_requests|scaled_down"}[1h])`
+//! (workers that crashed, were killed or hung in the last hour) and
+//! `socketserver_workers{state="ready"}` (how many serve). `tests/prometheus.rs` runs each of
+//! these in a real Prometheus.
 //!
 //! With [`Forking`](crate::Forking), requests are counted by the strategy (its
 //! [`Activity`]): the request counters here stay at what the parent saw.
+//!
+//! # The process model
+//!
+//! With [`Prefork`](crate::prefork::Prefork), each worker process has its own counters, in
+//! its own memory: scraping a worker would show a part of the server, a different part on each
+//! scrape (what users of per-process metrics suffer: prometheus/client_python #815). So the
+//! supervisor gathers them, and one scrape of it sees the whole server:
+//!
+//! - **How.** Each worker sends its figures with every heartbeat (at least every 100 ms while
+//!   busy, every `poll_interval` while idle; see the [process model](crate::prefork)) on its
+//!   heartbeat pipe: its [`Stats`] counters, the duration histogram's buckets, its `active`
+//!   and `open` requests, and its strategy's busy and idle threads (a `Serial` worker counts as
+//!   one thread, busy while it runs a request). A worker that drained after SIGTERM sends a
+//!   last report before it exits.
+//! - **What is added up.** Counters (`_total`, the histogram) are the sum over every worker
+//!   the server ever had: the live ones as of their last report, and the ended ones as of
+//!   theirs. Gauges (`socketserver_requests_active`, `_open`, `socketserver_strategy_busy`,
+//!   `_idle`) are the sum over the live workers. `socketserver_listen_queue` is the listening
+//!   socket's queue (every slot's, with `reuse_port`), read by the supervisor, which holds it.
+//! - **Restarts.** A worker that is recycled, reloaded, scaled down or dies keeps its counts
+//!   in the totals, so counters never go backwards while the supervisor runs (Prometheus sees
+//!   no counter reset). What a worker finished after its last report is lost if it dies
+//!   without draining (SIGKILL, the OOM killer): at most a heartbeat's worth of requests. A
+//!   restart of the supervisor itself (a new program after a binary upgrade, or a service
+//!   restart) starts again from zero, which Prometheus' `rate` and `increase` handle as a
+//!   counter reset.
+//! - **Where.** The supervisor serves the listener from its own `poll(2)` loop, beside its
+//!   signals and its workers' heartbeats, with a small non-blocking HTTP/1.x responder (one
+//!   request per connection, `Connection: close`; 16 scrapers at most, 8 KiB of request, 5 s
+//!   each): no thread, because the supervisor forks (a thread's lock held at a fork stays
+//!   locked in the child), and no extra process, because the figures are in the supervisor's
+//!   memory. It never touches the workers, so it answers while every one is busy or stuck. The
+//!   socket has `SO_REUSEPORT`, so the new program of a binary upgrade (SIGUSR2) binds the
+//!   same address while the old one drains.
+//! - **`/readyz`** is ready once the first worker is, `503 not serving` before that (and
+//!   whenever no worker is ready), and `503 draining` from the moment the supervisor starts to
+//!   stop (SIGTERM, SIGINT, SIGQUIT, or handing over to an upgrade), while its workers finish
+//!   their requests. `/healthz` answers while the supervisor runs.
 //!
 //! # Examples
 //!

@@ -31,7 +31,7 @@ pub enum PreforkError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The metrics listener of [`Prefork::metrics`](super::Prefork::metrics) cannot be bound.
+    /// The metrics listener of `Prefork::metrics` cannot be bound.
     #[error("cannot serve metrics on {address}: {source}")]
     Metrics {
         /// The address asked for.

@@ -43,6 +43,10 @@
 //!   heartbeat) and the recent exits with their reason: a [`Scoreboard`], logged at info level
 //!   (target `socketserver::prefork`) and given to [`on_change`](Prefork::on_change) on every
 //!   change, with one aggregate [`PreforkStats`] for the whole server.
+//! - **Metrics.** With `Prefork::metrics` (the `http` feature), the supervisor serves
+//!   `/metrics`, `/healthz` and `/readyz` from its own loop: every worker's figures, sent with
+//!   its heartbeats, added up, with those of the workers that ended, so counters never go
+//!   backwards (the `metrics` module's docs, "The process model", say how).
 //!
 //! # Signals
 //!

@@ -1,0 +1,276 @@
+//! The process model's metrics listener ([`Prefork::metrics`]), in real processes: a
+//! supervisor in a child process (this test binary, re-run with `PREFORK_CHILD`), its workers
+//! forked from it, scraped over loopback. `/readyz` through the supervisor's life, and totals
+//! that keep the requests of recycled and killed workers.
+
+#[path = "util/prefork.rs"]
+mod harness;
+#[path = "util/load.rs"]
+mod load;
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use harness::{children_of, echo, is_child, say, supervise, threading_server, STEP};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use socketserver::prefork::Prefork;
+use socketserver::transport::Transport;
+use socketserver::{Handler, Strategy};
+use util::child::{exit_status, lines_of};
+use util::eventually;
+
+/// `GET path` on the metrics listener: (status, body).
+fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut client = TcpStream::connect(address).expect("connect to the metrics listener");
+    client.set_read_timeout(Some(STEP)).unwrap();
+    client
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    (status, body)
+}
+
+/// The value of `series` (`name{labels}` as written) in the exposition `text`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// In the child: `prefork` with a metrics listener, printing `metrics on ADDRESS` first.
+fn supervise_with_metrics<T: Transport, H: Handler, S: Strategy>(prefork: Prefork<T, H, S>) {
+    let prefork = prefork.metrics("127.0.0.1:0").expect("bind the metrics");
+    let address = prefork.metrics_address().expect("the metrics address");
+    say(&format!("metrics on {address}"));
+    supervise(prefork);
+}
+
+/// The child supervisor, with its stdout lines.
+struct Started {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Started {
+    fn new(name: &str, env: &[(&str, &str)]) -> Started {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("PREFORK_CHILD", name)
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the child");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        Started { child, lines }
+    }
+
+    /// Waits for a line with `prefix`; what follows it.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let line = self
+                .lines
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("no {prefix:?} line within {STEP:?}"));
+            if let Some((_, rest)) = line.split_once(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn readyz_waits_for_the_first_worker_and_fails_as_soon_as_the_supervisor_drains() {
+    const NAME: &str =
+        "readyz_waits_for_the_first_worker_and_fails_as_soon_as_the_supervisor_drains";
+    if is_child(NAME) {
+        // Each worker's set-up waits until the test opens the gate (a FIFO) for writing.
+        let gate = std::env::var("PREFORK_GATE").expect("PREFORK_GATE");
+        let prefork = Prefork::new(threading_server())
+            .workers(2)
+            .on_worker_start(move |_| {
+                std::fs::File::open(&gate)?;
+                Ok(())
+            });
+        supervise_with_metrics(prefork);
+        return;
+    }
+    let dir = util::temp_dir();
+    let gate = dir.path().join("gate");
+    nix::unistd::mkfifo(&gate, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
+    let gate_path = gate.to_str().expect("a UTF-8 path");
+    let child = Started::new(NAME, &[("PREFORK_GATE", gate_path)]);
+    let metrics: SocketAddr = child.line("metrics on ").parse().expect("an address");
+
+    // Forked, not ready: the supervisor answers, and says so.
+    assert!(eventually(STEP, || get(metrics, "/metrics")
+        .1
+        .contains("socketserver_workers{state=\"starting\"} 2\n")));
+    assert_eq!(get(metrics, "/readyz"), (503, "not serving\n".into()));
+    assert_eq!(get(metrics, "/healthz"), (200, "ok\n".into()));
+    let (_, text) = get(metrics, "/metrics");
+    assert_eq!(value(&text, "socketserver_ready"), Some(0.0), "{text}");
+
+    // The gate opens: both workers finish their set-up and serve.
+    // Opening a FIFO without blocking fails (ENXIO) until a reader has it open.
+    let mut writer: Option<std::fs::File> = None;
+    assert!(
+        eventually(STEP, || {
+            writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(OFlag::O_NONBLOCK.bits())
+                .open(&gate)
+                .ok();
+            writer.is_some()
+        }),
+        "a worker waits at the gate"
+    );
+    let address: SocketAddr = child.line("serving on ").parse().expect("an address");
+    assert!(eventually(STEP, || get(metrics, "/metrics")
+        .1
+        .contains("socketserver_workers{state=\"ready\"} 2\n")));
+    drop(writer);
+    assert_eq!(get(metrics, "/readyz"), (200, "ready\n".into()));
+
+    // A client in the middle of a request holds its worker in the drain.
+    let mut client = TcpStream::connect(address).expect("connect");
+    client.set_read_timeout(Some(STEP)).unwrap();
+    client.write_all(b"half a ").unwrap();
+    assert!(eventually(STEP, || value(
+        &get(metrics, "/metrics").1,
+        "socketserver_requests_active"
+    ) == Some(1.0)));
+    kill(child.pid(), Signal::SIGTERM).expect("SIGTERM the supervisor");
+    let started = Instant::now();
+    assert!(
+        eventually(STEP, || get(metrics, "/readyz")
+            == (503, "draining\n".into())),
+        "/readyz fails once the supervisor drains"
+    );
+    eprintln!("/readyz failed {:?} after SIGTERM", started.elapsed());
+    let (_, text) = get(metrics, "/metrics");
+    assert_eq!(value(&text, "socketserver_ready"), Some(0.0), "{text}");
+    assert!(
+        value(&text, "socketserver_workers{state=\"draining\"}").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // The request in flight still completes.
+    client.write_all(b"line\n").unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "half a line\n");
+    let report = child.line("report ");
+    assert!(report.contains("crashed=0"), "{report}");
+    let mut child = child;
+    assert!(exit_status(&mut child.child).success());
+}
+
+#[test]
+fn totals_keep_the_requests_of_recycled_and_killed_workers() {
+    const NAME: &str = "totals_keep_the_requests_of_recycled_and_killed_workers";
+    if is_child(NAME) {
+        supervise_with_metrics(
+            Prefork::new(threading_server())
+                .workers(2)
+                .max_requests(Some(20)),
+        );
+        return;
+    }
+    let child = Started::new(NAME, &[]);
+    let metrics: SocketAddr = child.line("metrics on ").parse().expect("an address");
+    let address: SocketAddr = child.line("serving on ").parse().expect("an address");
+    let succeeded = "socketserver_requests_total{outcome=\"succeeded\"}";
+    let scrape = || get(metrics, "/metrics").1;
+
+    // Every worker is recycled several times over (20 requests each).
+    const FIRST: usize = 100;
+    for i in 0..FIRST {
+        assert_eq!(echo(address, &format!("r{i}")), format!("r{i}\n"));
+    }
+    let mut text = String::new();
+    let recycles = "socketserver_worker_restarts_total{reason=\"max_requests\"}";
+    let counted = eventually(STEP, || {
+        text = scrape();
+        value(&text, succeeded) == Some(FIRST as f64)
+            && value(&text, recycles).is_some_and(|n| n >= 2.0)
+    });
+    let recycled = value(&text, recycles);
+    eprintln!(
+        "sent {FIRST}, the supervisor counts {:?} ({recycled:?} workers recycled)",
+        value(&text, succeeded)
+    );
+    assert!(counted, "{text}");
+    assert!(recycled.is_some_and(|n| n >= 2.0), "{text}");
+    assert_eq!(
+        value(&text, "socketserver_request_duration_seconds_count"),
+        Some(FIRST as f64)
+    );
+
+    // Every live worker killed: what they reported stays.
+    let workers = children_of(child.pid());
+    assert!(!workers.is_empty());
+    for pid in &workers {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let killed = "socketserver_worker_restarts_total{reason=\"killed\"}";
+    assert!(
+        eventually(STEP, || {
+            text = scrape();
+            value(&text, killed) == Some(workers.len() as f64)
+        }),
+        "{text}"
+    );
+    eprintln!(
+        "{} workers killed: the supervisor counts {:?}",
+        workers.len(),
+        value(&text, succeeded)
+    );
+    assert_eq!(value(&text, succeeded), Some(FIRST as f64), "{text}");
+
+    const MORE: usize = 10;
+    for i in 0..MORE {
+        assert_eq!(echo(address, &format!("m{i}")), format!("m{i}\n"));
+    }
+    assert!(
+        eventually(STEP, || {
+            text = scrape();
+            value(&text, succeeded) == Some((FIRST + MORE) as f64)
+        }),
+        "{text}"
+    );
+    let report = {
+        kill(child.pid(), Signal::SIGTERM).expect("SIGTERM");
+        child.line("report ")
+    };
+    eprintln!("{report}");
+}
