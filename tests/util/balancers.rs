@@ -393,6 +393,22 @@ impl Balancer {
         }
     }
 
+    /// Sessions nginx's stream proxy has logged so far (its `access.log`, in the `sessions`
+    /// format of nginx-stream.conf) that a server answered (status 200), per server: the last
+    /// of `$upstream_addr`, the others having refused the connection.
+    pub fn sessions_per_server(&self) -> std::collections::BTreeMap<String, u64> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        let mut per_server = std::collections::BTreeMap::new();
+        for line in log.lines() {
+            // "CLIENT:PORT SERVER:PORT[, SERVER:PORT...] STATUS SECONDS"
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, .., server, "200", _] = words.as_slice() {
+                *per_server.entry(server.to_string()).or_insert(0) += 1;
+            }
+        }
+        per_server
+    }
+
     /// What the balancer wrote to its logs so far (for failure messages).
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -556,7 +572,7 @@ impl LineLoad {
         crate::util::eventually(limit, || self.tally().completed >= goal)
     }
 
-    /// The first failures (at most 10), each with the time it happened.
+    /// The first failures (at most 10), each with when it happened (seconds from the start).
     pub fn errors(&self) -> Vec<String> {
         self.counts.errors.lock().clone()
     }
@@ -592,7 +608,8 @@ fn line_client(front: SocketAddr, t: usize, stop: &AtomicBool, counts: &LoadCoun
             Err(e) => {
                 let mut errors = counts.errors.lock();
                 if errors.len() < 10 {
-                    errors.push(format!("{:?} {}: {e}", Instant::now(), line.trim_end()));
+                    let at = started.elapsed().as_secs_f64();
+                    errors.push(format!("at {at:.3} s, {}: {e}", line.trim_end()));
                 }
                 counts.failed.fetch_add(1, Ordering::SeqCst)
             }
