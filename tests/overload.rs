@@ -236,3 +236,79 @@ fn a_client_that_gave_up_in_the_backlog_costs_no_slot_and_no_handler() {
         "one and two were handled"
     );
 }
+
+#[test]
+fn queue_holds_the_extra_client_until_a_slot_frees_then_serves_it() {
+    let running = server(Overload::Queue {
+        timeout: Duration::from_secs(10),
+        reply: true,
+    });
+    let mut first = tcp_client(running.inet());
+    assert_eq!(echoed(&mut first, "one"), "one\n");
+    let mut second = tcp_client(running.inet());
+    second.write_all(b"two\n").unwrap();
+    // Queued, not answered, while the first holds the only slot.
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0; 1];
+    assert!(second.read(&mut byte).is_err(), "no answer while queued");
+    drop(first);
+    second.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = String::new();
+    BufReader::new(second).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "two\n", "served from the queue once the slot freed");
+    let server = running.stop();
+    let stats = server.stats();
+    assert_eq!((stats.overloaded, stats.rejected), (0, 0), "{stats:?}");
+    assert_eq!(server.state().0.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn queue_turns_away_a_client_whose_wait_ran_out_and_it_was_never_handled() {
+    const WAIT: Duration = Duration::from_millis(300);
+    let running = server(Overload::Queue {
+        timeout: WAIT,
+        reply: true,
+    });
+    let mut first = tcp_client(running.inet());
+    assert_eq!(echoed(&mut first, "one"), "one\n");
+    let mut second = tcp_client(running.inet());
+    second.write_all(b"two\n").unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(until_closed(&mut second), "busy\n");
+    let waited = started.elapsed();
+    eprintln!("turned away after {waited:?} in the queue (timeout {WAIT:?})");
+    assert!(waited >= WAIT && waited < WAIT * 4, "{waited:?}");
+    drop(first);
+    let server = running.stop();
+    let stats = server.stats();
+    assert_eq!((stats.overloaded, stats.rejected), (1, 1), "{stats:?}");
+    assert_eq!(server.state().0.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn reject_applies_when_the_pools_queue_is_full() {
+    let running = serve(
+        TcpServer::<Lines>::builder()
+            .strategy(socketserver::Pool::new().workers(1).queue(1))
+            .overload(Overload::Reject)
+            .bind("127.0.0.1:0")
+            .unwrap(),
+    );
+    // The one worker is busy, the one queue place taken: the pool has no room.
+    let mut first = tcp_client(running.inet());
+    assert_eq!(echoed(&mut first, "one"), "one\n");
+    let mut queued = tcp_client(running.inet());
+    queued.write_all(b"two\n").unwrap();
+    assert!(util::eventually(PATIENCE, || {
+        let mut extra = tcp_client(running.inet());
+        until_closed(&mut extra) == "busy\n"
+    }));
+    drop(first);
+    let mut reply = String::new();
+    BufReader::new(queued).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "two\n", "the pool's queued client is served");
+    let server = running.stop();
+    assert!(server.stats().overloaded >= 1, "{:?}", server.stats());
+}

@@ -13,7 +13,7 @@ use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
 use crate::shutdown::ShutdownHandle;
 use crate::strategy::{Job, Readiness, Strategy};
-use crate::sys::{self, deadline_in, sleep_until};
+use crate::sys::{self, deadline_in, sleep_until, wake};
 use crate::transport::{Received, Transport};
 
 /// Most requests taken in one wake-up of the loop, so that housekeeping still runs under load.
@@ -51,22 +51,127 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             if handle.is_requested() {
                 return;
             }
-            // At the cap, by the overload policy: turn the next client away, or sleep until a
-            // request ends, a stop, or the loop's interval (so that `service_actions` still
-            // runs), then go back to the loop.
-            if self.overload != Overload::Wait && !self.shared.context().gate().has_room() {
-                if !self.turn_away_one() {
+            if self.overload == Overload::Wait {
+                // At the cap: sleep until a request ends, a stop, or the loop's interval (so
+                // that `service_actions` still runs), then go back to the loop.
+                if self.wait_room(self.loop_interval()) != Room::Free
+                    || self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken
+                {
+                    return;
+                }
+                if !self.take_one() {
                     return;
                 }
                 continue;
             }
-            if self.wait_room(self.loop_interval()) != Room::Free
-                || self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken
+            // The other policies never wait: queued clients first, then new ones, served if
+            // there is room now and turned away (or queued) if not.
+            self.expire_waiting();
+            let room = self.has_room_now();
+            if room {
+                if let Some((_, request)) = self.waiting.pop_front() {
+                    self.dispatch(request);
+                    continue;
+                }
+            }
+            let more = if room {
+                self.take_one()
+            } else if matches!(self.overload, Overload::Queue { .. })
+                && self.waiting.len() < self.queue_capacity()
             {
+                self.queue_one()
+            } else {
+                self.turn_away_one()
+            };
+            if !more {
                 return;
             }
-            if !self.take_one() {
-                return;
+        }
+    }
+
+    /// Whether a request taken now would run at once: the connection cap has room and the
+    /// strategy is ready (asked without waiting).
+    fn has_room_now(&mut self) -> bool {
+        if !self.shared.context().gate().has_room() {
+            return false;
+        }
+        let always = self.always.get_or_insert_with(|| {
+            // A waker that is always set: a strategy with no room answers `Woken` at once.
+            wake::pair().ok().inspect(|(set, _)| set.notify())
+        });
+        match always {
+            Some((_, waker)) => self.strategy.wait_ready(waker.fd()) == Readiness::Ready,
+            // No pair could be made: ask as the Wait policy does (the strategy may block).
+            None => self.strategy.wait_ready(self.stops.fd()) == Readiness::Ready,
+        }
+    }
+
+    /// How many clients may wait in the queue of [`Overload::Queue`]: as many as may be served
+    /// at once.
+    fn queue_capacity(&self) -> usize {
+        self.shared
+            .context()
+            .gate()
+            .max()
+            .unwrap_or(MAX_REQUESTS_PER_WAKE)
+    }
+
+    /// Takes one waiting client into the queue of [`Overload::Queue`]; `false` if none was
+    /// waiting.
+    fn queue_one(&mut self) -> bool {
+        let Overload::Queue { timeout, .. } = self.overload else {
+            return self.turn_away_one();
+        };
+        match T::get_request(&self.socket, &mut self.buf) {
+            Ok(Received::Request(request)) => {
+                log::debug!(target: "socketserver::request",
+                    "at max_connections: {} waits up to {timeout:?}", T::client_address(&request));
+                self.waiting.push_back((deadline_in(timeout), request));
+                true
+            }
+            Ok(Received::Dropped(error)) => {
+                let context = self.shared.context();
+                context.reject();
+                context.handle_error(&error);
+                true
+            }
+            Err(e) => {
+                self.get_request_failed(e);
+                false
+            }
+        }
+    }
+
+    /// Turns away the queued clients whose wait ran out.
+    pub(super) fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now)
+        {
+            if let Some((_, request)) = self.waiting.pop_front() {
+                log::debug!(target: "socketserver::request",
+                    "{} waited its time in the queue: turned away", T::client_address(&request));
+                self.shared.context().turn_away(false);
+                T::turn_away(request, self.busy_reply());
+            }
+        }
+    }
+
+    /// When the first queued client's wait runs out, if any waits.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.waiting.front().map(|(deadline, _)| *deadline)
+    }
+
+    /// At close: serves the queued clients there is room for now, and turns the others away.
+    pub(super) fn drain_waiting(&mut self) {
+        while let Some((_, request)) = self.waiting.pop_front() {
+            if self.has_room_now() {
+                self.dispatch(request);
+            } else {
+                self.shared.context().turn_away(false);
+                T::turn_away(request, self.busy_reply());
             }
         }
     }
@@ -81,56 +186,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 {
                     self.end_shortage();
                 }
-                let context = self.shared.context();
-                // Clients may have waited in the backlog for a slot: one that gave up and
-                // closed must not take a slot, or a handler's time (emqx #14145).
-                if context.gate().is_capped() && T::gave_up(&request) {
-                    log::debug!(target: "socketserver::request",
-                        "{} gave up waiting before it was taken", T::client_address(&request));
-                    context.gave_up();
-                    T::close_request(request);
-                    return true;
-                }
-                if !self
-                    .hooks
-                    .verify_request(context, T::client_address(&request))
-                {
-                    log::debug!(target: "socketserver::request",
-                        "verify_request rejected {}", T::client_address(&request));
-                    context.reject();
-                    T::close_request(request);
-                    return true;
-                }
-                // Counts the request against `max_connections` (and its client's cap) until the
-                // job has run or been dropped (for forking: until the parent has handed it to
-                // the child).
-                let Some(admitted) = context.gate().enter(T::client_address(&request)) else {
-                    log::debug!(target: "socketserver::request",
-                        "{} is at its connection cap: turned away", T::client_address(&request));
-                    context.turn_away(true);
-                    T::turn_away(request, self.busy_reply());
-                    return true;
-                };
-                let shared = Arc::clone(&self.shared);
-                let finish = self.finish;
-                let job = Job::new(
-                    Box::new(move || {
-                        let ok = finish(&shared, request);
-                        drop(admitted);
-                        ok
-                    }),
-                    T::listener_fd(&self.socket),
-                );
-                if let Err(e) = self.strategy.process_request(job) {
-                    // Once per request while, say, threads cannot be made: limited.
-                    static LIMIT: Limit = Limit::new();
-                    say_limited(
-                        &LIMIT,
-                        Level::Error,
-                        "socketserver::server",
-                        format_args!("server {}: {e}", context.server_address()),
-                    );
-                }
+                self.dispatch(request);
                 true
             }
             Ok(Received::Dropped(error)) => {
@@ -143,6 +199,60 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 self.get_request_failed(e);
                 false
             }
+        }
+    }
+
+    /// Hands a request to the strategy, unless its client gave up, `verify_request` says no,
+    /// or its client is at its per-client cap.
+    fn dispatch(&mut self, request: T::Request) {
+        let context = self.shared.context();
+        // Clients may have waited in the backlog for a slot: one that gave up and closed must
+        // not take a slot, or a handler's time (emqx #14145).
+        if context.gate().is_capped() && T::gave_up(&request) {
+            log::debug!(target: "socketserver::request",
+                "{} gave up waiting before it was taken", T::client_address(&request));
+            context.gave_up();
+            T::close_request(request);
+            return;
+        }
+        if !self
+            .hooks
+            .verify_request(context, T::client_address(&request))
+        {
+            log::debug!(target: "socketserver::request",
+                "verify_request rejected {}", T::client_address(&request));
+            context.reject();
+            T::close_request(request);
+            return;
+        }
+        // Counts the request against `max_connections` (and its client's cap) until the job
+        // has run or been dropped (for forking: until the parent has handed it to the child).
+        let Some(admitted) = context.gate().enter(T::client_address(&request)) else {
+            log::debug!(target: "socketserver::request",
+                "{} is at its connection cap: turned away", T::client_address(&request));
+            context.turn_away(true);
+            T::turn_away(request, self.busy_reply());
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let finish = self.finish;
+        let job = Job::new(
+            Box::new(move || {
+                let ok = finish(&shared, request);
+                drop(admitted);
+                ok
+            }),
+            T::listener_fd(&self.socket),
+        );
+        if let Err(e) = self.strategy.process_request(job) {
+            // Once per request while, say, threads cannot be made: limited.
+            static LIMIT: Limit = Limit::new();
+            say_limited(
+                &LIMIT,
+                Level::Error,
+                "socketserver::server",
+                format_args!("server {}: {e}", context.server_address()),
+            );
         }
     }
 
@@ -174,7 +284,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// otherwise.
     fn busy_reply(&self) -> &'static [u8] {
         match self.overload {
-            Overload::Close => b"",
+            Overload::Close | Overload::Queue { reply: false, .. } => b"",
             _ => self.busy,
         }
     }

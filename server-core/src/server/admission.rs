@@ -51,6 +51,11 @@ impl Gate {
         self.open.load(Ordering::SeqCst)
     }
 
+    /// The `max_connections` cap.
+    pub(crate) fn max(&self) -> Option<usize> {
+        self.max
+    }
+
     /// Whether a cap is set (`max_connections` or the per-client cap): clients may then wait.
     pub(crate) fn is_capped(&self) -> bool {
         self.max.is_some() || self.per_client.is_some()

@@ -380,6 +380,11 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
         if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }
+        if let Overload::Queue { timeout, .. } = self.overload {
+            if timeout.is_zero() {
+                return invalid("overload", "a queue's timeout must be more than zero");
+            }
+        }
         if self.max_request_time.is_some_and(|t| t.is_zero()) {
             return invalid(
                 "max_request_time",
@@ -446,6 +451,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             finish,
             busy,
             overload,
+            waiting: std::collections::VecDeque::new(),
+            always: None,
             hooks,
             strategy,
             stops,

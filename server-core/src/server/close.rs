@@ -60,6 +60,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// [`close`](Self::close), waiting for running requests until `deadline`.
     fn close_by(mut self, deadline: Option<Instant>) -> DrainReport {
         self.shared.context().handle().set_closing();
+        self.drain_waiting();
         let taken = self.serve_backlog();
         if taken > 0 {
             log::info!(target: "socketserver::server",

@@ -18,6 +18,7 @@ mod inetd;
 mod overload;
 mod pipeline;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -41,7 +42,7 @@ use crate::handler::Handler;
 use crate::shutdown::{ShutdownHandle, StopReceiver};
 use crate::stats::Stats;
 use crate::strategy::{Readiness, Serial, Strategy};
-use crate::sys::{deadline_in, sleep_until};
+use crate::sys::{deadline_in, sleep_until, wake};
 use crate::transport::{self, SocketFile, Transport};
 use accept::Room;
 
@@ -115,6 +116,11 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     busy: &'static [u8],
     /// What happens at `max_connections`.
     overload: Overload,
+    /// Clients held by [`Overload::Queue`], each with the end of its wait.
+    waiting: VecDeque<(Instant, T::Request)>,
+    /// A waker that is always set, to ask the strategy for room without waiting (made on
+    /// first use; `None` inside if it could not be made).
+    always: Option<Option<(wake::Notify, wake::Wait)>>,
     /// `verify_request`, `handle_timeout` and `service_actions`.
     hooks: LoopHooks<H::State>,
     strategy: S,
@@ -158,6 +164,9 @@ pub type UdpServer<H, S = Serial> = Server<transport::Udp, H, S>;
 pub type UnixStreamServer<H, S = Serial> = Server<transport::UnixStream, H, S>;
 /// A Unix datagram server (Python: `UnixDatagramServer`).
 pub type UnixDatagramServer<H, S = Serial> = Server<transport::UnixDatagram, H, S>;
+
+/// How often the loop looks for room while clients wait in the `Overload::Queue` queue.
+const QUEUE_RECHECK: Duration = Duration::from_millis(10);
 
 /// How often the loop looks for requests over `max_request_time`.
 const CUT_INTERVAL: Duration = Duration::from_millis(100);
@@ -456,20 +465,42 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Waits until the socket is readable, a stop is requested, or `timeout` passes.
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Event> {
-        let deadline = timeout.map(deadline_in);
+        // Clients queued by `Overload::Queue` wake the loop when a request ends (the gate's
+        // fd), when the first one's wait runs out, and every QUEUE_RECHECK (room in the
+        // strategy, such as a pool's queue, has no fd to wait on).
+        let queued = !self.waiting.is_empty();
+        let mut deadline = match (timeout.map(deadline_in), self.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if queued {
+            let recheck = deadline_in(QUEUE_RECHECK);
+            deadline = Some(deadline.map_or(recheck, |d| d.min(recheck)));
+        }
+        let gate = self.shared.context().gate();
         loop {
             let mut fds = [
                 PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.stops.fd(), PollFlags::POLLIN),
+                PollFd::new(gate.room_fd(), PollFlags::POLLIN),
             ];
-            if sleep_until(&mut fds, deadline)? == 0 {
-                return Ok(Event::Timeout);
+            let watched = if queued { 3 } else { 2 };
+            if sleep_until(&mut fds[..watched], deadline)? == 0 {
+                return Ok(if queued {
+                    Event::Readable
+                } else {
+                    Event::Timeout
+                });
             }
             let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
             if woken && self.stops.drain() {
                 return Ok(Event::Stop);
             }
-            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            let room = fds[2].revents().is_some_and(|r| !r.is_empty());
+            if room {
+                gate.drain();
+            }
+            if room || fds[0].revents().is_some_and(|r| !r.is_empty()) {
                 return Ok(Event::Readable);
             }
         }

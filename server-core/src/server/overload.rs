@@ -1,6 +1,8 @@
 //! Saying no: what the server does with a connection that comes when `max_connections` are
 //! open ([`Overload`]), the per-client cap, and turning a connection away without handling it.
 
+use std::time::Duration;
+
 use crate::handler::Handler;
 use crate::server::ServerBuilder;
 use crate::transport::Transport;
@@ -31,6 +33,19 @@ pub enum Overload {
     Reject,
     /// Accept it and close it at once, without a word.
     Close,
+    /// Accept it and hold it, first come first served, until a request ends (then it is
+    /// served) or it has waited `timeout` (then it is turned away: with the busy reply if
+    /// `reply`, as [`Reject`](Self::Reject), else closed, as [`Close`](Self::Close)). At most
+    /// as many clients wait as `max_connections` (more are turned away at once); a waiting
+    /// client holds a descriptor but no slot and no handler. HAProxy's `timeout queue`: a
+    /// burst waits a moment instead of being refused, and a long overload is refused in
+    /// bounded time instead of sitting in the kernel's backlog.
+    Queue {
+        /// The longest a client waits for a slot.
+        timeout: Duration,
+        /// Whether a client whose wait ran out gets the busy reply before its close.
+        reply: bool,
+    },
 }
 
 /// The most bytes read and dropped from a turned-away connection before it is closed (what the
@@ -46,8 +61,11 @@ impl<T: Transport, H: Handler, S> ServerBuilder<T, H, S> {
     /// [`max_connections`](Self::max_connections) (or
     /// [`max_connections_per_client`](Self::max_connections_per_client)) it never applies.
     ///
-    /// Datagram servers drop the datagram with `Reject` and `Close`, as there is no connection
-    /// to answer on.
+    /// The policy applies too when the strategy has no room (a [`Pool`](crate::Pool) whose
+    /// queue is full, [`Forking`](crate::Forking) at `max_children`): with `Wait` the loop
+    /// waits for it, with the others the client is turned away or queued. Datagram servers
+    /// drop the datagram with `Reject` and `Close` (there is no connection to answer on), and
+    /// queue datagrams as they queue connections.
     ///
     /// # Examples
     ///
