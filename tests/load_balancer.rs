@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use balancers::{whoami_from, Balancer, EchoOne, Served};
+use balancers::{whoami_from, Balancer, EchoOne, LineLoad, Served};
 use example::{run, Example, CLIENT_DEADLINE};
 use load::Load;
 use nix::sys::signal::Signal;
@@ -124,7 +124,7 @@ fn haproxy_send_proxy_v1_and_v2_show_the_client() {
         assert!(stats.succeeded >= 1, "{send}: {stats:?}");
         assert_eq!(
             stats.rejected, 0,
-            "{send}: health checks send the header too"
+            "{send}: every connection HAProxy opens to the server starts with the header"
         );
     }
 }
@@ -285,4 +285,114 @@ fn the_echo_example_behind_nginx_echoes_without_the_header() {
     drop(client);
     drop(nginx);
     assert_eq!(echo.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// Requests completed per phase of the HAProxy scale-out (about half a second of load).
+const PHASE_REQUESTS: u64 = 3_000;
+
+/// Connections HAProxy logged as served by each of `servers` (`echo/echo1`...), in order.
+fn per_server(haproxy: &Balancer, servers: usize) -> Vec<u64> {
+    let logged = haproxy.connections_per_server();
+    (1..=servers)
+        .map(|i| logged.get(&format!("echo/echo{i}")).copied().unwrap_or(0))
+        .collect()
+}
+
+/// haproxy.cfg as its header says: three echo examples with `--metrics` and `--drain-delay 2`,
+/// health checks on their /readyz. One stopped gracefully under a steady load is taken out by
+/// its failing /readyz while it still serves (HAProxy logs it DOWN for `503`, not for a refused
+/// connection), and no request fails.
+#[test]
+fn haproxy_takes_a_draining_echo_example_out_on_readyz_and_loses_nothing() {
+    let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let mut servers: Vec<(Example, SocketAddr, SocketAddr)> = hosts
+        .iter()
+        .map(|host| {
+            let address = format!("{host}:0");
+            let mut example = Example::start(
+                "echo",
+                &[
+                    "tcp",
+                    &address,
+                    "--proxy-protocol",
+                    "v2",
+                    "--metrics",
+                    &address,
+                    "--drain-delay",
+                    "2",
+                ],
+            );
+            let metrics = metrics_address(&mut example);
+            let served = example.address.parse().expect("an address");
+            (example, served, metrics)
+        })
+        .collect();
+    let checked: Vec<(SocketAddr, SocketAddr)> = servers.iter().map(|s| (s.1, s.2)).collect();
+    let haproxy = Balancer::haproxy(&checked, "send-proxy-v2");
+    let load = LineLoad::start(haproxy.front, 4);
+
+    // Phase 1: the three share the load.
+    let (t0, s0) = (load.tally(), per_server(&haproxy, 3));
+    assert!(
+        load.wait_completed(PHASE_REQUESTS, Duration::from_secs(20)),
+        "the load did not get going: {:?}\n{}",
+        load.errors(),
+        haproxy.logs()
+    );
+    let (t1, s1) = (load.tally(), per_server(&haproxy, 3));
+    eprintln!(
+        "phase 1, three servers: {}; connections per server {:?}",
+        t1 - t0,
+        sub(&s1, &s0)
+    );
+    assert_eq!((t1 - t0).failed, 0, "{:?}", load.errors());
+    assert!(sub(&s1, &s0).iter().all(|&n| n > 0), "{s0:?} -> {s1:?}");
+
+    // Phase 2: SIGTERM to echo2. It serves on for 2 s with /readyz failing; HAProxy's checks
+    // (inter 1s fall 2) take it out; then it closes and exits.
+    let stopping = std::time::Instant::now();
+    let (example, _, _) = servers.remove(1);
+    assert_eq!(example.stop(Signal::SIGTERM).code(), Some(0));
+    let stopped_after = stopping.elapsed();
+    assert!(
+        load.wait_completed(PHASE_REQUESTS, Duration::from_secs(20)),
+        "the load stalled after the stop: {:?}\n{}",
+        load.errors(),
+        haproxy.logs()
+    );
+    let errors = load.errors();
+    let end = load.stop();
+    let s2 = per_server(&haproxy, 3);
+    let logs = haproxy.logs();
+    let down = logs
+        .lines()
+        .find(|l| l.contains("echo/echo2 is DOWN"))
+        .unwrap_or("(no DOWN line)")
+        .to_owned();
+    eprintln!(
+        "phase 2, echo2 stopped gracefully (exited {:.1} s after SIGTERM): {} (bound 0 \
+         failed); connections per server {:?}; HAProxy: {down}",
+        stopped_after.as_secs_f64(),
+        end - t1,
+        sub(&s2, &s1)
+    );
+    assert_eq!(
+        end.failed, 0,
+        "a graceful stop behind HAProxy loses no request: {errors:?}\n{logs}"
+    );
+    assert!(
+        down.contains("code: 503"),
+        "taken out by its /readyz while draining, not by a refused connection: {down}"
+    );
+    let after = sub(&s2, &s1);
+    assert!(after[0] > 0 && after[2] > 0, "{after:?}");
+    drop(haproxy);
+    for (example, _, _) in servers {
+        assert_eq!(example.stop(Signal::SIGTERM).code(), Some(0));
+    }
+}
+
+/// `after - before`, element by element.
+fn sub(after: &[u64], before: &[u64]) -> Vec<u64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
 }

@@ -359,7 +359,9 @@ impl Balancer {
             .1
     }
 
-    /// Waits (bounded) until every front end accepts connections.
+    /// Waits (bounded) until every front end listens (seen in `/proc/net/tcp`, not by
+    /// connecting: a probe connection would reach a server as a client that sends nothing,
+    /// and HAProxy may close it before its PROXY header, which the server counts as refused).
     fn started(
         name: &'static str,
         config: Config,
@@ -369,7 +371,7 @@ impl Balancer {
         let deadline = Instant::now() + START_LIMIT;
         for (_, front) in &config.fronts {
             loop {
-                if TcpStream::connect_timeout(front, Duration::from_millis(200)).is_ok() {
+                if listening(*front) {
                     break;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
@@ -409,7 +411,22 @@ impl Balancer {
         per_server
     }
 
-    /// What the balancer wrote to its logs so far (for failure messages).
+    /// Connections HAProxy has logged so far (`option tcplog` on its standard output, as
+    /// haproxy.cfg sets) that ended normally (`--`), per `backend/server`.
+    pub fn connections_per_server(&self) -> std::collections::BTreeMap<String, u64> {
+        let log = std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default();
+        let mut per_server = std::collections::BTreeMap::new();
+        for line in log.lines() {
+            // "CLIENT:PORT [DATE] FRONTEND BACKEND/SERVER TW/TC/TT BYTES STATE ..."
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [_, _, _, server, _, _, "--", ..] = words.as_slice() {
+                *per_server.entry(server.to_string()).or_insert(0) += 1;
+            }
+        }
+        per_server
+    }
+
+    /// The last lines the balancer wrote to each of its logs (for failure messages).
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for entry in std::fs::read_dir(self.dir.path())
@@ -422,8 +439,20 @@ impl Balancer {
                 path.extension().and_then(|e| e.to_str()),
                 Some("log" | "err")
             ) {
-                out.push_str(&format!("--- {}\n", path.display()));
-                out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                // The last lines: access logs of a load run to thousands.
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let shown = &lines[lines.len().saturating_sub(40)..];
+                out.push_str(&format!(
+                    "--- {} (last {} of {} lines)\n",
+                    path.display(),
+                    shown.len(),
+                    lines.len()
+                ));
+                for line in shown {
+                    out.push_str(line);
+                    out.push('\n');
+                }
             }
         }
         out
@@ -445,6 +474,24 @@ impl Drop for Balancer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a TCP socket listens on `address` (IPv4) in this network namespace, from
+/// `/proc/net/tcp` (local address as the kernel prints it, state `0A`: LISTEN).
+fn listening(address: SocketAddr) -> bool {
+    let std::net::IpAddr::V4(ip) = address.ip() else {
+        panic!("an IPv4 front end: {address}");
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        address.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.get(1) == Some(&local.as_str()) && words.get(3) == Some(&"0A")
+    })
 }
 
 /// `GET path` on `address` (HTTP/1.0: the server closes after answering), the whole answer.
