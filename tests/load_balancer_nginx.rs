@@ -268,14 +268,11 @@ fn three_echo_servers_behind_nginx_lose_nothing_to_a_graceful_stop_and_a_kill_co
     scale_out(false);
 }
 
-/// The same with the servers' metrics listeners on (`--metrics`, as in production). Fails
-/// today: 2 or 3 requests lost to the graceful stop in each of 6 runs (0 in 7 without
-/// `--metrics`). The metrics listener keeps a copy of the server's listening socket, and the
-/// example drops it only after the server has closed: connections nginx opens in between
-/// wait in a backlog nobody serves, then are reset. Run it with `--ignored` once that is fixed
-/// in server-core (and the `#[ignore]` goes).
+/// The same with the servers' metrics listeners on (`--metrics`, as in production). The
+/// metrics listener once kept a second descriptor of the server's listening socket, so after
+/// the server closed, connections nginx opened waited in a backlog nobody served and were
+/// reset (2 or 3 lost in each of 6 runs); it reads the listen queue by the socket's inode now.
 #[test]
-#[ignore = "the metrics listener holds the listening socket past the server's close"]
 fn with_metrics_on_a_graceful_stop_behind_nginx_loses_nothing() {
     scale_out(true);
 }

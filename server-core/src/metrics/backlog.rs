@@ -4,13 +4,24 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Connections waiting in the accept queue of the TCP listening socket `fd`; `None` for other
-/// sockets, or where `/proc` does not tell.
+/// Connections waiting in the accept queue of the TCP listening socket `fd` (for a holder of
+/// the socket itself, such as the supervisor of the process model).
 pub(crate) fn tcp_backlog(fd: BorrowedFd<'_>) -> Option<u64> {
-    let inode = nix::sys::stat::fstat(fd.as_raw_fd())
-        .ok()?
-        .st_ino
-        .to_string();
+    tcp_backlog_by_inode(socket_inode(fd)?)
+}
+
+/// The inode number of a socket, which names it in `/proc/net/tcp`.
+pub(crate) fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
+    nix::sys::stat::fstat(fd.as_raw_fd()).ok().map(|stat| stat.st_ino)
+}
+
+/// Connections waiting in the accept queue of the TCP listening socket with inode `inode`;
+/// `None` for other sockets, once it is closed, or where `/proc` does not tell.
+///
+/// By inode, not through a descriptor: a second descriptor would keep the socket open after
+/// the server closes it, and the kernel would go on queueing connections nobody accepts.
+pub(crate) fn tcp_backlog_by_inode(inode: u64) -> Option<u64> {
+    let inode = inode.to_string();
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
@@ -40,13 +51,16 @@ mod tests {
     fn reads_a_listening_sockets_queue_from_proc() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        assert_eq!(tcp_backlog(listener.as_fd()), Some(0));
+        let inode = socket_inode(listener.as_fd()).unwrap();
+        assert_eq!(tcp_backlog_by_inode(inode), Some(0));
         let clients: Vec<_> = (0..3)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         // The handshakes complete in the kernel: three wait to be accepted.
-        assert_eq!(tcp_backlog(listener.as_fd()), Some(3));
+        assert_eq!(tcp_backlog_by_inode(inode), Some(3));
         drop(clients);
+        drop(listener);
+        assert_eq!(tcp_backlog_by_inode(inode), None, "gone with the socket");
     }
 
     #[test]

@@ -77,7 +77,8 @@
 //!   locked in the child), and no extra process, because the figures are in the supervisor's
 //!   memory. It never touches the workers, so it answers while every one is busy or stuck. The
 //!   socket has `SO_REUSEPORT`, so the new program of a binary upgrade (SIGUSR2) binds the
-//!   same address while the old one drains.
+//!   same address; the old supervisor closes its listener once the new program is ready, so
+//!   scrapes do not alternate between the two programs' totals while the old one drains.
 //! - **`/readyz`** is ready once the first worker is, `503 not serving` before that (and
 //!   whenever no worker is ready), and `503 draining` from the moment the supervisor starts to
 //!   stop (SIGTERM, SIGINT, SIGQUIT, or handing over to an upgrade), while its workers finish
@@ -113,7 +114,7 @@ mod text;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -182,7 +183,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let source = Source {
             shared: Arc::clone(self.shared()),
             activity: self.strategy().activity(),
-            listener: self.as_fd().try_clone_to_owned().ok(),
+            listener: backlog::socket_inode(self.as_fd()),
             handle: self.shutdown_handle(),
         };
         let mut metrics = TcpServer::<Http<Endpoint<H::State>>, Serial>::with_state(source)
@@ -224,8 +225,9 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 struct Source<St> {
     shared: Arc<Shared<St>>,
     activity: Option<Activity>,
-    /// A second descriptor of the listening socket, for its queue.
-    listener: Option<OwnedFd>,
+    /// The listening socket's inode, for its queue (not a descriptor: see
+    /// [`backlog::tcp_backlog_by_inode`]).
+    listener: Option<u64>,
     handle: ShutdownHandle,
 }
 
@@ -248,10 +250,7 @@ impl<St> Source<St> {
                 as_u64(activity.tracked().saturating_sub(busy)),
             )
         });
-        let listen_queue = self
-            .listener
-            .as_ref()
-            .and_then(|fd| backlog::tcp_backlog(fd.as_fd()));
+        let listen_queue = self.listener.and_then(backlog::tcp_backlog_by_inode);
         server_families(&mut e, &self.context().stats(), strategy, listen_queue);
         ready_family(&mut e, self.ready());
         e.finish()
