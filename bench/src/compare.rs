@@ -73,6 +73,8 @@ pub struct Running {
     pub address: String,
     /// Scraping its metrics listener, if the spec asks for it.
     scraper: Option<Scraper>,
+    /// Its metrics listener, if the spec has one.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl Running {
@@ -84,6 +86,11 @@ impl Running {
     /// Stops scraping its metrics and says what the scrapes saw (`None`: not scraped).
     pub fn stop_scraper(&mut self) -> Option<Scrapes> {
         self.scraper.take().map(Scraper::stop)
+    }
+
+    /// Its metrics listener (`metrics on ADDRESS`), if the spec scrapes one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
     }
 }
 
@@ -132,6 +139,7 @@ pub fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
         child,
         address,
         scraper: None,
+        metrics: None,
     };
     if spec.scrape {
         // The echo example's second line with --metrics.
@@ -142,6 +150,7 @@ pub fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
             .strip_prefix("metrics on ")
             .ok_or_else(|| format!("{} printed {second:?}", spec.name))?
             .parse()?;
+        running.metrics = Some(metrics);
         running.scraper = Some(Scraper::start(metrics)?);
     }
     Ok(running)
@@ -521,14 +530,16 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
         }
         for (spec, server) in scenario.servers.iter().zip(running.iter_mut()) {
             if let Some(scrapes) = server.as_mut().and_then(Running::stop_scraper) {
+                let n = scrapes.ok + scrapes.failed;
+                let mean = scrapes.total.as_secs_f64() * 1e6 / n.max(1) as f64;
                 notes.push(format!(
-                    "{} in \"{}\": scraped {} times (every {} s, for the whole scenario), {} failed, {} bytes a page",
+                    "{} in \"{}\": scraped {n} times (every {} s, for the whole scenario), {} failed, {} bytes a page, {mean:.0} µs a scrape on average (client side, connect to last byte), {:.0} µs the slowest",
                     spec.name,
                     scenario.name,
-                    scrapes.ok + scrapes.failed,
                     crate::scrape::EVERY.as_secs(),
                     scrapes.failed,
-                    scrapes.bytes
+                    scrapes.bytes,
+                    scrapes.slowest.as_secs_f64() * 1e6,
                 ));
             }
         }

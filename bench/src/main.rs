@@ -38,6 +38,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Measures the echo server's memory with many idle connections.
     Memory(memory::MemoryArgs),
+    /// Measures what one scrape of the echo server's `--metrics` listener costs it in CPU.
+    ScrapeCost(scrape::CostArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::main(&args),
         Command::Compare(args) => compare::main(&args),
         Command::Memory(args) => memory::main(&args),
+        Command::ScrapeCost(args) => scrape::cost(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
