@@ -114,7 +114,6 @@ mod text;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -183,10 +182,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let source = Source {
             shared: Arc::clone(self.shared()),
             activity: self.strategy().activity(),
-            listener: backlog::socket_inode(self.as_fd()),
             handle: self.shutdown_handle(),
         };
         let mut metrics = TcpServer::<Http<Endpoint<H::State>>, Serial>::with_state(source)
+            .nodelay(true)
             .read_timeout(Some(SCRAPE_TIMEOUT))
             .write_timeout(Some(SCRAPE_TIMEOUT))
             .max_connections(Some(MAX_SCRAPERS))
@@ -225,9 +224,6 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 struct Source<St> {
     shared: Arc<Shared<St>>,
     activity: Option<Activity>,
-    /// The listening socket's inode, for its queue (not a descriptor: see
-    /// [`backlog::tcp_backlog_by_inode`]).
-    listener: Option<u64>,
     handle: ShutdownHandle,
 }
 
@@ -250,7 +246,9 @@ impl<St> Source<St> {
                 as_u64(activity.tracked().saturating_sub(busy)),
             )
         });
-        let listen_queue = self.listener.and_then(backlog::tcp_backlog_by_inode);
+        // Sampled by the serving loop, which holds the socket: the listener keeps no
+        // descriptor of it (one would keep it open, queueing connections, after the close).
+        let listen_queue = self.context().listen_queue();
         server_families(&mut e, &self.context().stats(), strategy, listen_queue);
         ready_family(&mut e, self.ready());
         e.finish()

@@ -465,6 +465,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             drain_delay,
             max_request_time,
             last_cut: std::time::Instant::now(),
+            last_sample: std::time::Instant::now(),
             on_ready: None,
             on_pass: None,
             _handler: PhantomData,

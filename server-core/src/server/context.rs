@@ -2,6 +2,7 @@
 //! each stream request is set up with.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct ServerContext<S = ()> {
     in_flight: Budget,
     /// The `handle_error` hook, if one was set.
     error_hook: Option<ErrorHook<S>>,
+    /// Connections waiting in the listen backlog, as the serving loop last saw it
+    /// (`u64::MAX`: not known).
+    listen_queue: AtomicU64,
 }
 
 impl<S> ServerContext<S> {
@@ -57,6 +61,7 @@ impl<S> ServerContext<S> {
             #[cfg(feature = "http")]
             in_flight: Budget::default(),
             error_hook,
+            listen_queue: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -96,6 +101,18 @@ impl<S> ServerContext<S> {
     #[cfg(feature = "http")]
     pub(crate) fn is_full(&self) -> bool {
         !self.gate.has_room()
+    }
+
+    /// Records the listen backlog's length, as the serving loop sees it now.
+    pub(crate) fn set_listen_queue(&self, waiting: Option<u64>) {
+        self.listen_queue
+            .store(waiting.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Connections waiting in the listen backlog when the serving loop last looked (TCP only).
+    #[cfg(feature = "http")] // the metrics listener
+    pub(crate) fn listen_queue(&self) -> Option<u64> {
+        Some(self.listen_queue.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
     }
 
     /// Counts a request refused before a handler ran.

@@ -140,6 +140,8 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     max_request_time: Option<Duration>,
     /// When the loop last looked for requests over `max_request_time`.
     last_cut: Instant,
+    /// When the loop last recorded the listen backlog's length.
+    last_sample: Instant,
     /// Called once, when the loop first waits for requests.
     on_ready: Option<ReadyCallback>,
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
@@ -437,10 +439,24 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     fn service_actions(&mut self) {
         self.cut_overdue();
+        self.sample_listen_queue();
         self.strategy.service_actions();
         self.hooks.service_actions(self.shared.context());
         if let Some(pass) = &mut self.on_pass {
             pass(self.shared.context());
+        }
+    }
+
+    /// Records the listen backlog's length for the metrics, at most every [`CUT_INTERVAL`]
+    /// (one `getsockopt(2)`; stream sockets only).
+    fn sample_listen_queue(&mut self) {
+        if self.last_sample.elapsed() < CUT_INTERVAL {
+            return;
+        }
+        self.last_sample = Instant::now();
+        if T::listener_fd(&self.socket).is_some() {
+            let waiting = crate::sys::socket::listen_queue(self.socket.as_fd()).ok();
+            self.shared.context().set_listen_queue(waiting);
         }
     }
 

@@ -74,6 +74,35 @@ pub(crate) fn discard_pending(fd: BorrowedFd<'_>, most: usize) {
     }
 }
 
+/// Connections waiting in the accept queue of a TCP listening socket: `TCP_INFO`'s
+/// `tcpi_unacked`, which Linux sets to that queue's length for a listening socket. One
+/// `getsockopt(2)`; other sockets answer an error (Unix sockets) or a figure of theirs.
+pub(crate) fn listen_queue(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    use nix::libc;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>())
+        .map_err(|_| io::Error::other("tcp_info does not fit a socklen_t"))?;
+    // SAFETY: `info` is a zeroed buffer of `len` bytes that lives across the call;
+    // getsockopt writes at most `len` bytes into it and stores how many in `len`; `fd` is an
+    // open descriptor for the borrow's life.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a zeroed `tcp_info` is a valid value (plain integers), and the kernel wrote
+    // only integers over part of it.
+    let info = unsafe { info.assume_init() };
+    Ok(u64::from(info.tcpi_unacked))
+}
+
 /// `shutdown(2)` on a descriptor known only by number (a registered connection, which its
 /// owner keeps open while this runs).
 pub(crate) fn shutdown(fd: RawFd, how: Shutdown) -> io::Result<()> {
