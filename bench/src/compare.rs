@@ -47,6 +47,12 @@ pub struct CompareArgs {
     /// Where to write the chart (SVG): requests/s against concurrency, persistent TCP.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// The echo example of another build (such as an older commit's
+    /// `target/release/examples/echo`): each of our servers is run a second time from it, as
+    /// "NAME (baseline)", in the same rounds, to tell a change of ours from the machine's.
+    /// A build older than `--max-connections` runs without it (no cap).
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// A server to start: a name and a command line with `{addr}` for the address.
@@ -460,7 +466,37 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     let dir = std::env::temp_dir().join(format!("ssbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut results: Vec<ScenarioResult> = Vec::new();
-    for scenario in scenarios(args.suite)? {
+    let mut all = scenarios(args.suite)?;
+    if let Some(baseline) = &args.baseline {
+        let (_, echo, _) = paths()?;
+        let echo = echo.display().to_string();
+        let help = Command::new(baseline).arg("--help").output()?;
+        let capped = String::from_utf8_lossy(&help.stdout).contains("--max-connections");
+        if !capped {
+            eprintln!("the baseline has no --max-connections: it runs without a cap");
+        }
+        for scenario in &mut all {
+            let mut servers = Vec::new();
+            for spec in scenario.servers.drain(..) {
+                let ours = spec.argv.first() == Some(&echo);
+                let mut twin = spec.clone();
+                servers.push(spec);
+                if ours {
+                    // A few names per run, kept to the end: leaked rather than owned.
+                    twin.name = Box::leak(format!("{} (baseline)", twin.name).into_boxed_str());
+                    twin.argv[0] = baseline.display().to_string();
+                    if !capped {
+                        if let Some(i) = twin.argv.iter().position(|a| a == "--max-connections") {
+                            twin.argv.drain(i..(i + 2).min(twin.argv.len()));
+                        }
+                    }
+                    servers.push(twin);
+                }
+            }
+            scenario.servers = servers;
+        }
+    }
+    for scenario in all {
         if args
             .only
             .as_deref()
@@ -818,6 +854,21 @@ fn print_targets(results: &Results) {
         None,
         rps,
     );
+    // With --baseline: each of our servers against the same server of the other build.
+    for result in results {
+        for (name, summary) in &result.summaries {
+            let twin = format!("{name} (baseline)");
+            if let Some((_, baseline)) = result.summaries.iter().find(|(n, _)| *n == twin) {
+                compare(
+                    format!("{}: {name} / baseline", result.name),
+                    Some(summary),
+                    Some(baseline),
+                    None,
+                    rps,
+                );
+            }
+        }
+    }
     println!();
     println!("| target | measured (median) | each round | wanted | met |");
     println!("|---|---:|---:|---:|---|");
