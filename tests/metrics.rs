@@ -1,6 +1,7 @@
 //! What an operator scrapes: the metrics text read by a real parser (Python's
 //! `prometheus_client`), its totals against the requests the test sent, and `/readyz` through
-//! a server's life, including a SIGTERM drain of the echo example behind `--drain-delay`.
+//! a server's life, including a SIGTERM drain of the echo example behind `--drain-delay`; and
+//! the same parser on the text of the echo example's prefork supervisor (its workers added up).
 
 mod example;
 mod util;
@@ -202,4 +203,80 @@ fn on_sigterm_readyz_fails_while_echo_still_serves_then_it_stops() {
     assert_eq!(reply, "still here");
     // It stops by itself once the delay and the grace period are over.
     assert_eq!(echo.exit_status().code(), Some(0));
+}
+
+#[test]
+fn prometheus_client_parses_the_prefork_supervisors_text_with_every_worker_in_it() {
+    let mut echo = example::Example::start(
+        "echo",
+        &[
+            "tcp",
+            "127.0.0.1:0",
+            "--mode",
+            "prefork",
+            "--workers",
+            "2",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics: SocketAddr = echo
+        .next_line()
+        .strip_prefix("metrics on ")
+        .expect("the second line says where the metrics are")
+        .parse()
+        .unwrap();
+    let address: SocketAddr = echo.address.parse().unwrap();
+    const SENT: usize = 30;
+    for i in 0..SENT {
+        let mut client = TcpStream::connect(address).unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        client.write_all(format!("hello {i}").as_bytes()).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, format!("hello {i}"));
+    }
+    let all = format!("socketserver_request_duration_seconds_count {SENT}\n");
+    assert!(eventually(PATIENCE, || get(metrics, "/metrics")
+        .1
+        .contains(&all)));
+    let url = format!("http://{metrics}/metrics");
+    let out = example::python_output(PY_PARSE, &[&url]);
+    example::assert_python_ok(&out);
+    let parsed = String::from_utf8(out.stdout).unwrap();
+    eprintln!("{parsed}");
+    assert_eq!(
+        sample(
+            &parsed,
+            "socketserver_requests_total{outcome=\"succeeded\"}"
+        ),
+        SENT as f64
+    );
+    assert_eq!(
+        sample(&parsed, "socketserver_workers{state=\"ready\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &parsed,
+            "socketserver_worker_restarts_total{reason=\"killed\"}"
+        ),
+        0.0
+    );
+    assert_eq!(sample(&parsed, "socketserver_ready{}"), 1.0);
+    // No request runs now, in any worker.
+    assert_eq!(sample(&parsed, "socketserver_strategy_busy{}"), 0.0);
+    for (family, kind) in [
+        ("socketserver_workers", "gauge"),
+        ("socketserver_worker_restarts", "counter"),
+        ("socketserver_request_duration_seconds", "histogram"),
+    ] {
+        assert!(
+            parsed.contains(&format!("TYPE {family} {kind}")),
+            "{family} is a {kind}:\n{parsed}"
+        );
+    }
+    assert_eq!(get(metrics, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(echo.stop(Signal::SIGTERM).code(), Some(0));
 }

@@ -55,7 +55,8 @@ struct Conn {
 /// The listener and its connections.
 #[derive(Debug)]
 pub(crate) struct Responder {
-    listener: TcpListener,
+    /// `None` once [`stop_listening`](Self::stop_listening) closed it.
+    listener: Option<TcpListener>,
     conns: Vec<Conn>,
 }
 
@@ -69,7 +70,7 @@ impl Responder {
             match bind_one(addr) {
                 Ok(listener) => {
                     return Ok(Responder {
-                        listener,
+                        listener: Some(listener),
                         conns: Vec::new(),
                     })
                 }
@@ -81,20 +82,35 @@ impl Responder {
 
     /// The address it listens on.
     pub(crate) fn address(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Closes the listener, once the scrapers already waiting in its queue are taken (a
+    /// socket of a `SO_REUSEPORT` group that closes resets the connections queued on it); the
+    /// connections taken are still answered.
+    pub(crate) fn stop_listening(&mut self) {
+        self.accept();
+        self.listener = None;
     }
 
     /// Every descriptor it holds, which a forked worker closes.
     pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
-        std::iter::once(self.listener.as_raw_fd())
+        self.listener
+            .iter()
+            .map(AsRawFd::as_raw_fd)
             .chain(self.conns.iter().map(|c| c.stream.as_raw_fd()))
             .collect()
     }
 
-    /// What to poll: the listener, then each connection (readable while reading the request,
-    /// writable while answering).
+    /// What to poll: the listener (while listening), then each connection (readable while
+    /// reading the request, writable while answering).
     pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
-        std::iter::once((self.listener.as_fd(), PollFlags::POLLIN))
+        self.listener
+            .iter()
+            .map(|l| (l.as_fd(), PollFlags::POLLIN))
             .chain(self.conns.iter().map(|c| {
                 let flags = if c.answering {
                     PollFlags::POLLOUT
@@ -117,8 +133,9 @@ impl Responder {
     /// late connections.
     pub(crate) fn work(&mut self, ready: &[bool], mut answer: impl FnMut(&str) -> Reply) {
         let now = Instant::now();
+        let skip = usize::from(self.listener.is_some());
         for (i, conn) in self.conns.iter_mut().enumerate() {
-            if ready.get(i + 1).copied().unwrap_or(false) {
+            if ready.get(i + skip).copied().unwrap_or(false) {
                 step(conn, &mut answer);
             }
         }
@@ -131,16 +148,20 @@ impl Responder {
             }
             !done && now < c.deadline
         });
-        if ready.first().copied().unwrap_or(false) {
-            self.accept(&mut answer);
+        if skip == 1 && ready.first().copied().unwrap_or(false) {
+            self.accept();
         }
     }
 
     /// Takes the scrapers waiting (a few per call, so a flood cannot keep the loop here);
-    /// beyond [`MAX_SCRAPERS`] they are closed at once.
-    fn accept(&mut self, answer: &mut impl FnMut(&str) -> Reply) {
+    /// beyond [`MAX_SCRAPERS`] they are closed at once. Their requests are read on the next
+    /// pass (they are usually there already: the next poll returns at once).
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
         for _ in 0..MAX_SCRAPERS {
-            let stream = match self.listener.accept() {
+            let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -153,20 +174,13 @@ impl Responder {
                 log::debug!(target: "socketserver::metrics", "{MAX_SCRAPERS} scrapers already: closed");
                 continue;
             }
-            let mut conn = Conn {
+            self.conns.push(Conn {
                 stream,
                 deadline: Instant::now() + SCRAPE_TIMEOUT,
                 buf: Vec::new(),
                 written: 0,
                 answering: false,
-            };
-            // The request is usually there already.
-            step(&mut conn, answer);
-            if !(conn.answering && conn.written >= conn.buf.len()) {
-                self.conns.push(conn);
-            } else {
-                let _ = conn.stream.shutdown(Shutdown::Write);
-            }
+            });
         }
     }
 }

@@ -308,6 +308,7 @@ fn check_upgrade<T: Transport, H: Handler, S: Strategy>(
             upgrading.done = Some(pid);
             table.notifier().main_pid(pid);
             table.forget_socket_file();
+            table.close_metrics();
             table.stop(true);
         }
         Outcome::Failed(why) => {

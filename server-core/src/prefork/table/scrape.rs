@@ -28,6 +28,8 @@ mod none {
         }
 
         pub(in crate::prefork) fn serve_metrics(&mut self, _: &[bool]) {}
+
+        pub(in crate::prefork) fn close_metrics(&mut self) {}
     }
 }
 
@@ -85,6 +87,18 @@ mod with_http {
             let readiness = self.readiness();
             responder.work(ready, |path| answer(path, readiness, || self.view()));
             self.metrics = Some(responder);
+        }
+
+        /// Closes the metrics listener (the scrapers it had queued are still answered): after
+        /// an upgrade, the new program's supervisor answers on the address (they shared it
+        /// through `SO_REUSEPORT`), so scrapes no longer alternate between the two programs'
+        /// totals.
+        pub(in crate::prefork) fn close_metrics(&mut self) {
+            if let Some(responder) = &mut self.metrics {
+                responder.stop_listening();
+                log::info!(target: "socketserver::metrics",
+                "metrics listener closed: the new program serves the metrics");
+            }
         }
 
         /// Ready once a worker is, until the supervisor stops.
