@@ -75,6 +75,18 @@ fn supervise_with_metrics<T: Transport, H: Handler, S: Strategy>(prefork: Prefor
     supervise(prefork);
 }
 
+/// SIGKILLs a process this test started indirectly (the new program of an upgrade), so that
+/// a failed test leaves nothing running.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !is_dead(self.0) {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+}
+
 /// The child supervisor, with its stdout lines.
 struct Started {
     child: Child,
@@ -356,6 +368,8 @@ fn after_an_upgrade_only_the_new_program_answers_on_the_metrics_address() {
         .into_iter()
         .find(|pid| !children_of(Pid::from_raw(*pid)).is_empty())
         .expect("the new supervisor, with workers of its own");
+    // Not this test's child: stopped by the guard if the test fails before it stops it.
+    let _new_guard = KillOnDrop(new_pid);
 
     // Both bound the address (SO_REUSEPORT); once the old one hands over it lets go, and every
     // scrape reaches the new program, which counts from zero.
