@@ -251,13 +251,13 @@ fn run_server<T: Transport>(
 ) -> Result<(), Box<dyn std::error::Error>> {
     match args.mode {
         Some(Mode::Prefork) => {
-            args.operations.check_prefork(true)?;
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             serve_prefork(
                 server,
                 args.workers.unwrap_or(cpus),
                 &args.prefork,
                 args.reuse_port,
+                &args.operations,
             )
         }
         _ => args.operations.serve(server),

@@ -467,7 +467,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // error named) now.
     let builder = args.tls.apply(builder, &["http/1.1"])?;
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
-    let server = bind_tcp(args.proxy.apply(args.limits.apply(builder)), &args.address)?;
+    let builder = args
+        .operations
+        .apply(args.proxy.apply(args.limits.apply(builder)));
+    let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
     args.process.serve(server, &args.operations)

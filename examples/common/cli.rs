@@ -262,10 +262,6 @@ pub struct Operations {
     pub drain_delay: Duration,
 }
 
-/// The [`Operations`] of `--mode prefork`, for [`serve_prefork`] (kept as the TLS
-/// configuration is).
-static OPERATIONS: OnceLock<Operations> = OnceLock::new();
-
 #[allow(dead_code)] // the guide's examples keep to the basics
 impl Operations {
     /// Sets `drain_delay` on `builder`.
@@ -293,16 +289,6 @@ impl Operations {
         });
         server.serve_until_signal()?;
         drop(metrics);
-        Ok(())
-    }
-
-    /// Keeps these flags for [`serve_prefork`], which the examples call next with
-    /// `--mode prefork`: its supervisor then serves `--metrics` (every worker's figures added
-    /// up). Never an error any more (the name stays until the examples stop calling it).
-    pub fn check_prefork(&self, prefork: bool) -> Result<(), String> {
-        if prefork {
-            let _ = OPERATIONS.set(self.clone());
-        }
         Ok(())
     }
 
@@ -364,9 +350,9 @@ impl ProcessFlags {
         match self.mode {
             ProcessMode::Threading => operations.serve(server),
             ProcessMode::Prefork => {
-                operations.check_prefork(true)?;
                 let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-                serve_prefork(server, self.workers.unwrap_or(cpus), &self.prefork, false)
+                let workers = self.workers.unwrap_or(cpus);
+                serve_prefork(server, workers, &self.prefork, false, operations)
             }
         }
     }
@@ -461,8 +447,8 @@ pub fn serve<T: Transport, H: Handler, S: Strategy>(
 
 /// Serves from `workers` supervised worker processes (the process model) until SIGTERM
 /// (graceful) or SIGINT (at once), printing `serving on ADDRESS` once, from the supervisor,
-/// when the first worker is ready, then `metrics on ADDRESS` with `--metrics` (kept by the
-/// example's [`Operations::check_prefork`]). The other signals (HUP, TTIN, TTOU) work as the
+/// when the first worker is ready, then `metrics on ADDRESS` with `--metrics` (the
+/// supervisor serves every worker's figures added up). The other signals (HUP, TTIN, TTOU) work as the
 /// `socketserver::prefork` docs say.
 ///
 /// With `reuse_port`, each worker slot gets a listening socket of its own and the kernel
@@ -474,6 +460,7 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
     workers: usize,
     flags: &PreforkFlags,
     reuse_port: bool,
+    operations: &Operations,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut prefork = Prefork::new(server)
         .workers(workers)
@@ -482,7 +469,7 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
         .max_requests_jitter(flags.max_requests.map_or(0, |n| n / 10));
     // --metrics: the supervisor serves the whole server's figures on a listener of its own,
     // from its own loop (no thread: it forks).
-    if let Some(address) = OPERATIONS.get().and_then(|o| o.metrics.as_deref()) {
+    if let Some(address) = operations.metrics.as_deref() {
         prefork = prefork.metrics(address)?;
     }
     let metrics = prefork.metrics_address();
