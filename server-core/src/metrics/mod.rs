@@ -22,6 +22,7 @@
 //! | `socketserver_requests_total{outcome}` | counter | requests handled, `outcome="succeeded"` or `"failed"` |
 //! | `socketserver_requests_rejected_total{reason}` | counter | refused before a handler ran: `reason="overloaded"` (at `max_connections`), `"over_client_limit"`, `"other"` (`verify_request`, a bad PROXY header, an oversized datagram) |
 //! | `socketserver_connections_gave_up_total` | counter | clients that closed while they waited in the backlog |
+//! | `socketserver_requests_cut_off_total` | counter | requests whose connection was shut down at [`max_request_time`](crate::ServerBuilder::max_request_time) |
 //! | `socketserver_requests_active` | gauge | handlers running now |
 //! | `socketserver_requests_open` | gauge | requests taken and not finished (what `max_connections` caps) |
 //! | `socketserver_request_duration_seconds` | histogram | how long handled requests took (buckets from 0.5 ms to 10 s) |
@@ -320,6 +321,16 @@ fn server_families(
         "socketserver_connections_gave_up_total",
         &[],
         count(stats.gave_up),
+    )
+    .family(
+        "socketserver_requests_cut_off_total",
+        "Requests whose connection was shut down at max_request_time.",
+        Kind::Counter,
+    )
+    .sample(
+        "socketserver_requests_cut_off_total",
+        &[],
+        count(stats.cut_off),
     )
     .family(
         "socketserver_requests_active",

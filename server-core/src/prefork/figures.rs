@@ -36,9 +36,9 @@ pub(super) fn reason_index(reason: &ExitReason) -> usize {
     }
 }
 
-/// How many `u64` a report is on the pipe: 8 counters and gauges of [`Stats`], busy and idle,
+/// How many `u64` a report is on the pipe: 9 counters and gauges of [`Stats`], busy and idle,
 /// the histogram's buckets, its count and its sum.
-const WORDS: usize = 8 + 2 + DURATION_BUCKETS.len() + 2;
+const WORDS: usize = 9 + 2 + DURATION_BUCKETS.len() + 2;
 
 /// What a worker reports: its figures as of now.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -91,6 +91,7 @@ impl Figures {
             s.overloaded,
             s.over_client_limit,
             s.gave_up,
+            s.cut_off,
             as_u64(s.active),
             as_u64(s.open),
             self.busy,
@@ -118,6 +119,7 @@ impl Figures {
             overloaded: next(),
             over_client_limit: next(),
             gave_up: next(),
+            cut_off: next(),
             active: as_usize(next()),
             open: as_usize(next()),
             ..Stats::default()
@@ -145,6 +147,7 @@ impl Figures {
             (&mut s.overloaded, o.overloaded),
             (&mut s.over_client_limit, o.over_client_limit),
             (&mut s.gave_up, o.gave_up),
+            (&mut s.cut_off, o.cut_off),
             (&mut s.durations.count, o.durations.count),
         ] {
             *mine = mine.saturating_add(theirs);
@@ -186,6 +189,7 @@ mod tests {
         f.stats.overloaded = 1;
         f.stats.over_client_limit = 1;
         f.stats.gave_up = 3;
+        f.stats.cut_off = 5;
         f.stats.active = 2;
         f.stats.open = 4;
         f.stats.durations.at_most = [n + 1; DURATION_BUCKETS.len()];
