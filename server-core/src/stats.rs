@@ -51,8 +51,9 @@ pub struct Stats {
     pub over_client_limit: u64,
     /// Clients that had already closed their connection, without sending anything, when the
     /// server took it from the listen backlog (they gave up waiting): closed without costing a
-    /// slot or a handler. Looked for only while a `max_connections` cap is set, when clients
-    /// may wait. Not counted in `rejected`.
+    /// slot or a handler. Looked for only after the server was full (at `max_connections`,
+    /// or with no room in its strategy or queue), when clients may have waited, until the
+    /// backlog is empty again. Not counted in `rejected`.
     pub gave_up: u64,
     /// Requests whose connection was shut down because they ran past
     /// [`max_request_time`](crate::ServerBuilder::max_request_time) (they also end as

@@ -68,9 +68,12 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             // there is room now and turned away (or queued) if not.
             self.expire_waiting();
             let room = self.has_room_now();
+            if !room {
+                self.clients_waited.set(true);
+            }
             if room {
                 if let Some((_, request)) = self.waiting.pop_front() {
-                    self.dispatch(request);
+                    self.dispatch(request, true);
                     continue;
                 }
             }
@@ -168,7 +171,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     pub(super) fn drain_waiting(&mut self) {
         while let Some((_, request)) = self.waiting.pop_front() {
             if self.has_room_now() {
-                self.dispatch(request);
+                self.dispatch(request, true);
             } else {
                 self.shared.context().turn_away(false);
                 T::turn_away(request, self.busy_reply());
@@ -186,7 +189,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 {
                     self.end_shortage();
                 }
-                self.dispatch(request);
+                self.dispatch(request, false);
                 true
             }
             Ok(Received::Dropped(error)) => {
@@ -203,12 +206,13 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     }
 
     /// Hands a request to the strategy, unless its client gave up, `verify_request` says no,
-    /// or its client is at its per-client cap.
-    fn dispatch(&mut self, request: T::Request) {
+    /// or its client is at its per-client cap. `queued`: it waited in the `Overload::Queue`.
+    fn dispatch(&mut self, request: T::Request, queued: bool) {
         let context = self.shared.context();
-        // Clients may have waited in the backlog for a slot: one that gave up and closed must
-        // not take a slot, or a handler's time (emqx #14145).
-        if context.gate().is_capped() && T::gave_up(&request) {
+        // Clients that waited for a slot (in the backlog while the server was full, or in the
+        // queue): one that gave up and closed must not take a slot, or a handler's time (emqx
+        // #14145). Looked at only then: it costs a poll (and a peek) per connection.
+        if (queued || self.clients_waited.get()) && T::gave_up(&request) {
             log::debug!(target: "socketserver::request",
                 "{} gave up waiting before it was taken", T::client_address(&request));
             context.gave_up();
@@ -298,7 +302,11 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             // the same shortage, and must not log a warning per request. `take_one` ends it
             // too once requests are taken with no failure for `SHORTAGE_OVER`, for
             // `handle_request`, which never calls `accept` without a client waiting.)
-            io::ErrorKind::WouldBlock => self.end_shortage(),
+            io::ErrorKind::WouldBlock => {
+                // The backlog is empty: whoever comes next did not wait.
+                self.clients_waited.set(false);
+                self.end_shortage();
+            }
             io::ErrorKind::Interrupted => {}
             io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
                 log::debug!(target: "socketserver::accept",
@@ -361,6 +369,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             if gate.has_room() {
                 return Room::Free;
             }
+            // Full: clients now wait in the backlog, and may give up there.
+            self.clients_waited.set(true);
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Room::Full;
             }

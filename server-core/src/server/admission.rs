@@ -56,11 +56,6 @@ impl Gate {
         self.max
     }
 
-    /// Whether a cap is set (`max_connections` or the per-client cap): clients may then wait.
-    pub(crate) fn is_capped(&self) -> bool {
-        self.max.is_some() || self.per_client.is_some()
-    }
-
     /// Whether the loop may take another request now.
     pub(crate) fn has_room(&self) -> bool {
         self.max.is_none_or(|max| self.open() < max)

@@ -451,6 +451,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             finish,
             busy,
             overload,
+            clients_waited: std::cell::Cell::new(false),
             waiting: std::collections::VecDeque::new(),
             always: None,
             hooks,

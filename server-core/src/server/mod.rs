@@ -116,6 +116,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     busy: &'static [u8],
     /// What happens at `max_connections`.
     overload: Overload,
+    /// Whether clients may have waited for a slot since the backlog was last empty (the loop
+    /// found the server full): new connections are then looked at for clients that gave up.
+    clients_waited: std::cell::Cell<bool>,
     /// Clients held by [`Overload::Queue`], each with the end of its wait.
     waiting: VecDeque<(Instant, T::Request)>,
     /// A waker that is always set, to ask the strategy for room without waiting (made on
