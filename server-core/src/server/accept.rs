@@ -34,6 +34,13 @@ pub(super) struct Shortage {
     last: Instant,
 }
 
+/// What the socket had: a request, something it reported itself (look again), or nothing.
+enum Next<R> {
+    Request(R),
+    Again,
+    Nothing,
+}
+
 /// Whether the `max_connections` cap lets the loop take a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Room {
@@ -125,23 +132,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let Overload::Queue { timeout, .. } = self.overload else {
             return self.turn_away_one();
         };
-        match T::get_request(&self.socket, &mut self.buf) {
-            Ok(Received::Request(request)) => {
+        match self.next_request() {
+            Next::Request(request) => {
                 log::debug!(target: "socketserver::request",
                     "at max_connections: {} waits up to {timeout:?}", T::client_address(&request));
                 self.waiting.push_back((deadline_in(timeout), request));
                 true
             }
-            Ok(Received::Dropped(error)) => {
-                let context = self.shared.context();
-                context.reject();
-                context.handle_error(&error);
-                true
-            }
-            Err(e) => {
-                self.get_request_failed(e);
-                false
-            }
+            Next::Again => true,
+            Next::Nothing => false,
         }
     }
 
@@ -181,8 +180,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Takes one request if one is waiting; `false` if none was.
     pub(super) fn take_one(&mut self) -> bool {
-        match T::get_request(&self.socket, &mut self.buf) {
-            Ok(Received::Request(request)) => {
+        match self.next_request() {
+            Next::Request(request) => {
                 if self
                     .shortage
                     .is_some_and(|s| s.last.elapsed() >= SHORTAGE_OVER)
@@ -192,16 +191,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 self.dispatch(request, false);
                 true
             }
-            Ok(Received::Dropped(error)) => {
-                let context = self.shared.context();
-                context.reject();
-                context.handle_error(&error);
-                true
-            }
-            Err(e) => {
-                self.get_request_failed(e);
-                false
-            }
+            Next::Again => true,
+            Next::Nothing => false,
         }
     }
 
@@ -263,24 +254,16 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Takes one waiting client and turns it away, as the overload policy says; `false` if
     /// none was waiting.
     fn turn_away_one(&mut self) -> bool {
-        match T::get_request(&self.socket, &mut self.buf) {
-            Ok(Received::Request(request)) => {
+        match self.next_request() {
+            Next::Request(request) => {
                 log::debug!(target: "socketserver::request",
                     "at max_connections: {} turned away", T::client_address(&request));
                 self.shared.context().turn_away(false);
                 T::turn_away(request, self.busy_reply());
                 true
             }
-            Ok(Received::Dropped(error)) => {
-                let context = self.shared.context();
-                context.reject();
-                context.handle_error(&error);
-                true
-            }
-            Err(e) => {
-                self.get_request_failed(e);
-                false
-            }
+            Next::Again => true,
+            Next::Nothing => false,
         }
     }
 
@@ -290,6 +273,24 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         match self.overload {
             Overload::Close | Overload::Queue { reply: false, .. } => b"",
             _ => self.busy,
+        }
+    }
+
+    /// Takes the next request from the socket. A datagram that cannot be served (oversized) is
+    /// counted and reported here, and so is a failed `accept(2)`.
+    fn next_request(&mut self) -> Next<T::Request> {
+        match T::get_request(&self.socket, &mut self.buf) {
+            Ok(Received::Request(request)) => Next::Request(request),
+            Ok(Received::Dropped(error)) => {
+                let context = self.shared.context();
+                context.reject();
+                context.handle_error(&error);
+                Next::Again
+            }
+            Err(e) => {
+                self.get_request_failed(e);
+                Next::Nothing
+            }
         }
     }
 
