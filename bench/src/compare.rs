@@ -173,7 +173,10 @@ fn paths() -> Result<(PathBuf, PathBuf, PathBuf), BoxError> {
 }
 
 pub fn build_echo() -> Result<(), BoxError> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = std::env::var("CARGO")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "--example", "echo"])
