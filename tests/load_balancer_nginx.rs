@@ -290,7 +290,7 @@ fn scale_out(metrics: bool) {
         .flatten()
         .map(|i| i.example.address.parse().expect("an address"))
         .collect();
-    let nginx = Balancer::nginx(&addresses);
+    let mut nginx = Balancer::nginx(&addresses);
     let load = LineLoad::start(nginx.front, CLIENTS);
 
     // Phase 1: the load spreads over the three.
@@ -314,10 +314,14 @@ fn scale_out(metrics: bool) {
         assert!(a > b, "round robin reaches {host}: {s0:?} -> {s1:?}");
     }
 
-    // Phase 2: 127.0.0.3 stops gracefully (SIGTERM: it finishes what it accepted, then
-    // refuses connections, and nginx tries the next server); the others take its share.
+    // Phase 2: 127.0.0.3 stops gracefully, as an operator takes a server out of an open
+    // source nginx (passive checks only): out of the upstream first (`nginx -s reload`), then
+    // SIGTERM (it finishes what it accepted); the others take its share. Stopping it without
+    // the reload leaves a moment, between the last look at its backlog and its close, in
+    // which a connection nginx has just made is reset (1 in ~3000 in one run of five).
     let phase_started = std::time::Instant::now();
     let stopped = instances[1].take().expect("instance 1");
+    nginx.reload_nginx_without(&format!("server {} ", addresses[1]));
     let status = stopped.example.stop(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "{} after SIGTERM", stopped.host);
     assert!(

@@ -219,6 +219,8 @@ pub struct Balancer {
     fronts: Vec<(String, SocketAddr)>,
     child: Child,
     dir: tempfile::TempDir,
+    /// The configuration it runs.
+    text: String,
 }
 
 impl Balancer {
@@ -350,6 +352,43 @@ impl Balancer {
         balancer
     }
 
+    /// nginx only: takes out of its configuration the lines that contain `line`, and reloads
+    /// it (SIGHUP to the master, as `nginx -s reload` does); returns once the old workers have
+    /// stopped taking connections (nginx logs "gracefully shutting down"). This is how a
+    /// server leaves an nginx upstream without a failed request: open source nginx checks
+    /// servers only passively, so it would go on connecting to one until it refuses.
+    pub fn reload_nginx_without(&mut self, line: &str) {
+        assert_eq!(self.name, "nginx");
+        let text: String = self
+            .text
+            .lines()
+            .filter(|l| !l.contains(line))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(text.len(), self.text.len(), "no line holds {line:?}");
+        std::fs::write(self.dir.path().join("nginx.conf"), &text).expect("write nginx.conf");
+        self.text = text;
+        let log = self.dir.path().join("error.log");
+        let shutting = |log: &Path| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches("gracefully shutting down")
+                .count()
+        };
+        let before = shutting(&log);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP nginx");
+        let deadline = Instant::now() + START_LIMIT;
+        while shutting(&log) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not reload:\n{}",
+                self.logs()
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
     /// The address the balancer listens on in place of its file's `original`.
     pub fn front_of(&self, original: &str) -> SocketAddr {
         self.fronts
@@ -389,6 +428,7 @@ impl Balancer {
         Balancer {
             name,
             front: config.fronts[0].1,
+            text: config.text,
             fronts: config.fronts,
             child,
             dir,
