@@ -259,10 +259,9 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         self.on_pass = Some(Box::new(pass));
     }
 
-    /// Leaves the Unix socket file alone when this server closes: for a prefork worker, whose
-    /// socket file the other workers (and the supervisor, which removes it at the end) still
-    /// serve.
-    #[allow(dead_code)] // for the prefork worker's drain through `close`
+    /// Leaves the Unix socket file alone when this server closes: for a prefork supervisor
+    /// that hands its socket over to a new program (a binary upgrade), which serves that file
+    /// on.
     pub(crate) fn forget_socket_file(&mut self) {
         self.socket_file = None;
     }
