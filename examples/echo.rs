@@ -47,6 +47,7 @@
 //! | a client that stops reading its echo is dropped after | 10 s | `--write-timeout SECS` |
 //! | connections (or datagrams) in hand at once; more wait in the listen backlog, or hear `busy` and are closed, or are closed | 256, wait | `--max-connections N`, `--overload wait\|reject\|close` |
 //! | connections from one client address at once | no limit | `--per-client N` |
+//! | metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | none |
 //! | pool workers / forked children / worker processes | CPUs + 4 (at most 32) / 40 / CPUs | `--workers N` |
 //! | requests a worker process serves before it is replaced (prefork) | no limit | `--max-requests N` |
 //! | bytes held per stream connection (`rfile`'s buffer, then `io::copy`'s) | 8 KiB + 8 KiB | none |

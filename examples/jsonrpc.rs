@@ -51,7 +51,9 @@
 //! | answer bytes (an answer that would pass it: -32603 with its id) | 2 MiB | `--max-answer BYTES` |
 //! | a connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
-//! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
+//! | connections served at once; more wait in the listen backlog, or get `503` (`Retry-After: 1`) and are closed, or are closed | 64, wait | `--max-connections N`, `--overload wait\|reject\|close` |
+//! | connections from one client address at once | no limit | `--per-client N` |
+//! | metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | none |
 //!
 //! So a request costs at most its body, about 700 bytes per JSON value decoded (an object is
 //! the dearest value: a `serde_json` map node), and its answer. The dearest requests seen

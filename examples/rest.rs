@@ -61,7 +61,9 @@
 //! | bytes in one page of `GET /items` (the rest: `Link: <...>; rel="next"`) | 2 MiB | `--max-page-bytes BYTES` |
 //! | a connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
-//! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
+//! | connections served at once; more wait in the listen backlog, or get `503` (`Retry-After: 1`) and are closed, or are closed | 64, wait | `--max-connections N`, `--overload wait\|reject\|close` |
+//! | connections from one client address at once | no limit | `--per-client N` |
+//! | metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | none |
 //! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
 //! | a TLS handshake (with `--tls-cert`) must end within, in all | 10 s | none (`ServerBuilder::tls_handshake_timeout`) |
 //!

@@ -31,7 +31,9 @@
 //!
 //! | Bound | Default | Flag |
 //! | --- | --- | --- |
-//! | Clients connected at once (more wait in the listen backlog) | 128 | `--max-connections` |
+//! | Clients connected at once (more wait in the listen backlog, or get `503` and are closed, or are closed) | 128, wait | `--max-connections`, `--overload wait\|reject\|close` |
+//! | Connections from one client address at once | no limit | `--per-client N` |
+//! | Metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | (fixed) |
 //! | Time for an HTTP request to arrive, and an idle HTTP keep-alive connection | 30 s | `--read-timeout` |
 //! | Time for the client to take what is queued for it (else it is dropped) | 10 s | `--write-timeout` |
 //! | One message (and so one frame) from a client; a larger one is refused with close code 1009 | 1 MiB | `--max-message` |

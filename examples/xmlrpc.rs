@@ -51,7 +51,9 @@
 //! | nesting depth (deeper: a -32700 fault, as for malformed XML) | 64 | (fixed) |
 //! | a connection with nothing to read is closed after | 10 s | `--read-timeout SECS` |
 //! | a client that stops reading its answer is dropped after | 10 s | `--write-timeout SECS` |
-//! | connections served at once; more wait in the listen backlog | 64 | `--max-connections N` |
+//! | connections served at once; more wait in the listen backlog, or get `503` (`Retry-After: 1`) and are closed, or are closed | 64, wait | `--max-connections N`, `--overload wait\|reject\|close` |
+//! | connections from one client address at once | no limit | `--per-client N` |
+//! | metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | none |
 //!
 //! So a request costs at most its body, about 200 bytes per element decoded, its text decoded
 //! (twice, for a moment), and its answer: an estimated 6 MiB at worst with the defaults. Eight 1 MiB multicalls and eight 1 MiB calls of empty
