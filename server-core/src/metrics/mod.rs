@@ -107,7 +107,6 @@
 //! # }
 //! ```
 
-pub(crate) mod backlog;
 pub(crate) mod prefork;
 pub(crate) mod responder;
 mod text;

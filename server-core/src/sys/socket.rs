@@ -162,3 +162,24 @@ pub(crate) fn is_resource_shortage(error: &io::Error) -> bool {
         Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn listen_queue_counts_the_connections_waiting_to_be_accepted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(listen_queue(listener.as_fd()).unwrap(), 0);
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // The handshakes complete in the kernel: three wait to be accepted.
+        assert_eq!(listen_queue(listener.as_fd()).unwrap(), 3);
+        drop(clients);
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(listen_queue(unix.as_fd()).is_err(), "not TCP");
+    }
+}

@@ -43,7 +43,6 @@ mod with_http {
 
     use super::super::Table;
     use crate::handler::Handler;
-    use crate::metrics::backlog::tcp_backlog;
     use crate::metrics::prefork::{answer, PreforkView, Readiness};
     use crate::metrics::responder::Responder;
     use crate::prefork::figures::{Figures, REASONS};
@@ -133,7 +132,9 @@ mod with_http {
                 })
                 .collect();
             let listeners = std::iter::once(self.server.as_fd()).chain(self.slots.sockets());
-            let queues: Vec<u64> = listeners.filter_map(tcp_backlog).collect();
+            let queues: Vec<u64> = listeners
+                .filter_map(|fd| crate::sys::socket::listen_queue(fd).ok())
+                .collect();
             PreforkView {
                 stats,
                 busy,
