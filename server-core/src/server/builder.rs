@@ -466,7 +466,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             drain_delay,
             max_request_time,
             last_cut: std::time::Instant::now(),
-            last_sample: std::time::Instant::now(),
+            last_sample: None,
             on_ready: None,
             on_pass: None,
             _handler: PhantomData,

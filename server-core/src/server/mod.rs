@@ -143,8 +143,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     max_request_time: Option<Duration>,
     /// When the loop last looked for requests over `max_request_time`.
     last_cut: Instant,
-    /// When the loop last recorded the listen backlog's length.
-    last_sample: Instant,
+    /// When the loop last recorded the listen backlog's length (`None`: not yet, so the first
+    /// pass records it and a scrape right after serving starts has the figure).
+    last_sample: Option<Instant>,
     /// Called once, when the loop first waits for requests.
     on_ready: Option<ReadyCallback>,
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
@@ -452,10 +453,13 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Records the listen backlog's length for the metrics, at most every [`CUT_INTERVAL`]
     /// (one `getsockopt(2)`; stream sockets only).
     fn sample_listen_queue(&mut self) {
-        if self.last_sample.elapsed() < CUT_INTERVAL {
+        if self
+            .last_sample
+            .is_some_and(|last| last.elapsed() < CUT_INTERVAL)
+        {
             return;
         }
-        self.last_sample = Instant::now();
+        self.last_sample = Some(Instant::now());
         if T::listener_fd(&self.socket).is_some() {
             let waiting = crate::sys::socket::listen_queue(self.socket.as_fd()).ok();
             self.shared.context().set_listen_queue(waiting);
