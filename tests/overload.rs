@@ -220,7 +220,16 @@ fn a_client_that_gave_up_in_the_backlog_costs_no_slot_and_no_handler() {
     let mut first = tcp_client(running.inet());
     assert_eq!(echoed(&mut first, "one"), "one\n");
     // Waits in the backlog, then gives up: connects and closes without a word.
-    drop(tcp_client(running.inet()));
+    let gave_up = tcp_client(running.inet());
+    let port = gave_up.local_addr().unwrap().port();
+    drop(gave_up);
+    // The kernel takes the close in on the server's side in its own time (softirq, maybe
+    // another core): wait until the waiting connection shows it (CLOSE_WAIT), as it will have
+    // by the time a real client that gave up reaches the front of the backlog.
+    assert!(
+        util::eventually(PATIENCE, || close_wait_from(port)),
+        "the server side saw the client's close"
+    );
     // Waits too, but has sent its line and only half-closed: it is still served.
     let mut patient = tcp_client(running.inet());
     patient.write_all(b"two\n").unwrap();
@@ -311,4 +320,18 @@ fn reject_applies_when_the_pools_queue_is_full() {
     assert_eq!(reply, "two\n", "the pool's queued client is served");
     let server = running.stop();
     assert!(server.stats().overloaded >= 1, "{:?}", server.stats());
+}
+
+/// Whether the server side of the connection from local port `port` is in CLOSE_WAIT: the
+/// client's close has reached it (`/proc/net/tcp`: the remote port in hex, state `08`).
+fn close_wait_from(port: u16) -> bool {
+    let remote = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
+        })
 }
