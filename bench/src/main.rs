@@ -10,10 +10,13 @@
 //! Every load is bounded in time; every server listens on loopback or a Unix socket path.
 
 mod compare;
+mod http;
 mod load;
+mod many;
 mod memory;
 mod peers;
 mod scrape;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -40,6 +43,12 @@ enum Command {
     Memory(memory::MemoryArgs),
     /// Measures what one scrape of the echo server's `--metrics` listener costs it in CPU.
     ScrapeCost(scrape::CostArgs),
+    /// The HTTP scenarios: our HTTP layer against hyper, actix-web, tiny_http and Python.
+    Http(http::HttpArgs),
+    /// TLS: handshakes per second and echo over TLS, against tokio-rustls.
+    Tls(tls::TlsArgs),
+    /// Many (10,000) persistent connections: requests/s, p99, RSS and threads.
+    Many(many::ManyArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,9 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::main(&args),
         Command::Memory(args) => memory::main(&args),
         Command::ScrapeCost(args) => scrape::cost(&args),
+        Command::Http(args) => http::main(&args),
+        Command::Tls(args) => tls::main(&args),
+        Command::Many(args) => many::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
