@@ -73,7 +73,9 @@ use socketserver::{
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{exit_code, serve_prefork, Defaults, Operations, PreforkFlags, ProxyFlags, ServerLimits};
+use cli::{
+    exit_code, serve_prefork, Defaults, Operations, PreforkFlags, ProxyFlags, Reload, ServerLimits,
+};
 
 /// The handler: made fresh for every connection (or datagram). No fields, no shared state.
 #[derive(Handler)]
@@ -170,7 +172,8 @@ struct Args {
     // --proxy-protocol, --trusted-proxy and --proxy-header-timeout (stream transports only).
     #[command(flatten)]
     proxy: ProxyFlags,
-    // --tls-cert and --tls-key (tcp and unix).
+    // --tls-cert and --tls-key (tcp and unix; with the `tls` feature, a default one).
+    #[cfg(feature = "tls")]
     #[command(flatten)]
     tls: cli::TlsFlags,
 }
@@ -195,60 +198,61 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let builder = ops
                 .apply(proxy.apply(limits.apply(TcpServer::<Echo>::builder().strategy(strategy))));
             let builder = builder.nodelay(true).reuse_port(args.reuse_port);
-            // --tls-cert and --tls-key: TLS on every connection.
-            let builder = args.tls.apply(builder, &[])?;
-            run_server(
-                args,
-                match inherited.take_tcp(None)? {
-                    Some(socket) => builder.from_listener(socket)?,
-                    None => builder.bind(addr)?,
-                },
-            )
+            // --tls-cert and --tls-key: TLS on every connection; under --mode prefork, SIGHUP
+            // reloads the files (`reload`).
+            #[cfg(feature = "tls")]
+            let (builder, reload) = args.tls.apply(builder, &[])?;
+            #[cfg(not(feature = "tls"))]
+            let reload = Reload::default();
+            let server = match inherited.take_tcp(None)? {
+                Some(socket) => builder.from_listener(socket)?,
+                None => builder.bind(addr)?,
+            };
+            run_server(args, server, &reload)
         }
         TransportArg::Udp => {
             let builder = ops
                 .apply(proxy.apply(limits.apply(UdpServer::<Echo>::builder().strategy(strategy))))
                 .reuse_port(args.reuse_port);
-            run_server(
-                args,
-                match inherited.take_udp(None)? {
-                    Some(socket) => builder.from_socket(socket)?,
-                    None => builder.bind(addr)?,
-                },
-            )
+            let server = match inherited.take_udp(None)? {
+                Some(socket) => builder.from_socket(socket)?,
+                None => builder.bind(addr)?,
+            };
+            run_server(args, server, &Reload::default())
         }
         TransportArg::Unix => {
             let builder = ops.apply(
                 proxy.apply(limits.apply(UnixStreamServer::<Echo>::builder().strategy(strategy))),
             );
-            let builder = args.tls.apply(builder, &[])?;
-            run_server(
-                args,
-                match inherited.take_unix_stream(None)? {
-                    Some(socket) => builder.from_listener(socket)?,
-                    None => builder.bind(addr)?,
-                },
-            )
+            #[cfg(feature = "tls")]
+            let (builder, reload) = args.tls.apply(builder, &[])?;
+            #[cfg(not(feature = "tls"))]
+            let reload = Reload::default();
+            let server = match inherited.take_unix_stream(None)? {
+                Some(socket) => builder.from_listener(socket)?,
+                None => builder.bind(addr)?,
+            };
+            run_server(args, server, &reload)
         }
         TransportArg::UnixDatagram => {
             let builder = ops.apply(
                 proxy.apply(limits.apply(UnixDatagramServer::<Echo>::builder().strategy(strategy))),
             );
-            run_server(
-                args,
-                match inherited.take_unix_datagram(None)? {
-                    Some(socket) => builder.from_socket(socket)?,
-                    None => builder.bind(addr)?,
-                },
-            )
+            let server = match inherited.take_unix_datagram(None)? {
+                Some(socket) => builder.from_socket(socket)?,
+                None => builder.bind(addr)?,
+            };
+            run_server(args, server, &Reload::default())
         }
     }
 }
 
-/// Serves in this process, or from worker processes with `--mode prefork`.
+/// Serves in this process, or from worker processes with `--mode prefork` (where SIGHUP runs
+/// `reload` before it replaces them).
 fn run_server<T: Transport>(
     args: &Args,
     server: Server<T, Echo, Box<dyn Strategy>>,
+    reload: &Reload,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match args.mode {
         Some(Mode::Prefork) => {
@@ -259,6 +263,7 @@ fn run_server<T: Transport>(
                 &args.prefork,
                 args.reuse_port,
                 &args.operations,
+                reload,
             )
         }
         _ => args.operations.serve(server),

@@ -433,7 +433,8 @@ struct Args {
     // --proxy-protocol, --trusted-proxy, --proxy-header-timeout: behind a load balancer.
     #[command(flatten)]
     proxy: ProxyFlags,
-    // --tls-cert and --tls-key: HTTPS.
+    // --tls-cert and --tls-key: HTTPS (with the `tls` feature, a default one).
+    #[cfg(feature = "tls")]
     #[command(flatten)]
     tls: cli::TlsFlags,
     // --mode threading|prefork, --workers, --worker-mode, --max-requests.
@@ -466,8 +467,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
     // --tls-cert and --tls-key: HTTPS (ALPN `http/1.1`), with the certificate loaded (or its
-    // error named) now.
-    let builder = args.tls.apply(builder, &["http/1.1"])?;
+    // error named) now; under --mode prefork, SIGHUP reloads the files (`reload`).
+    #[cfg(feature = "tls")]
+    let (builder, reload) = args.tls.apply(builder, &["http/1.1"])?;
+    #[cfg(not(feature = "tls"))]
+    let reload = cli::Reload::default();
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
     let builder = args
         .operations
@@ -475,5 +479,5 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
-    args.process.serve(server, &args.operations)
+    args.process.serve(server, &args.operations, &reload)
 }

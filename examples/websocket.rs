@@ -184,7 +184,8 @@ struct Args {
     /// plus 14, so that one largest message fits).
     #[arg(long, default_value_t = 2 << 20)]
     queue_bytes: usize,
-    // --tls-cert and --tls-key: https:// and wss://.
+    // --tls-cert and --tls-key: https:// and wss:// (with the `tls` feature, a default one).
+    #[cfg(feature = "tls")]
     #[command(flatten)]
     tls: cli::TlsFlags,
 }
@@ -695,12 +696,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .strategy(args.process.strategy()?)
         .nodelay(true)
         .close_timeout(Some(Duration::from_secs(2)));
-    // --tls-cert and --tls-key: https:// and wss:// (ALPN http/1.1).
-    let builder = args.tls.apply(builder, &["http/1.1"])?;
+    // --tls-cert and --tls-key: https:// and wss:// (ALPN http/1.1); under --mode prefork,
+    // SIGHUP reloads the files (`reload`).
+    #[cfg(feature = "tls")]
+    let (builder, reload) = args.tls.apply(builder, &["http/1.1"])?;
+    #[cfg(not(feature = "tls"))]
+    let reload = cli::Reload::default();
     // Binds ADDRESS, or serves the socket systemd passed (LISTEN_FDS).
     let builder = args.operations.apply(args.limits.apply(builder));
     let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
     // or from the worker processes of `--mode prefork`.
-    args.process.serve(server, &args.operations)
+    args.process.serve(server, &args.operations, &reload)
 }

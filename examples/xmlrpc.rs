@@ -71,7 +71,9 @@ use socketserver::{Handler, ServerContext, TcpServer};
 // parsers, `serve` (which prints the `serving on` line) and the exit status.
 #[path = "common/cli.rs"]
 mod cli;
-use cli::{at_least_one, bind_tcp, exit_code, Defaults, Operations, ProcessFlags, ServerLimits};
+use cli::{
+    at_least_one, bind_tcp, exit_code, Defaults, Operations, ProcessFlags, Reload, ServerLimits,
+};
 
 // The XML-RPC data model, decoding, methods and encoding; the fuzz target includes the same
 // file.
@@ -146,6 +148,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let builder = args.operations.apply(args.limits.apply(builder));
     let server = bind_tcp(builder, &args.address)?;
     // Until Ctrl-C or SIGTERM, printing `serving on ADDRESS` once it serves: in this process,
-    // or from the worker processes of `--mode prefork`.
-    args.process.serve(server, &args.operations)
+    // or from the worker processes of `--mode prefork` (SIGHUP replaces them; no files to reload).
+    args.process
+        .serve(server, &args.operations, &Reload::default())
 }

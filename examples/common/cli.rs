@@ -3,8 +3,9 @@
 //! the process model's flags (`--worker-mode`, `--max-requests`, with `--mode prefork`),
 //! serving with the `serving on` line (in one process or from worker processes), the PROXY
 //! protocol's flags (`--proxy-protocol`, `--trusted-proxy`, `--proxy-header-timeout`, for
-//! serving behind HAProxy or nginx), TLS (`--tls-cert`, `--tls-key`), and the error report at
-//! exit.
+//! serving behind HAProxy or nginx), TLS (`--tls-cert`, `--tls-key`, with the `tls` feature
+//! only: built with `--no-default-features --features http`, the flags do not exist), and the
+//! error report at exit.
 //!
 //! Each example includes this file with `#[path = "common/cli.rs"] mod cli;` (as it includes
 //! its protocol module), so a program copied from an example needs this file too. Each example
@@ -13,15 +14,16 @@
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::{Arg, ValueEnum};
 use socketserver::prefork::Prefork;
 use socketserver::proxy::{IpNet, ProxyProtocol};
 use socketserver::systemd::ListenFds;
+#[cfg(feature = "tls")]
 use socketserver::tls::TlsConfig;
 use socketserver::transport::{Tcp, Transport};
 use socketserver::{
@@ -147,13 +149,15 @@ impl ProxyFlags {
 
 /// TLS: `--tls-cert PATH --tls-key PATH` (both or neither) serve every connection over TLS with
 /// this certificate chain (PEM, the server's certificate first) and private key (PEM). Put it
-/// in the example's `Args` with `#[command(flatten)]` and [`apply`](Self::apply) it.
+/// in the example's `Args` with `#[cfg(feature = "tls")] #[command(flatten)]` and
+/// [`apply`](Self::apply) it.
 ///
 /// To change the certificate without a restart: with `--mode prefork`, send SIGHUP (the
 /// supervisor reloads the files, and the replacement workers serve the new certificate; if
 /// the files do not load, the error is logged and the workers keep the old one). In one
 /// process, restart it (or call `TlsConfig::reload` from your own code: see
 /// `socketserver::tls`).
+#[cfg(feature = "tls")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct TlsFlags {
     /// Serve TLS with this certificate chain (PEM: the server's certificate, then its
@@ -165,27 +169,43 @@ pub struct TlsFlags {
     pub tls_key: Option<PathBuf>,
 }
 
-/// The TLS configuration the flags loaded, for [`serve_prefork`] to reload on SIGHUP.
-static TLS: OnceLock<TlsConfig> = OnceLock::new();
-
+#[cfg(feature = "tls")]
 impl TlsFlags {
     /// Loads the certificate and key (an error names the file and what is wrong) and sets
-    /// them on `builder`, answering ALPN with `alpn` (such as `["http/1.1"]`; none if empty);
-    /// without the flags, leaves `builder` as it is.
+    /// them on `builder`, answering ALPN with `alpn` (such as `["http/1.1"]`; none if empty).
+    /// Returns the builder and what SIGHUP reloads under `--mode prefork` (pass it to
+    /// [`serve_prefork`] or [`ProcessFlags::serve`]). Without the flags, `builder` is as it
+    /// was, and the [`Reload`] reloads nothing.
     #[allow(dead_code)] // only some examples serve TLS
     pub fn apply<T: Transport, H: Handler, S: Strategy>(
         &self,
         builder: ServerBuilder<T, H, S>,
         alpn: &[&str],
-    ) -> Result<ServerBuilder<T, H, S>, Box<dyn std::error::Error>> {
+    ) -> Result<WithReload<T, H, S>, Box<dyn std::error::Error>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
-            return Ok(builder);
+            return Ok((builder, Reload::default()));
         };
         let config = TlsConfig::builder(cert, key).alpn(alpn).build()?;
-        // Kept for SIGHUP: clones share the certificate in use, so a reload reaches the server.
-        let _ = TLS.set(config.clone());
-        Ok(builder.tls(config))
+        // A clone shares the certificate in use, so a reload through it reaches the server.
+        let reload = Reload {
+            tls: Some(config.clone()),
+        };
+        Ok((builder.tls(config), reload))
     }
+}
+
+/// A builder, and what SIGHUP reloads for it: what [`TlsFlags::apply`] returns.
+#[cfg(feature = "tls")]
+pub type WithReload<T, H, S> = (ServerBuilder<T, H, S>, Reload);
+
+/// What SIGHUP reloads under `--mode prefork` before the workers are replaced: the files of
+/// `--tls-cert` and `--tls-key`, when [`TlsFlags::apply`] loaded them. `Reload::default()`
+/// reloads nothing (no TLS, or a build without the `tls` feature).
+#[derive(Clone, Debug, Default)]
+pub struct Reload {
+    /// The configuration the servers use, shared with them.
+    #[cfg(feature = "tls")]
+    tls: Option<TlsConfig>,
 }
 
 /// One example's defaults for the [`ServerLimits`] flags, written as on the command line
@@ -342,17 +362,19 @@ impl ProcessFlags {
     }
 
     /// Serves in this process, or from the worker processes of `--mode prefork`.
+    /// `reload` is what SIGHUP reloads in the supervisor (`--tls-cert`'s files).
     pub fn serve<T: Transport, H: Handler, S: Strategy>(
         &self,
         server: Server<T, H, S>,
         operations: &Operations,
+        reload: &Reload,
     ) -> Result<(), Box<dyn std::error::Error>> {
         match self.mode {
             ProcessMode::Threading => operations.serve(server),
             ProcessMode::Prefork => {
                 let cpus = std::thread::available_parallelism().map_or(1, usize::from);
                 let workers = self.workers.unwrap_or(cpus);
-                serve_prefork(server, workers, &self.prefork, false, operations)
+                serve_prefork(server, workers, &self.prefork, false, operations, reload)
             }
         }
     }
@@ -453,7 +475,8 @@ pub fn serve<T: Transport, H: Handler, S: Strategy>(
 ///
 /// With `reuse_port`, each worker slot gets a listening socket of its own and the kernel
 /// spreads connections across them (`Prefork::reuse_port`); `server` must then be TCP or UDP,
-/// bound with the builder's `reuse_port(true)`.
+/// bound with the builder's `reuse_port(true)`. On SIGHUP the supervisor runs `reload` (the
+/// certificate files of `--tls-cert`) before it replaces the workers.
 #[allow(dead_code)] // guide-sockets has no process model
 pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
     server: Server<T, H, S>,
@@ -461,6 +484,7 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
     flags: &PreforkFlags,
     reuse_port: bool,
     operations: &Operations,
+    reload: &Reload,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut prefork = Prefork::new(server)
         .workers(workers)
@@ -479,9 +503,12 @@ pub fn serve_prefork<T: Transport, H: Handler, S: Strategy>(
     });
     // With --tls-cert: SIGHUP reloads the certificate files before the workers are replaced;
     // files that do not load stop the reload (logged), and the old certificate stays.
-    if let Some(tls) = TLS.get() {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = reload.tls.clone() {
         prefork = prefork.on_reload(move || Ok(tls.reload()?));
     }
+    #[cfg(not(feature = "tls"))]
+    let _ = reload; // nothing to reload without the `tls` feature
     let report = prefork.serve()?;
     log::info!("workers stopped: {report:?}");
     Ok(())
