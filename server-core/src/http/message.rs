@@ -1,5 +1,6 @@
 //! HTTP messages as a handler sees them: the parsed [`Request`] and the [`Response`] it returns.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::addr::Address;
@@ -34,10 +35,10 @@ impl fmt::Display for Version {
 /// most [`Limits::max_body`](super::Limits::max_body).
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub(crate) method: String,
+    pub(crate) method: Cow<'static, str>,
     pub(crate) target: String,
     pub(crate) version: Version,
-    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) headers: Headers,
     pub(crate) body: Vec<u8>,
     pub(crate) client_address: Address,
 }
@@ -82,25 +83,19 @@ impl Request {
 
     /// The first header called `name` (compared ignoring case), as raw bytes.
     pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+        self.headers.values(name).next()
     }
 
     /// Every header in the order sent, repeated names included (Python: `headers.items()`).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), &v[..]))
+        self.headers.iter()
     }
 
     /// Whether any header called `name` lists `token` among its comma-separated values,
     /// ignoring case: `has_token("Connection", "upgrade")` is true for
     /// `Connection: keep-alive, Upgrade`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .any(|(_, value)| list_has(value, token))
+        self.headers.has_token(name, token)
     }
 
     /// The body: exactly `Content-Length` bytes, empty when there was none.
@@ -111,6 +106,84 @@ impl Request {
     /// The client's address (Python: `client_address`).
     pub fn client_address(&self) -> &Address {
         &self.client_address
+    }
+}
+
+/// A request's header fields in the order sent: their names and values copied one after the
+/// other into one buffer, and where each ends. Two allocations per request, whatever the
+/// number of fields, instead of two per field.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Headers {
+    bytes: Vec<u8>,
+    /// For each field, the ends of its name and of its value in `bytes`; the name starts
+    /// where the field before it ends.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Headers {
+    /// Room for `fields` fields holding `bytes` bytes of names and values.
+    pub(crate) fn with_capacity(fields: usize, bytes: usize) -> Headers {
+        Headers {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds a field at the end.
+    pub(crate) fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.bytes.extend_from_slice(name);
+        let name_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, self.bytes.len()));
+    }
+
+    /// The number of fields.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Every field as raw bytes, in order.
+    fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let name = self.bytes.get(start..name_end).unwrap_or_default();
+            let value = self.bytes.get(name_end..value_end).unwrap_or_default();
+            start = value_end;
+            (name, value)
+        })
+    }
+
+    /// Every field in order. Names are tokens, checked by the parser, so they are ASCII.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.raw()
+            .map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
+    }
+
+    /// The values of the fields called `name`, ignoring case, in order.
+    pub(crate) fn values<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.raw()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// Whether any field called `name` lists `token`, as [`Request::has_token`].
+    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+        self.values(name).any(|value| list_has(value, token))
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(name, value)| (name, String::from_utf8_lossy(value))),
+            )
+            .finish()
     }
 }
 
@@ -145,7 +218,9 @@ pub(crate) fn list_has(value: &[u8], token: &str) -> bool {
 #[must_use = "a response does nothing until a handler returns it"]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    /// The handler's headers. Those the layer's own constructors add (`Content-Type` of
+    /// [`text`](Self::text)...) borrow static strings, so they cost no allocation.
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     body: Vec<u8>,
 }
 
@@ -168,14 +243,14 @@ impl Response {
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Response {
         Response::new(status)
-            .with_content_type("text/plain; charset=utf-8")
+            .with_static_header("Content-Type", "text/plain; charset=utf-8")
             .with_body(body.into())
     }
 
     /// A `text/html; charset=utf-8` response.
     pub fn html(status: u16, body: impl Into<String>) -> Response {
         Response::new(status)
-            .with_content_type("text/html; charset=utf-8")
+            .with_static_header("Content-Type", "text/html; charset=utf-8")
             .with_body(body.into())
     }
 
@@ -192,7 +267,15 @@ impl Response {
     /// (a name that is not an HTTP token, a value with CR, LF or NUL) are dropped when it is
     /// sent, and logged.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.push((name.into(), value.into()));
+        self.headers
+            .push((Cow::Owned(name.into()), Cow::Owned(value.into())));
+        self
+    }
+
+    /// Adds a header of static strings, without allocating them.
+    fn with_static_header(mut self, name: &'static str, value: &'static str) -> Response {
+        self.headers
+            .push((Cow::Borrowed(name), Cow::Borrowed(value)));
         self
     }
 
@@ -200,7 +283,11 @@ impl Response {
     pub fn with_content_type(mut self, content_type: impl Into<String>) -> Response {
         self.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
-        self.with_header("Content-Type", content_type)
+        self.headers.push((
+            Cow::Borrowed("Content-Type"),
+            Cow::Owned(content_type.into()),
+        ));
+        self
     }
 
     /// Sets the body.
@@ -219,12 +306,12 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// Every header, in the order added.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.headers.iter().map(|(n, v)| (&**n, &**v))
     }
 
     /// The body.
@@ -244,7 +331,7 @@ impl Response {
             .any(|(n, v)| n.eq_ignore_ascii_case("connection") && list_has(v.as_bytes(), "close"))
     }
 
-    pub(crate) fn raw_headers(&self) -> &[(String, String)] {
+    pub(crate) fn raw_headers(&self) -> &[(Cow<'static, str>, Cow<'static, str>)] {
         &self.headers
     }
 }
@@ -312,13 +399,16 @@ mod tests {
 
     fn request(target: &str, headers: &[(&str, &str)]) -> Request {
         Request {
-            method: "GET".into(),
+            method: Cow::Borrowed("GET"),
             target: target.into(),
             version: Version::Http11,
-            headers: headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
-                .collect(),
+            headers: {
+                let mut list = Headers::default();
+                for (name, value) in headers {
+                    list.push(name.as_bytes(), value.as_bytes());
+                }
+                list
+            },
             body: Vec::new(),
             client_address: Address::Unix(crate::addr::UnixAddress::Unnamed),
         }
@@ -372,5 +462,50 @@ mod tests {
         assert!(!is_token(""));
         assert!(is_safe_value("a; b=c"));
         assert!(!is_safe_value("a\r\nSet-Cookie: x"));
+    }
+
+    #[test]
+    fn header_fields_keep_their_order_bytes_and_empty_values() {
+        let mut list = Headers::with_capacity(3, 0);
+        list.push(b"A", b"1");
+        list.push(b"Empty", b"");
+        list.push(b"a", b"\xff2");
+        assert_eq!(list.len(), 3);
+        let all: Vec<_> = list.iter().collect();
+        assert_eq!(
+            all,
+            [("A", &b"1"[..]), ("Empty", &b""[..]), ("a", &b"\xff2"[..])]
+        );
+        let a: Vec<_> = list.values("A").collect();
+        assert_eq!(a, [&b"1"[..], &b"\xff2"[..]]);
+        assert_eq!(list.values("empty").next(), Some(&b""[..]));
+        assert_eq!(list.values("missing").next(), None);
+        assert_eq!(
+            format!("{list:?}"),
+            "[(\"A\", \"1\"), (\"Empty\", \"\"), (\"a\", \"\u{fffd}2\")]"
+        );
+        let r = Request {
+            headers: list,
+            ..request("/", &[])
+        };
+        assert_eq!(r.header("a"), Some("1"));
+        assert_eq!(r.header_bytes("EMPTY"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn static_and_owned_headers_are_the_same_response() {
+        let built = Response::new(200)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body("x");
+        assert_eq!(Response::text(200, "x"), built);
+        assert_eq!(
+            Response::html(200, "x").header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let typed = Response::text(200, "x").with_content_type("application/json");
+        assert_eq!(
+            typed.headers().collect::<Vec<_>>(),
+            [("Content-Type", "application/json")]
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! framed and whether the connection stays open. Pure functions over bytes, so every edge case
 //! is a unit test.
 
-use super::message::{list_has, Version};
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
+use super::message::{Headers, Version};
 use super::Limits;
 
 /// Why a request is refused before the handler sees it: the status and a short reason, sent as
@@ -25,24 +28,30 @@ impl Reject {
 /// A parsed request line and headers, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Head {
-    pub method: String,
+    pub method: Cow<'static, str>,
     pub target: String,
     pub version: Version,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
 }
 
 impl Head {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+        self.headers.values(name)
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.values(name).any(|v| list_has(v, token))
+        self.headers.has_token(name, token)
     }
 }
+
+/// The header fields parsed in place on the stack; a request with more (and a
+/// [`Limits::max_headers`] that allows more) is parsed again with room for them all.
+const STACK_HEADERS: usize = 32;
+
+/// The methods of RFC 9110 and PATCH, kept without an allocation.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
 
 /// Where the end of a request head (an empty line) is, if `buf` holds one: the index just past
 /// it. Accepts bare LF line ends, as `httparse` does. Searching first means `httparse` runs
@@ -69,9 +78,29 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 /// `Ok(Some((head, len)))` when complete (`len` bytes were the head), `Ok(None)` when more bytes
 /// are needed, or the refusal for a malformed head.
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, Reject> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers.max(1)];
-    let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(buf) {
+    let max = limits.max_headers.max(1);
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    if let Some(fields) = stack.get_mut(..max) {
+        return parse_with(buf, fields, limits);
+    }
+    match parse_with(buf, &mut stack, limits) {
+        Err(reject) if reject.status == 431 => {
+            let mut heap = Vec::new();
+            heap.resize_with(max, MaybeUninit::uninit);
+            parse_with(buf, &mut heap, limits)
+        }
+        other => other,
+    }
+}
+
+/// [`parse_head`] with room for `fields.len()` header fields.
+fn parse_with<'b>(
+    buf: &'b [u8],
+    fields: &mut [MaybeUninit<httparse::Header<'b>>],
+    limits: &Limits,
+) -> Result<Option<(Head, usize)>, Reject> {
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -92,15 +121,24 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
         0 => Version::Http10,
         _ => Version::Http11,
     };
+    let bytes = request
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    let mut headers = Headers::with_capacity(request.headers.len(), bytes);
+    for h in request.headers.iter() {
+        headers.push(h.name.as_bytes(), h.value);
+    }
+    let method = match KNOWN_METHODS.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(*known),
+        None => Cow::Owned(method.to_owned()),
+    };
     let head = Head {
-        method: method.to_owned(),
+        method,
         target: target.to_owned(),
         version,
-        headers: request
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect(),
+        headers,
     };
     Ok(Some((head, len)))
 }
@@ -303,7 +341,7 @@ mod tests {
         // Found when the terminator straddles two reads.
         assert_eq!(find_head_end(raw, 26), Some(raw.len() - 4));
         let (h, len) = parse_head(lf, &limits()).unwrap().unwrap();
-        assert_eq!((h.method.as_str(), len), ("GET", lf.len() - 4));
+        assert_eq!((&*h.method, len), ("GET", lf.len() - 4));
     }
 
     #[test]
@@ -427,5 +465,59 @@ mod tests {
         assert_eq!(head_too_large(complete.as_bytes(), &limits()).status, 414);
         let headers = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(max));
         assert_eq!(head_too_large(headers.as_bytes(), &limits()).status, 431);
+    }
+
+    fn with_fields(count: usize) -> String {
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 1..count {
+            raw.push_str(&format!("X-Field-{i}: value {i}\r\n"));
+        }
+        raw.push_str("\r\n");
+        raw
+    }
+
+    #[test]
+    fn more_fields_than_fit_on_the_stack_are_parsed_in_order() {
+        for count in [STACK_HEADERS - 1, STACK_HEADERS, STACK_HEADERS + 1, 100] {
+            let h = head(&with_fields(count));
+            assert_eq!(h.headers.len(), count);
+            let fields: Vec<_> = h.headers.iter().collect();
+            assert_eq!(fields.first(), Some(&("Host", &b"a"[..])));
+            if count > 1 {
+                let last = format!("value {}", count - 1);
+                assert_eq!(fields.last().map(|f| f.1), Some(last.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn past_max_headers_is_431_below_and_above_the_stack_s_room() {
+        assert_eq!(status_of(&with_fields(101)), 431);
+        for max in [1, 10, STACK_HEADERS, STACK_HEADERS + 8] {
+            let limits = Limits {
+                max_headers: max,
+                ..Limits::default()
+            };
+            let at = with_fields(max);
+            assert!(
+                matches!(parse_head(at.as_bytes(), &limits), Ok(Some(_))),
+                "{max}"
+            );
+            let over = with_fields(max + 1);
+            let refused = parse_head(over.as_bytes(), &limits).map(|_| ());
+            assert_eq!(refused.map_err(|r| r.status), Err(431), "{max}");
+        }
+    }
+
+    #[test]
+    fn methods_are_kept_as_sent_known_or_not() {
+        for method in KNOWN_METHODS.iter().chain(&["PROPFIND", "get", "M-SEARCH"]) {
+            let h = head(&format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n"));
+            assert_eq!(h.method, *method);
+            assert_eq!(
+                matches!(h.method, Cow::Borrowed(_)),
+                KNOWN_METHODS.contains(method)
+            );
+        }
     }
 }
