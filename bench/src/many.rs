@@ -10,26 +10,28 @@
 //! load against it: the generator (this program again, `many --generate ADDRESS`) opens every
 //! connection before the clock starts, checks each with one round trip, then every connection
 //! does request/response in turn (one 64-byte request outstanding per connection) for
-//! `--duration` seconds. A few generator threads drive all the connections through `poll(2)`
-//! on non-blocking sockets: 10,000 client threads would take the 2 cores from the server.
+//! `--duration` seconds. A task per connection on a tokio runtime of a few threads drives them
+//! all (non-blocking sockets, epoll): 10,000 client threads would take the 2 cores from the
+//! server, and `poll(2)` over thousands of sockets costs more per echo than the server does.
+//! The generator runs at `nice -n -10`, so a server with thousands of runnable threads cannot
+//! starve it.
 //! Meanwhile the harness reads the server's `VmRSS` and `Threads` from `/proc/PID/status`
 //! every 100 ms and keeps the peak.
 //!
 //! Every load is bounded: connecting (5 s a connection), the check (30 s), the window (at most
 //! 60 s) and the drain after it (5 s); the harness kills a generator that outlives all of them.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use nix::poll::{PollFd, PollFlags};
 
 use crate::compare::{self, ServerSpec};
 use crate::memory::status_field;
@@ -68,7 +70,7 @@ pub struct ManyArgs {
     /// Seconds of load per server and round (at most 60).
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
-    /// Threads of the load generator; each polls its share of the connections.
+    /// Threads of the load generator (its runtime's workers, and as many connecting).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
     /// Message size in bytes.
@@ -85,6 +87,17 @@ pub struct ManyArgs {
     /// Our server: the echo example of this build (built first), or this one.
     #[arg(long, value_name = "PATH")]
     pub echo: Option<PathBuf>,
+    /// The generator's niceness (`nice -n`; negative needs root, and `nice` then warns and
+    /// runs it unchanged). A thread-per-connection server has up to one runnable thread per
+    /// connection: at the default priority the scheduler would give the generator's few
+    /// threads a sliver of the cores, and every server would be measured against a starved
+    /// generator. 0 leaves it as it is.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true, value_parser = clap::value_parser!(i8).range(-20..=19))]
+    pub generator_nice: i8,
+    /// Before each load, wait (at most 120 s) until the rest of the machine has kept the CPUs
+    /// less than this busy (percent) for one second; 100 does not wait.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quiet: u8,
     /// Run as the load generator against ADDRESS and print one `many ...` line (what the
     /// harness starts in a process of its own).
     #[arg(long, value_name = "ADDRESS", hide = true)]
@@ -93,6 +106,8 @@ pub struct ManyArgs {
 
 /// How long one connection may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting them all may take; those left count as never answered.
+const CONNECT_PHASE: Duration = Duration::from_secs(60);
 /// How long every connection's first round trip (before the clock starts) may take in all.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the round trips still outstanding at the end of the window may take.
@@ -302,176 +317,65 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // The generator.
 
-/// One connection's state between polls.
-struct Conn {
-    /// When the outstanding request was sent.
-    sent: Instant,
-    /// Bytes of the request written so far.
-    written: usize,
-    /// Bytes of the echo read so far.
-    got: usize,
-    /// A request is out and its echo not all back.
-    outstanding: bool,
-    /// Echoes received in the window (and its drain).
-    replies: u64,
-    /// Closed or reset: no longer polled.
-    dead: bool,
-}
-
-/// Where a generator thread is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// One round trip per connection, not measured.
-    Check,
-    /// Measured: every echo is followed by the next request until the deadline.
-    Window(Instant),
-    /// After the deadline: waiting for the echoes still out, no new requests.
-    Drain,
-}
-
-/// What one generator thread measured.
-struct ThreadResult {
-    histogram: Histogram<u64>,
-    connected: u64,
-    checked: u64,
+/// What one connection's task measured.
+#[derive(Default)]
+struct ConnResult {
+    /// Round trips completed within the window.
     requests: u64,
-    errors: u64,
-    unanswered: u64,
-    late: u64,
-    /// Echoes of each connection made, in the window.
-    replies: Vec<u64>,
-    /// `poll(2)` failed: the thread stopped there.
-    failure: Option<BoxError>,
+    /// The latency of every round trip of the window and its drain, ns.
+    latencies: Vec<u64>,
+    /// The server closed or reset the connection.
+    error: bool,
 }
 
-/// A thread's connections and their states (the two vectors in step).
-struct Driver {
-    streams: Vec<TcpStream>,
-    conns: Vec<Conn>,
-    message: Vec<u8>,
-    buf: Vec<u8>,
-    histogram: Histogram<u64>,
-    requests: u64,
-    errors: u64,
+/// One round trip on a connection.
+async fn round_trip(
+    stream: &mut tokio::net::TcpStream,
+    message: &[u8],
+    reply: &mut [u8],
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(message).await?;
+    stream.read_exact(reply).await.map(drop)
 }
 
-impl Driver {
-    /// Sends the next request on connection `i` (as much as the socket takes now).
-    fn send(&mut self, i: usize) {
-        let conn = &mut self.conns[i];
-        conn.sent = Instant::now();
-        conn.written = 0;
-        conn.got = 0;
-        conn.outstanding = true;
-        self.write_more(i);
-    }
+/// Before the clock: one round trip to check the connection; gives it back if it answered.
+async fn check_task(stream: std::net::TcpStream, size: usize) -> Option<tokio::net::TcpStream> {
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut reply = vec![0; size];
+    let mut stream = tokio::net::TcpStream::from_std(stream).ok()?;
+    round_trip(&mut stream, &message, &mut reply).await.ok()?;
+    Some(stream)
+}
 
-    fn write_more(&mut self, i: usize) {
-        let conn = &mut self.conns[i];
-        while conn.written < self.message.len() {
-            match (&self.streams[i]).write(&self.message[conn.written..]) {
-                Ok(n) => conn.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    conn.dead = true;
-                    self.errors += 1;
-                    return;
-                }
-            }
+/// On the clock: request/response until the deadline; the round trip under way at the
+/// deadline still counts for latency (not for requests/s).
+async fn load_task(
+    mut stream: tokio::net::TcpStream,
+    size: usize,
+    deadline: Instant,
+    replies: Arc<Vec<AtomicU64>>,
+    id: usize,
+) -> ConnResult {
+    let mut result = ConnResult::default();
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut reply = vec![0; size];
+    loop {
+        let sent = Instant::now();
+        if round_trip(&mut stream, &message, &mut reply).await.is_err() {
+            result.error = true;
+            return result;
         }
-    }
-
-    /// Reads what connection `i` has; on a whole echo, records it and (in the window) sends
-    /// the next request.
-    fn read_ready(&mut self, i: usize, phase: Phase) {
-        loop {
-            match (&self.streams[i]).read(&mut self.buf) {
-                Ok(0) => {
-                    self.conns[i].dead = true;
-                    self.errors += 1;
-                    return;
-                }
-                Ok(n) => {
-                    let size = self.message.len();
-                    let conn = &mut self.conns[i];
-                    conn.got += n;
-                    if conn.outstanding && conn.got >= size {
-                        conn.got -= size;
-                        conn.outstanding = false;
-                        let now = Instant::now();
-                        if phase != Phase::Check {
-                            let nanos = u64::try_from((now - conn.sent).as_nanos())
-                                .unwrap_or(u64::MAX)
-                                .max(1);
-                            self.histogram.saturating_record(nanos);
-                            conn.replies += 1;
-                        }
-                        if let Phase::Window(deadline) = phase {
-                            if now <= deadline {
-                                self.requests += 1;
-                                self.send(i);
-                            }
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.conns[i].dead = true;
-                    self.errors += 1;
-                    return;
-                }
-            }
+        let now = Instant::now();
+        let nanos = u64::try_from((now - sent).as_nanos()).unwrap_or(u64::MAX);
+        result.latencies.push(nanos.max(1));
+        if let Some(count) = replies.get(id) {
+            count.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Connections with a request out, not dead.
-    fn outstanding(&self) -> usize {
-        self.conns
-            .iter()
-            .filter(|c| c.outstanding && !c.dead)
-            .count()
-    }
-
-    /// One `poll(2)` over the live connections (at most 50 ms), then handles what it reported.
-    fn poll_once(&mut self, phase: Phase) -> Result<(), BoxError> {
-        let ready: Vec<(usize, PollFlags)> = {
-            let mut index = Vec::with_capacity(self.streams.len());
-            let mut fds = Vec::with_capacity(self.streams.len());
-            for (i, (stream, conn)) in self.streams.iter().zip(&self.conns).enumerate() {
-                if conn.dead {
-                    continue;
-                }
-                let mut events = PollFlags::POLLIN;
-                if conn.outstanding && conn.written < self.message.len() {
-                    events |= PollFlags::POLLOUT;
-                }
-                index.push(i);
-                fds.push(PollFd::new(stream.as_fd(), events));
-            }
-            if fds.is_empty() {
-                return Ok(());
-            }
-            match nix::poll::poll(&mut fds, 50u16) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-            fds.iter()
-                .zip(index)
-                .filter_map(|(fd, i)| fd.revents().filter(|r| !r.is_empty()).map(|r| (i, r)))
-                .collect()
-        };
-        for (i, revents) in ready {
-            if revents.contains(PollFlags::POLLOUT) {
-                self.write_more(i);
-            }
-            if revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
-                self.read_ready(i, phase);
-            }
+        if now > deadline {
+            return result;
         }
-        Ok(())
+        result.requests += 1;
     }
 }
 
@@ -499,42 +403,18 @@ pub(crate) fn connect_from(target: SocketAddr, id: u64) -> io::Result<TcpStream>
     Ok(socket.into())
 }
 
-/// One generator thread: connects `ids`, waits for the others, checks, loads, drains.
-///
-/// It passes both of the generator's gates whatever happens, so no thread waits for ever; a
-/// failure of `poll(2)` ends its loops and comes back in `failure`.
-fn drive(
-    target: SocketAddr,
-    ids: Vec<u64>,
-    size: usize,
-    duration: Duration,
-    gate: &Barrier,
-    histogram: Histogram<u64>,
-) -> ThreadResult {
-    let mut driver = Driver {
-        streams: Vec::with_capacity(ids.len()),
-        conns: Vec::with_capacity(ids.len()),
-        message: (0..size).map(|i| (i % 251) as u8).collect(),
-        buf: vec![0; 64 * 1024],
-        histogram,
-        requests: 0,
-        errors: 0,
-    };
-    let mut failure = None;
-    let mut failed = 0u64;
+/// Connects the connections `ids` one after the other, within [`CONNECT_PHASE`]; a failure
+/// is reported and counted, not fatal.
+fn connect_some(target: SocketAddr, ids: Vec<u64>) -> Vec<(u64, TcpStream)> {
+    let deadline = Instant::now() + CONNECT_PHASE;
+    let mut streams = Vec::with_capacity(ids.len());
+    let mut failed = 0;
     for id in ids {
+        if Instant::now() > deadline {
+            break;
+        }
         match connect_from(target, id) {
-            Ok(stream) => {
-                driver.streams.push(stream);
-                driver.conns.push(Conn {
-                    sent: Instant::now(),
-                    written: 0,
-                    got: 0,
-                    outstanding: false,
-                    replies: 0,
-                    dead: false,
-                });
-            }
+            Ok(stream) => streams.push((id, stream)),
             Err(e) => {
                 failed += 1;
                 if failed <= 3 {
@@ -543,104 +423,127 @@ fn drive(
             }
         }
     }
-    let connected = driver.streams.len() as u64;
-    // 1: everyone connected.
-    gate.wait();
-    for i in 0..driver.conns.len() {
-        driver.send(i);
-    }
-    let check_deadline = Instant::now() + CHECK_TIMEOUT;
-    while failure.is_none() && driver.outstanding() > 0 && Instant::now() < check_deadline {
-        failure = driver.poll_once(Phase::Check).err();
-    }
-    let checked = driver
-        .conns
-        .iter()
-        .filter(|c| !c.dead && !c.outstanding)
-        .count() as u64;
-    // A connection whose check never came back keeps its request out: it gets no other.
-    // 2: everyone checked; the clock starts.
-    gate.wait();
-    let deadline = Instant::now() + duration;
-    for i in 0..driver.conns.len() {
-        if !driver.conns[i].dead && !driver.conns[i].outstanding {
-            driver.send(i);
-        }
-    }
-    while failure.is_none() && Instant::now() < deadline {
-        failure = driver.poll_once(Phase::Window(deadline)).err();
-    }
-    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-    while failure.is_none() && driver.outstanding() > 0 && Instant::now() < drain_deadline {
-        failure = driver.poll_once(Phase::Drain).err();
-    }
-    ThreadResult {
-        unanswered: driver.conns.iter().filter(|c| c.replies == 0).count() as u64,
-        late: driver.outstanding() as u64,
-        replies: driver.conns.iter().map(|c| c.replies).collect(),
-        histogram: driver.histogram,
-        connected,
-        checked,
-        requests: driver.requests,
-        errors: driver.errors,
-        failure,
-    }
+    streams
 }
 
-/// The generator: `args.connections` connections over `args.threads` threads.
+/// Waits (at most `within`) until `ready` holds, checking every 10 ms.
+fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// The generator: `args.connections` connections, a task each on a tokio runtime of
+/// `args.threads` threads (epoll underneath), in this process of its own.
 fn generate(target: SocketAddr, args: &ManyArgs) -> Result<Report, BoxError> {
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, 60.0));
     let threads = u64::from(args.threads);
     let connections = u64::from(args.connections);
-    let gate = Arc::new(Barrier::new(usize::from(args.threads) + 1));
+    let size = usize::from(args.size);
+    // Connect first, from as many plain threads, each connection a blocking connect.
     let began = Instant::now();
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let ids: Vec<u64> = (0..connections).filter(|id| id % threads == t).collect();
-        let gate = Arc::clone(&gate);
-        let size = usize::from(args.size);
-        let histogram = Histogram::new_with_bounds(1, 60_000_000_000, 3)?;
-        handles.push(
-            thread::Builder::new()
-                .name(format!("many-{t}"))
-                .spawn(move || drive(target, ids, size, duration, &gate, histogram))?,
-        );
+    let connecting: Vec<_> = (0..threads)
+        .map(|t| {
+            let ids: Vec<u64> = (0..connections).filter(|id| id % threads == t).collect();
+            thread::spawn(move || connect_some(target, ids))
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(args.connections as usize);
+    for handle in connecting {
+        streams.extend(handle.join().map_err(|_| "a connecting thread panicked")?);
     }
-    gate.wait();
     let connect_s = began.elapsed().as_secs_f64();
-    eprintln!("   generator: connected in {connect_s:.1} s");
-    gate.wait();
+    let connected = streams.len() as u64;
+    eprintln!("   generator: {connected} connected in {connect_s:.1} s");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.threads))
+        .enable_io()
+        .build()?;
+    let checks: Vec<_> = {
+        // `from_std` registers the socket with this runtime's reactor.
+        let _inside = runtime.enter();
+        streams
+            .into_iter()
+            .map(|(id, stream)| (id, runtime.spawn(check_task(stream, size))))
+            .collect()
+    };
+    // Every connection checked (or the check's time is up); then the clock starts.
+    wait_until(CHECK_TIMEOUT, || {
+        checks.iter().all(|(_, t)| t.is_finished())
+    });
+    let mut checked = Vec::with_capacity(checks.len());
+    for (id, task) in checks {
+        if task.is_finished() {
+            if let Ok(Some(stream)) = runtime.block_on(task) {
+                checked.push((id, stream));
+            }
+        } else {
+            // Never answered: it gets no request on the clock (and counts as unanswered).
+            task.abort();
+        }
+    }
+    let replies: Arc<Vec<AtomicU64>> =
+        Arc::new((0..connections).map(|_| AtomicU64::new(0)).collect());
+    let checked_count = checked.len() as u64;
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = checked
+        .into_iter()
+        .map(|(id, stream)| {
+            runtime.spawn(load_task(
+                stream,
+                size,
+                deadline,
+                Arc::clone(&replies),
+                id as usize,
+            ))
+        })
+        .collect();
+    // The harness reads the server's CPU time at these two lines.
+    println!("window");
+    io::stdout().flush()?;
+    thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    println!("end");
+    io::stdout().flush()?;
+    // The round trips under way at the deadline: at most DRAIN_TIMEOUT more.
+    wait_until(DRAIN_TIMEOUT, || tasks.iter().all(|t| t.is_finished()));
     let mut report = Report {
         connections,
+        connected,
+        checked: checked_count,
         seconds: duration.as_secs_f64(),
         connect_s,
         ..Report::default()
     };
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut replies = Vec::with_capacity(args.connections as usize);
-    for handle in handles {
-        let r = handle.join().map_err(|_| "a generator thread panicked")?;
-        if let Some(e) = r.failure {
-            return Err(format!("a generator thread: poll: {e}").into());
+    for task in tasks {
+        if !task.is_finished() {
+            // Still waiting for its echo: left behind.
+            report.late += 1;
+            task.abort();
+            continue;
         }
-        total.add(&r.histogram)?;
-        report.connected += r.connected;
-        report.checked += r.checked;
-        report.requests += r.requests;
-        report.errors += r.errors;
-        report.unanswered += r.unanswered;
-        report.late += r.late;
-        replies.extend(r.replies);
+        let result = runtime
+            .block_on(task)
+            .map_err(|e| format!("a connection's task: {e}"))?;
+        for nanos in result.latencies {
+            total.saturating_record(nanos);
+        }
+        report.requests += result.requests;
+        report.errors += u64::from(result.error);
     }
-    // A connection never made had no echo.
-    replies.resize(args.connections as usize, 0);
+    runtime.shutdown_background();
+    let mut replies: Vec<u64> = replies.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+    report.unanswered = replies.iter().filter(|&&r| r == 0).count() as u64;
     replies.sort_unstable();
     let at = |q: f64| replies[((replies.len() - 1) as f64 * q) as usize];
     report.replies_min = at(0.0);
     report.replies_p1 = at(0.01);
     report.replies_p50 = at(0.5);
-    // The connections never made got no answer either.
-    report.unanswered += connections - report.connected;
     let us = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
     report.p50_us = us(0.5);
     report.p99_us = us(0.99);
@@ -657,6 +560,57 @@ struct Seen {
     base_rss_kb: u64,
     peak_rss_kb: u64,
     peak_threads: u64,
+    /// CPU time (user and system, all threads) the server used in the window, seconds.
+    cpu_s: f64,
+    /// CPU time the generator used in all, seconds.
+    generator_cpu_s: f64,
+}
+
+/// The CPUs' busy and total jiffies so far, from /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = values.iter().take(8).sum();
+    // idle and iowait
+    let idle = values.get(3)? + values.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Waits until the machine's CPUs were less than `percent` busy over one second (at most
+/// 120 s); returns the last busy share seen and the seconds waited.
+fn wait_quiet(percent: u8) -> (f64, f64) {
+    let began = Instant::now();
+    let mut busy = 0.0;
+    loop {
+        if let Some((b0, t0)) = cpu_jiffies() {
+            thread::sleep(Duration::from_secs(1));
+            if let Some((b1, t1)) = cpu_jiffies() {
+                busy = (b1 - b0) as f64 * 100.0 / (t1 - t0).max(1) as f64;
+            }
+        }
+        if percent >= 100 || busy < f64::from(percent) || began.elapsed() > Duration::from_secs(120)
+        {
+            return (busy, began.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// The CPU time a process has used (all its threads, live and ended), in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    Some((utime + stime) as f64 / tick as f64)
 }
 
 /// One load of one server: the generator's report and the server's peaks.
@@ -666,6 +620,27 @@ struct Round {
     seen: Seen,
 }
 
+impl Round {
+    /// The server's CPU time per request of the window, µs: what a request costs it, which
+    /// other work on the machine moves far less than requests/s.
+    fn cpu_per_request_us(&self) -> f64 {
+        if self.report.requests > 0 {
+            self.seen.cpu_s * 1e6 / self.report.requests as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// The same for the generator (all of its run: connecting, checking and the window).
+    fn generator_cpu_per_request_us(&self) -> f64 {
+        if self.report.requests > 0 {
+            self.seen.generator_cpu_s * 1e6 / self.report.requests as f64
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Runs the generator in a process of its own against `target`, sampling `pid` every 100 ms.
 fn load_once(args: &ManyArgs, target: &str, pid: u32) -> Result<Round, BoxError> {
     let exe = std::env::current_exe()?;
@@ -673,7 +648,9 @@ fn load_once(args: &ManyArgs, target: &str, pid: u32) -> Result<Round, BoxError>
         base_rss_kb: status_field(pid, "VmRSS")?,
         ..Seen::default()
     };
-    let mut child = Command::new(exe)
+    let mut child = Command::new("nice")
+        .args(["-n", &args.generator_nice.to_string()])
+        .arg(exe)
         .args(["many", "--generate", target])
         .args(["--connections", &args.connections.to_string()])
         .args(["--threads", &args.threads.to_string()])
@@ -683,8 +660,20 @@ fn load_once(args: &ManyArgs, target: &str, pid: u32) -> Result<Round, BoxError>
         .stderr(Stdio::inherit())
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    // Connect (5 s each at worst, but they go in parallel) + check + window + drain + margin.
-    let limit = CHECK_TIMEOUT
+    // The generator's lines, as they come: `window`, `end`, then its report.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut report = None;
+    let mut window_cpu = None;
+    let limit = CONNECT_PHASE
+        + CHECK_TIMEOUT
         + Duration::from_secs_f64(args.duration.clamp(0.1, 60.0))
         + DRAIN_TIMEOUT
         + Duration::from_secs(60);
@@ -695,6 +684,21 @@ fn load_once(args: &ManyArgs, target: &str, pid: u32) -> Result<Round, BoxError>
         }
         if let Ok(threads) = status_field(pid, "Threads") {
             seen.peak_threads = seen.peak_threads.max(threads);
+        }
+        while let Ok(line) = lines.try_recv() {
+            match line.as_str() {
+                "window" => window_cpu = cpu_seconds(pid),
+                "end" => {
+                    if let (Some(before), Some(after)) = (window_cpu, cpu_seconds(pid)) {
+                        seen.cpu_s = after - before;
+                    }
+                }
+                _ => report = Some(Report::from_line(&line)?),
+            }
+        }
+        // `nice` execs the generator: the child's pid is the generator's.
+        if let Some(cpu) = cpu_seconds(child.id()) {
+            seen.generator_cpu_s = cpu;
         }
         if let Some(status) = child.try_wait()? {
             break status;
@@ -709,10 +713,15 @@ fn load_once(args: &ManyArgs, target: &str, pid: u32) -> Result<Round, BoxError>
     if !status.success() {
         return Err(format!("the generator failed: {status}").into());
     }
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    // Its last line may come after the exit was seen (the reader thread is bounded by the
+    // pipe's end, which the exit closes).
+    if report.is_none() {
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+            report = Some(Report::from_line(&line)?);
+        }
+    }
     Ok(Round {
-        report: Report::from_line(&line)?,
+        report: report.ok_or("the generator printed no report")?,
         seen,
     })
 }
@@ -779,13 +788,14 @@ fn harness(args: &ManyArgs, nofile: (u64, u64)) -> Result<(), BoxError> {
     let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); args.servers.len()];
     for round in 0..args.rounds {
         for (i, &server) in args.servers.iter().enumerate() {
+            let (busy, waited) = wait_quiet(args.quiet);
             // A fresh server each round: the last one's 10,000 threads are gone.
             let running = compare::start(&spec(server), "127.0.0.1:0")?;
             let result = load_once(args, &running.address, running.pid())?;
             drop(running);
             let r = &result.report;
             eprintln!(
-                "   round {round} {:<15} {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>7.1} ms  unanswered {}  errors {}  echoes per connection {}/{}/{}  peak RSS {} MiB  threads {}  (load {})",
+                "   round {round} {:<15} {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>7.1} ms  unanswered {}  errors {}  echoes per connection {}/{}/{}  server CPU {:.1} µs/request  generator CPU {:.1} µs/request  peak RSS {} MiB  threads {}  (load {}; the CPUs were {busy:.0}% busy before, after {waited:.0} s of waiting)",
                 server.name(),
                 r.rps(),
                 r.p50_us / 1000.0,
@@ -795,6 +805,8 @@ fn harness(args: &ManyArgs, nofile: (u64, u64)) -> Result<(), BoxError> {
                 r.replies_min,
                 r.replies_p1,
                 r.replies_p50,
+                result.cpu_per_request_us(),
+                result.generator_cpu_per_request_us(),
                 result.seen.peak_rss_kb / 1024,
                 result.seen.peak_threads,
                 loadavg(),
@@ -813,18 +825,18 @@ fn harness(args: &ManyArgs, nofile: (u64, u64)) -> Result<(), BoxError> {
 
 fn print_results(args: &ManyArgs, rounds: &[Vec<Round>]) {
     println!(
-        "{} persistent connections, {}-byte echo, one request out per connection; generator: {} threads polling, in a process of its own; medians of {} rounds of {} s per server, interleaved.",
+        "{} persistent connections, {}-byte echo, one request out per connection; generator: a task per connection on {} threads (tokio), in a process of its own; medians of {} rounds of {} s per server, interleaved.",
         args.connections, args.size, args.threads, args.rounds, args.duration
     );
     println!();
-    println!("| server | req/s | p50 ms | p99 ms | p99.9 ms | unanswered | errors | echoes per connection: fewest / 1st pct / median | peak RSS MiB | RSS per connection KiB | peak threads | connect s |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| server | req/s | p50 ms | p99 ms | p99.9 ms | unanswered | errors | echoes per connection: fewest / 1st pct / median | server CPU µs per request | peak RSS MiB | RSS per connection KiB | peak threads | connect s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let conns = f64::from(args.connections);
     for (server, rs) in args.servers.iter().zip(rounds) {
         let pick = |f: &dyn Fn(&Round) -> f64| median(rs.iter().map(f).collect());
         let max = |f: &dyn Fn(&Round) -> u64| rs.iter().map(f).max().unwrap_or(0);
         println!(
-            "| {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.1} | {} | {:.1} |",
+            "| {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} | {:.0} | {:.1} | {} | {:.1} |",
             server.name(),
             pick(&|r| r.report.rps()),
             pick(&|r| r.report.p50_us) / 1000.0,
@@ -835,6 +847,7 @@ fn print_results(args: &ManyArgs, rounds: &[Vec<Round>]) {
             pick(&|r| r.report.replies_min as f64),
             pick(&|r| r.report.replies_p1 as f64),
             pick(&|r| r.report.replies_p50 as f64),
+            pick(&|r| r.cpu_per_request_us()),
             pick(&|r| r.seen.peak_rss_kb as f64) / 1024.0,
             pick(&|r| r.seen.peak_rss_kb.saturating_sub(r.seen.base_rss_kb) as f64) / conns,
             max(&|r| r.seen.peak_threads),
@@ -900,6 +913,14 @@ fn print_results(args: &ManyArgs, rounds: &[Vec<Round>]) {
         "<= 2.00",
         |r| r <= 2.0,
     );
+    row(
+        &format!("{n} conn: threading CPU per request / tokio's"),
+        ours,
+        tokio,
+        Round::cpu_per_request_us,
+        "-",
+        |_| true,
+    );
     if let Some(std) = find(Server::Std) {
         row(
             &format!("{n} conn: threading / std threads, req/s"),
@@ -914,6 +935,14 @@ fn print_results(args: &ManyArgs, rounds: &[Vec<Round>]) {
             ours,
             std,
             p99,
+            "-",
+            |_| true,
+        );
+        row(
+            &format!("{n} conn: threading CPU per request / std threads'"),
+            ours,
+            std,
+            Round::cpu_per_request_us,
             "-",
             |_| true,
         );
