@@ -404,6 +404,9 @@ struct Target {
     met: Option<bool>,
     /// Missed only within the rounds' spread.
     near: bool,
+    /// Not met whatever the figure: clients of ours were left unanswered, and wrk's figures
+    /// are those of the clients that were served.
+    unanswered: Option<(usize, usize)>,
 }
 
 /// A ratio of medians, `a / b` of `metric`, with the lowest and highest ratio of one round.
@@ -470,6 +473,7 @@ fn print_targets(specs: &[ServerSpec], results: &[(Scenario, Vec<Summary>)]) {
                     wanted: want.map_or("-".into(), |w| format!(">= {w:.2}")),
                     met: want.map(|w| median >= w),
                     near: want.is_some_and(|w| median < w && high >= w),
+                    unanswered: o.unanswered.filter(|(u, _)| *u > 0 && want.is_some()),
                 });
             }
             if let Some(h) = find(summaries, "hyper") {
@@ -482,6 +486,7 @@ fn print_targets(specs: &[ServerSpec], results: &[(Scenario, Vec<Summary>)]) {
                         wanted: want.map_or("-".into(), |w| format!(">= {w:.2}")),
                         met: want.map(|w| median >= w),
                         near: want.is_some_and(|w| median < w && high >= w),
+                        unanswered: o.unanswered.filter(|(u, _)| *u > 0 && want.is_some()),
                     });
                 }
             }
@@ -496,6 +501,7 @@ fn print_targets(specs: &[ServerSpec], results: &[(Scenario, Vec<Summary>)]) {
                     wanted: "0".into(),
                     met: Some(unanswered == 0),
                     near: false,
+                    unanswered: None,
                 });
             }
         }
@@ -504,11 +510,14 @@ fn print_targets(specs: &[ServerSpec], results: &[(Scenario, Vec<Summary>)]) {
     println!("| target | measured (median) | each round | wanted | met |");
     println!("|---|---:|---:|---:|---|");
     for t in rows {
-        let met = match (t.met, t.near) {
-            (None, _) => "-",
-            (Some(true), _) => "yes",
-            (Some(false), true) => "**no**, within the rounds' spread",
-            (Some(false), false) => "**no**",
+        let met = match (t.met, t.near, t.unanswered) {
+            (None, _, _) => "-".to_owned(),
+            (Some(_), _, Some((u, of))) => {
+                format!("**no**: {u} of {of} clients unanswered (wrk measured the others)")
+            }
+            (Some(true), _, None) => "yes".to_owned(),
+            (Some(false), true, None) => "**no**, within the rounds' spread".to_owned(),
+            (Some(false), false, None) => "**no**".to_owned(),
         };
         println!(
             "| {} | {} | {} | {} | {met} |",

@@ -167,32 +167,38 @@ fn is_timeout(e: &BoxError) -> bool {
 
 /// One keep-alive client until `deadline`: request, response, again; a new connection when
 /// the server closes one.
+///
+/// Returns the connection still open, if any: the caller closes it only once every client has
+/// finished, so that no client is served in the window's last moment because others had left.
 fn keep_alive_client(
     id: usize,
     first: std::io::Result<TcpStream>,
     target: SocketAddr,
     message: &[u8],
     deadline: Instant,
-) -> Client {
+) -> (Client, Option<TcpStream>) {
     let mut client = Client::default();
     let mut stream = first;
     let mut buf = Vec::with_capacity(4096);
     while Instant::now() < deadline {
         let Ok(conn) = stream.as_mut() else {
             client.failed = true;
-            return client;
+            return (client, None);
         };
         let _ = conn.set_nodelay(true);
         buf.clear();
         loop {
             if Instant::now() >= deadline {
-                return client;
+                return (client, stream.ok());
             }
             if conn.write_all(message).is_err() {
                 client.closed += 1;
                 break;
             }
             match read_response(conn, &mut buf, deadline) {
+                // A response that completes after the window is not counted: it may have been
+                // served only because other clients had stopped.
+                Ok(_) if Instant::now() > deadline => return (client, stream.ok()),
                 Ok((200, close)) => {
                     client.responses += 1;
                     if close {
@@ -202,22 +208,22 @@ fn keep_alive_client(
                 }
                 Ok(_) => {
                     client.failed = true;
-                    return client;
+                    return (client, stream.ok());
                 }
-                Err(e) if is_timeout(&e) => return client,
+                Err(e) if is_timeout(&e) => return (client, stream.ok()),
                 Err(e) if is_close(&e) && buf.is_empty() => {
                     client.closed += 1;
                     break;
                 }
                 Err(_) => {
                     client.failed = true;
-                    return client;
+                    return (client, None);
                 }
             }
         }
         stream = connect_from(id, target);
     }
-    client
+    (client, stream.ok())
 }
 
 /// Keep-alive clients, one thread each: all connect before the clock starts, then each sends
@@ -231,17 +237,24 @@ pub fn count_keep_alive(
     window: Duration,
 ) -> Result<Counted, BoxError> {
     let start = Arc::new(Barrier::new(connections + 1));
+    let end = Arc::new(Barrier::new(connections));
     let message = request(path, target, false);
     let mut threads = Vec::with_capacity(connections);
     for id in 0..connections {
         let start = Arc::clone(&start);
+        let end = Arc::clone(&end);
         let message = message.clone();
         let thread = thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
                 let stream = connect_from(id, target);
                 start.wait();
-                keep_alive_client(id, stream, target, &message, Instant::now() + window)
+                let deadline = Instant::now() + window;
+                let (client, open) = keep_alive_client(id, stream, target, &message, deadline);
+                // Every client holds its connection until all have finished.
+                end.wait();
+                drop(open);
+                client
             })?;
         threads.push(thread);
     }
