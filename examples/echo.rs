@@ -33,7 +33,9 @@
 //! connection over TLS, and the client talks to it with
 //! `openssl s_client -connect 127.0.0.1:9000 -servername localhost -CAfile ca.pem`, or Python's
 //! `ssl.create_default_context(cafile="ca.pem").wrap_socket(...)`. With `--mode prefork`,
-//! SIGHUP reloads the certificate files; in one process, restart to change them.
+//! SIGHUP reloads the certificate files; in one process, restart to change them. The TLS flags
+//! come with the `tls` feature (on by default); built with `--no-default-features --features
+//! http`, they do not exist.
 //!
 //! # Limits
 //!

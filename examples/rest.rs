@@ -45,7 +45,7 @@
 //! Over HTTPS: `--tls-cert chain.pem --tls-key key.pem` (PEM files), then
 //! `curl --cacert ca.pem https://localhost:8000/items`. The HTTP layer is the same over TLS
 //! (keep-alive included). With `--mode prefork`, SIGHUP reloads the certificate files; in one
-//! process, restart to change them.
+//! process, restart to change them. The TLS flags come with the `tls` feature (on by default).
 //!
 //! # Limits
 //!

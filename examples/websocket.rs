@@ -78,7 +78,8 @@
 //! Over TLS: `--tls-cert chain.pem --tls-key key.pem` serves the page over `https://` and the
 //! chat over `wss://` (the page picks the scheme it was loaded with); from Python,
 //! `connect("wss://localhost:8003/ws", ssl=ssl.create_default_context(cafile="ca.pem"))`.
-//! With `--mode prefork`, SIGHUP reloads the certificate files; in one process, restart.
+//! With `--mode prefork`, SIGHUP reloads the certificate files; in one process, restart. The
+//! TLS flags come with the `tls` feature (on by default).
 //!
 //! `RUST_LOG=info` shows clients joining and leaving.
 
