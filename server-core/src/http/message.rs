@@ -144,7 +144,7 @@ impl Headers {
     }
 
     /// Every field as raw bytes, in order.
-    fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let mut start = 0;
         self.ends.iter().map(move |&(name_end, value_end)| {
             let name = self.bytes.get(start..name_end).unwrap_or_default();

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::message::{Headers, Version};
+use super::message::{list_has, Headers, Version};
 use super::Limits;
 
 /// Why a request is refused before the handler sees it: the status and a short reason, sent as
@@ -37,10 +37,6 @@ pub(crate) struct Head {
 impl Head {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.values(name)
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers.has_token(name, token)
     }
 }
 
@@ -200,7 +196,31 @@ pub(crate) struct Framing {
 /// - HTTP/1.1 without exactly one `Host` → `400`.
 /// - `Expect`: `100-continue` is honoured, anything else → `417`.
 pub(crate) fn framing(head: &Head, limits: &Limits) -> Result<Framing, Reject> {
-    let hosts = head.values("host").count();
+    // One pass over the fields collects what the checks below need.
+    let mut hosts = 0;
+    let mut first_length = None;
+    let mut lengths_agree = true;
+    let mut transfer_encoding = false;
+    let mut chunked = false;
+    let mut expect = None;
+    for (name, value) in head.headers.raw() {
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            match &first_length {
+                None => first_length = Some(parse_length(value)),
+                Some(first) => {
+                    lengths_agree &=
+                        matches!((first, parse_length(value)), (Ok(a), Ok(b)) if *a == b);
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            chunked |= list_has(value, "chunked");
+        } else if name.eq_ignore_ascii_case(b"expect") && expect.is_none() {
+            expect = Some(value);
+        }
+    }
     if head.version == Version::Http11 && hosts != 1 {
         return Err(Reject::new(
             400,
@@ -211,25 +231,24 @@ pub(crate) fn framing(head: &Head, limits: &Limits) -> Result<Framing, Reject> {
             },
         ));
     }
-    let mut lengths = head.values("content-length");
-    let length = match lengths.next() {
+    let length = match first_length {
         None => None,
         Some(first) => {
-            let n = parse_length(first)?;
-            if lengths.any(|other| parse_length(other) != Ok(n)) {
+            let n = first?;
+            if !lengths_agree {
                 return Err(Reject::new(400, "conflicting Content-Length headers"));
             }
             Some(n)
         }
     };
-    if head.values("transfer-encoding").next().is_some() {
+    if transfer_encoding {
         if length.is_some() {
             return Err(Reject::new(
                 400,
                 "both Transfer-Encoding and Content-Length",
             ));
         }
-        if head.has_token("transfer-encoding", "chunked") {
+        if chunked {
             return Err(Reject::new(
                 411,
                 "chunked request bodies are not accepted; send Content-Length",
@@ -244,7 +263,7 @@ pub(crate) fn framing(head: &Head, limits: &Limits) -> Result<Framing, Reject> {
             format!("body of {length} bytes; the limit is {}", limits.max_body),
         ));
     }
-    let expect_continue = match head.values("expect").next() {
+    let expect_continue = match expect {
         None => false,
         Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
             head.version == Version::Http11
@@ -274,11 +293,15 @@ fn parse_length(value: &[u8]) -> Result<u64, Reject> {
 /// Whether the client wants the connection kept open after this request: HTTP/1.1 unless it
 /// sent `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
 pub(crate) fn client_keeps_alive(head: &Head) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in head.values("connection") {
+        close |= list_has(value, "close");
+        keep_alive |= list_has(value, "keep-alive");
+    }
     match head.version {
-        Version::Http11 => !head.has_token("connection", "close"),
-        Version::Http10 => {
-            head.has_token("connection", "keep-alive") && !head.has_token("connection", "close")
-        }
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive && !close,
     }
 }
 
@@ -519,5 +542,27 @@ mod tests {
                 KNOWN_METHODS.contains(method)
             );
         }
+    }
+
+    #[test]
+    fn the_first_content_length_decides_between_invalid_and_conflicting() {
+        let reason = |raw: &str| match parse_head(raw.as_bytes(), &limits()) {
+            Ok(Some((head, _))) => framing(&head, &limits()).map(|_| ()).unwrap_err().reason,
+            other => panic!("{raw:?} parsed as {other:?}"),
+        };
+        let first_bad =
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(reason(first_bad), "invalid Content-Length");
+        let later_bad =
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nHost: a\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(reason(later_bad), "conflicting Content-Length headers");
+        // Host is checked before the length, the length before Transfer-Encoding.
+        let both = "POST / HTTP/1.1\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(reason(both), "HTTP/1.1 requests need a Host header");
+        let te_last = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(reason(te_last).starts_with("chunked request bodies"));
+        let expect_first = "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: other\r\nContent-Length: 1\r\n\r\n";
+        let h = head(expect_first);
+        assert!(framing(&h, &limits()).unwrap().expect_continue);
     }
 }
