@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use socketserver::http::{Http, HttpHandler, Request, Response};
-use socketserver::{Handler, ServerContext, TcpServer, Threading};
+use socketserver::{Handler, Pool, ServerContext, Strategy, TcpServer, Threading};
 
 #[derive(Handler)]
 struct Hello;
@@ -80,7 +80,16 @@ fn connect(address: SocketAddr) -> BufReader<TcpStream> {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_at_once_on_stop() {
-    let server = TcpServer::<Http<Hello>, Threading>::bind("127.0.0.1:0").expect("bind");
+    idle_closed_at_once::<Threading>();
+}
+
+#[test]
+fn a_parked_keep_alive_connection_is_closed_at_once_on_stop() {
+    idle_closed_at_once::<Pool>();
+}
+
+fn idle_closed_at_once<S: Strategy + Default>() {
+    let server = TcpServer::<Http<Hello>, S>::bind("127.0.0.1:0").expect("bind");
     let running = util::serve(server);
     let mut client = connect(running.inet());
     assert!(matches!(get(&mut client), Reply::Whole { close: false }));
@@ -105,8 +114,19 @@ fn an_idle_keep_alive_connection_is_closed_at_once_on_stop() {
 
 #[test]
 fn busy_keep_alive_clients_get_connection_close_and_lose_no_response() {
+    busy_clients_lose_nothing::<Threading>();
+}
+
+/// The same where idle connections are parked between requests: a stop may find each one
+/// busy, parked, or on its way between the two.
+#[test]
+fn busy_parked_keep_alive_clients_get_connection_close_and_lose_no_response() {
+    busy_clients_lose_nothing::<Pool>();
+}
+
+fn busy_clients_lose_nothing<S: Strategy + Default>() {
     const CLIENTS: usize = 16;
-    let server = TcpServer::<Http<Hello>, Threading>::builder()
+    let server = TcpServer::<Http<Hello>, S>::builder()
         .close_timeout(Some(Duration::from_secs(2)))
         .bind("127.0.0.1:0")
         .expect("bind");

@@ -168,6 +168,14 @@ impl ShutdownHandle {
         self.inner.connections.shutdown(Reach::Idle);
     }
 
+    /// Registers a live stream connection until the returned guard drops.
+    pub(crate) fn register(
+        &self,
+        fd: std::os::fd::RawFd,
+    ) -> crate::server::connections::Registered {
+        Registry::register(self, fd)
+    }
+
     /// The server's live stream connections.
     pub(crate) fn connections(&self) -> &Registry {
         &self.inner.connections

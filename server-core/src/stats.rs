@@ -59,10 +59,15 @@ pub struct Stats {
     /// [`max_request_time`](crate::ServerBuilder::max_request_time) (they also end as
     /// `failed` or `succeeded`, as their handler does).
     pub cut_off: u64,
-    /// Requests taken from the socket and not yet finished in this process: running, or queued
-    /// for a worker. This is what the `max_connections` builder option caps. With
+    /// Requests taken from the socket and not yet finished in this process: running, queued
+    /// for a worker, or (stream connections) parked between requests. This is what the
+    /// `max_connections` builder option caps. With
     /// [`Forking`](crate::Forking), a request leaves this count once handed to its child.
     pub open: usize,
+    /// Connections parked between requests: idle keep-alive connections that the serving
+    /// loop watches for their next request, holding no worker (see
+    /// [`Strategy::parks_idle`](crate::Strategy::parks_idle)). Counted in `open` too.
+    pub parked: usize,
     /// How long the finished requests took (`succeeded` and `failed` ones).
     pub durations: Durations,
 }
@@ -126,6 +131,7 @@ impl Counters {
             gave_up: self.gave_up.load(Ordering::Relaxed),
             cut_off: self.cut_off.load(Ordering::Relaxed),
             open: 0,
+            parked: 0,
             durations: self.durations(),
         }
     }

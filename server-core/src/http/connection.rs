@@ -15,7 +15,7 @@ use crate::addr::Address;
 use crate::error::{RequestError, Stage};
 use crate::handler::HandleResult;
 use crate::report::{say_limited, Limit};
-use crate::request::{Connection, Stream, StreamRequest};
+use crate::request::{Connection, Memo, Park, Stream, StreamRequest};
 use crate::server::ServerContext;
 
 use super::input::{is_disconnect, is_timeout, Input, ReadError};
@@ -130,16 +130,46 @@ pub(crate) fn serve<H: HttpHandler>(
     let connection = request.connection();
     let registered = request.registered();
     let stream = request.stream();
-    let StreamRequest { rfile, wfile, .. } = request;
+    let StreamRequest {
+        rfile,
+        wfile,
+        park,
+        memo,
+        ..
+    } = request;
+    let fresh = Memo::default();
+    let memo = memo.unwrap_or(&fresh);
+    // A parked connection comes back idle (marked so in the registry), with its client's
+    // next request to read.
+    let resumed = park.resumed;
     let input = Input {
         rfile,
         connection,
         buf: Vec::new(),
         pos: 0,
         registered,
-        idle: false,
+        idle: resumed,
+        read_timeout: &memo.read_timeout,
     };
-    serve_connection(handler, input, wfile, Some(stream), client, server)
+    let session = Session {
+        stream: Some(stream),
+        park: Some(park),
+        resumed,
+        memo,
+    };
+    serve_connection(handler, input, wfile, session, client, server)
+}
+
+/// What the keep-alive loop knows of its connection beyond reading and writing.
+struct Session<'r> {
+    /// The byte stream (for TLS details and what it has decrypted); `None` under the fuzzer.
+    stream: Option<&'r Stream>,
+    /// Where to ask for the connection to be parked between requests.
+    park: Option<&'r mut Park>,
+    /// This call resumes a parked connection: a request was served on it before.
+    resumed: bool,
+    /// What is remembered of the socket from the connection's earlier requests.
+    memo: &'r Memo,
 }
 
 /// Serves HTTP requests read from `rfile` and answered on `wfile` (a byte slice and a `Vec`
@@ -154,6 +184,7 @@ pub(crate) fn serve_bytes<'r, H: HttpHandler>(
     client: &Address,
     server: &ServerContext<H::State>,
 ) -> HandleResult {
+    let memo = Memo::default();
     let input = Input {
         rfile,
         connection,
@@ -161,8 +192,15 @@ pub(crate) fn serve_bytes<'r, H: HttpHandler>(
         pos: 0,
         registered: None,
         idle: false,
+        read_timeout: &memo.read_timeout,
     };
-    serve_connection(handler, input, wfile, None, client, server)
+    let session = Session {
+        stream: None,
+        park: None,
+        resumed: false,
+        memo: &memo,
+    };
+    serve_connection(handler, input, wfile, session, client, server)
 }
 
 /// The keep-alive loop of [`serve`] and [`serve_bytes`].
@@ -170,29 +208,55 @@ fn serve_connection<'r, H: HttpHandler, W: Write + 'r>(
     handler: &mut H,
     mut input: Input<'r>,
     wfile: &'r mut W,
-    stream: Option<&'r Stream>,
+    session: Session<'r>,
     client: &Address,
     server: &ServerContext<H::State>,
 ) -> HandleResult {
+    let Session {
+        stream,
+        mut park,
+        resumed,
+        memo,
+    } = session;
     let connection = input.connection;
     let limits = handler.limits();
     // The server's request_timeout, when set, already is the socket's timeout; otherwise the
     // layer's own, so an idle keep-alive client never holds a thread forever.
-    let (configured_read, configured_write) = crate::sys::socket::timeouts(connection);
+    // Looked at and set on the connection's first request only (the memo keeps them).
+    let (configured_read, configured_write) = match memo.configured.get() {
+        Some(configured) => configured,
+        None => {
+            let configured = crate::sys::socket::timeouts(connection);
+            memo.configured.set(Some(configured));
+            if configured.1.is_none() {
+                if let Some(timeout) = configured.0.or(limits.timeout) {
+                    connection.set_write_timeout(Some(timeout))?;
+                }
+            }
+            configured
+        }
+    };
     let timeout = configured_read.or(limits.timeout);
-    if configured_write.is_none() && timeout.is_some() {
-        connection.set_write_timeout(timeout)?;
-    }
-    let mut served = false;
+    let mut served = resumed;
+    let mut first = true;
     loop {
         // Between requests, with nothing of the next one read, the connection is idle: a stop
         // closes it at once. Already stopping: end it now rather than wait for the client. A
         // new connection is not idle: its client connected to send a request, so a stop gives
         // it the grace period to arrive.
-        if served && input.pending().is_empty() && !input.set_idle(true) {
-            return Ok(());
+        if served && input.pending().is_empty() {
+            if !input.set_idle(true) {
+                return Ok(());
+            }
+            // Where the strategy parks idle connections, wait for the next request in the
+            // serving loop rather than on this thread (not on the first pass of a resumed
+            // connection: it was woken because bytes came).
+            if !first && park.as_mut().is_some_and(|p| p.ask(timeout, stream)) {
+                return Ok(());
+            }
         }
         served = true;
+        first = false;
         let deadline = timeout.map(|t| Instant::now() + t);
         let head = match input.read_head(&limits, deadline) {
             Ok(head) => head,
@@ -282,6 +346,7 @@ fn serve_connection<'r, H: HttpHandler, W: Write + 'r>(
             // Hand the connection over with the socket's own timeouts, not the layer's.
             connection.set_read_timeout(configured_read)?;
             connection.set_write_timeout(configured_write)?;
+            memo.read_timeout.set(None);
             let upgraded = Upgraded {
                 input,
                 output: wfile,

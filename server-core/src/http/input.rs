@@ -1,6 +1,7 @@
 //! The reading side of an HTTP connection: `rfile`, the bytes read past the current request
 //! (pipelining), the deadline that bounds a whole request, and the idle mark between requests.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,9 @@ use super::Limits;
 /// with.
 const PROBE: usize = 64;
 
-/// Bytes read from the socket at a time.
-pub(super) const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from the socket at a time. No less than `rfile`'s buffer when a connection can
+/// be parked, so that `rfile` passes reads through and holds nothing between requests.
+pub(super) const READ_CHUNK: usize = crate::request::PARK_MAX_RBUFSIZE;
 
 /// After refusing a request whose body was not read, how long and how much the layer keeps
 /// reading (and discarding) so the client sees the refusal instead of a reset: closing a socket
@@ -42,10 +44,17 @@ pub(super) struct Input<'r> {
     pub(super) buf: Vec<u8>,
     pub(super) pos: usize,
     /// The connection's registration, marked idle between requests (none under the fuzzer).
-    pub(super) registered: Option<&'r Registered<'r>>,
+    pub(super) registered: Option<&'r Registered>,
     /// Whether it is marked idle now.
     pub(super) idle: bool,
+    /// What the read timeout was last set to on this connection (kept across requests).
+    pub(super) read_timeout: &'r Cell<Option<Duration>>,
 }
+
+/// How much later than its deadline a read may time out, so that the timeout need not be set
+/// again before every read: the first read of each request, with the whole timeout left,
+/// finds it already set (from the request before) within this.
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
 impl Input<'_> {
     pub(super) fn pending(&self) -> &[u8] {
@@ -67,11 +76,18 @@ impl Input<'_> {
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            // SO_RCVTIMEO bounds one read; setting it to what is left before every read makes
-            // it a deadline for the whole request, so a client trickling a byte at a time
-            // cannot hold the connection past it.
-            self.connection
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            // SO_RCVTIMEO bounds one read; setting it to what is left before a read makes it a
+            // deadline for the whole request, so a client trickling a byte at a time cannot
+            // hold the connection past it. Left alone when already set to what is left, give
+            // or take DEADLINE_SLACK (never shorter: a read must not time out early).
+            let set = self.read_timeout.get();
+            if set.is_none_or(|set| set < left || set > left + DEADLINE_SLACK) {
+                // Half the slack over, so the next request's first read, with a little less
+                // left, finds it within bounds.
+                let timeout = left.max(Duration::from_millis(1)) + DEADLINE_SLACK / 2;
+                self.connection.set_read_timeout(Some(timeout))?;
+                self.read_timeout.set(Some(timeout));
+            }
         }
         let old = self.buf.len();
         self.buf.resize(old + READ_CHUNK, 0);

@@ -57,8 +57,17 @@
 //!   one `Host` gets `400` (RFC 9112 section 3.2).
 //! - **Keep-alive**: HTTP/1.1 connections stay open for the next request unless the client or
 //!   the handler says `Connection: close`; HTTP/1.0 ones close unless the client asked for
-//!   `Connection: keep-alive`. Pipelined requests are served in order. One handler value serves
-//!   every request of its connection.
+//!   `Connection: keep-alive`. Pipelined requests are served in order.
+//! - **Idle connections are parked** where the strategy parks them
+//!   ([`Strategy::parks_idle`](crate::Strategy::parks_idle): [`Serial`](crate::Serial),
+//!   [`Pool`](crate::Pool), and [`Threading`](crate::Threading) with `park_idle(true)`): once
+//!   everything the client sent is answered, the connection goes back to the serving loop,
+//!   which watches it with `epoll(7)` and hands it to a worker when the next request arrives.
+//!   An idle client then holds no thread, so a pool of a few workers answers thousands of
+//!   keep-alive clients and a serial server is not held up by one. Each time a connection is
+//!   served counts as one request of the server ([`Stats`](crate::Stats)), with a handler
+//!   value of its own ([`Handler::new`]); on a connection that is not parked (Threading's
+//!   default, Forking), one handler value serves every request.
 //! - **Bodies** are framed by `Content-Length` only and handed over whole. A chunked request
 //!   body gets `411 Length Required` (the client can resend it with a length; RFC 9110 allows
 //!   refusing it) and other transfer codings `501`; `Transfer-Encoding` together with
@@ -192,9 +201,12 @@ impl Default for Limits {
 /// A handler of HTTP requests (Python: a `BaseHTTPRequestHandler` subclass).
 ///
 /// Implement [`respond`](Self::respond), then serve [`Http<Self>`](Http) on any stream server.
-/// One handler value is made (with [`Handler::new`], usually `#[derive(Handler)]`) per
-/// *connection* and answers every request on it, in order; shared state is reached through the
-/// server as for any handler.
+/// One handler value is made (with [`Handler::new`], usually `#[derive(Handler)]`) each time
+/// a connection is served, and answers its requests in order: every request of the connection
+/// where idle connections are not parked, the requests that arrive while it is busy where
+/// they are (see "Idle connections are parked" in the [module documentation](self)). Keep what
+/// outlives a request in the server's state, reached through the server as for any handler,
+/// not in the handler value.
 ///
 /// See the [module documentation](self) for a complete server and what the layer checks before
 /// `respond` is called.

@@ -24,7 +24,8 @@
 //! | `socketserver_connections_gave_up_total` | counter | clients that closed while they waited in the backlog |
 //! | `socketserver_requests_cut_off_total` | counter | requests whose connection was shut down at [`max_request_time`](crate::ServerBuilder::max_request_time) |
 //! | `socketserver_requests_active` | gauge | handlers running now |
-//! | `socketserver_requests_open` | gauge | requests taken and not finished (what `max_connections` caps) |
+//! | `socketserver_requests_open` | gauge | requests taken and not finished, parked connections included (what `max_connections` caps) |
+//! | `socketserver_connections_parked` | gauge | idle keep-alive connections parked in the serving loop, holding no worker ([`Strategy::parks_idle`](crate::Strategy::parks_idle)) |
 //! | `socketserver_request_duration_seconds` | histogram | how long handled requests took (buckets from 0.5 ms to 10 s) |
 //! | `socketserver_strategy_busy`, `socketserver_strategy_idle` | gauge | threads, workers or children running a request, and those waiting for one (strategies other than `Serial`) |
 //! | `socketserver_listen_queue` | gauge | connections waiting in the listen backlog to be accepted (TCP, where Linux reports it) |
@@ -342,7 +343,13 @@ fn server_families(
         "Requests taken and not finished.",
         Kind::Gauge,
     )
-    .sample("socketserver_requests_open", &[], gauge(stats.open));
+    .sample("socketserver_requests_open", &[], gauge(stats.open))
+    .family(
+        "socketserver_connections_parked",
+        "Idle connections parked in the serving loop between requests.",
+        Kind::Gauge,
+    )
+    .sample("socketserver_connections_parked", &[], gauge(stats.parked));
     let durations = stats.durations;
     let name = "socketserver_request_duration_seconds";
     e.family(name, "How long handled requests took.", Kind::Histogram);

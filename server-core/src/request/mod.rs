@@ -4,11 +4,13 @@
 mod connection;
 mod wfile;
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, BufReader};
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
 
 use crate::addr::{Address, UnixAddress};
 use crate::proxy::ProxyInfo;
@@ -17,6 +19,11 @@ use crate::server::ServerContext;
 
 pub use connection::{Connection, PeerCredentials, Stream};
 pub use wfile::Wfile;
+
+/// The largest `rfile` buffer with which a connection can be parked: the HTTP layer reads
+/// this much at a time, so a `BufReader` no larger passes every read through and holds
+/// nothing between them.
+pub(crate) const PARK_MAX_RBUFSIZE: usize = 16 * 1024;
 
 /// One stream request: a connection, as a [`StreamRequestHandler`](crate::StreamRequestHandler)
 /// sees it (Python: the handler's `request`, `client_address`, `server`, `rfile` and `wfile`).
@@ -33,8 +40,55 @@ pub struct StreamRequest<'a, S = ()> {
     stream: &'a Stream,
     client_address: &'a Address,
     server: &'a ServerContext<S>,
-    registered: Option<&'a Registered<'a>>,
+    registered: Option<&'a Registered>,
     proxy: Option<&'a ProxyInfo>,
+    /// Whether the connection may be parked, and whether the handler asked for it.
+    pub(crate) park: Park,
+    /// What the HTTP layer remembers of the socket from one request to the next.
+    pub(crate) memo: Option<&'a Memo>,
+}
+
+/// What the HTTP layer remembers of a connection's socket across the times it is served, so
+/// that a keep-alive request costs no `getsockopt` and no `setsockopt` it can avoid.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    /// The socket's read and write timeouts as the server set them, before the layer changed
+    /// them; `None` until first looked at.
+    pub(crate) configured: Cell<Option<(Option<Duration>, Option<Duration>)>>,
+    /// What the layer last set the read timeout to (`None`: not yet, or not known).
+    pub(crate) read_timeout: Cell<Option<Duration>>,
+}
+
+/// Parking the connection between requests (the HTTP layer's keep-alive; see
+/// [`Strategy::parks_idle`](crate::Strategy::parks_idle)).
+#[derive(Debug, Default)]
+pub(crate) struct Park {
+    /// The server parks idle connections, and this one can be: `rfile` never holds bytes
+    /// between reads (its buffer is at most what a read asks for, so reads bypass it).
+    allowed: bool,
+    /// This call of `handle` resumes a parked connection: its handler was between requests.
+    pub(crate) resumed: bool,
+    /// Set by the handler: park, and close the connection if it stays idle this long.
+    asked: Option<Option<Duration>>,
+}
+
+impl Park {
+    /// Asks to park the connection once `handle` returns, closing it after `idle` with no
+    /// request. `false` (serve on) if it cannot be parked, or if the stream holds decrypted
+    /// bytes a parked socket would not report readable.
+    #[cfg(feature = "http")]
+    pub(crate) fn ask(&mut self, idle: Option<Duration>, stream: Option<&Stream>) -> bool {
+        if !self.allowed || stream.is_some_and(|s| s.buffered() > 0) {
+            return false;
+        }
+        self.asked = Some(idle);
+        true
+    }
+
+    /// What the handler asked: `Some(idle timeout)` to park.
+    pub(crate) fn asked(&self) -> Option<Option<Duration>> {
+        self.asked
+    }
 }
 
 impl<'a, S> StreamRequest<'a, S> {
@@ -42,7 +96,7 @@ impl<'a, S> StreamRequest<'a, S> {
         stream: &'a Stream,
         client_address: &'a Address,
         server: &'a ServerContext<S>,
-        registered: Option<&'a Registered<'a>>,
+        registered: Option<&'a Registered>,
         (rbufsize, wbufsize): (usize, usize),
     ) -> Self {
         StreamRequest {
@@ -53,7 +107,23 @@ impl<'a, S> StreamRequest<'a, S> {
             server,
             registered,
             proxy: None,
+            park: Park::default(),
+            memo: None,
         }
+    }
+
+    /// Lends the connection's memo, which outlives this request.
+    pub(crate) fn with_memo(mut self, memo: &'a Memo) -> Self {
+        self.memo = Some(memo);
+        self
+    }
+
+    /// Lets the handler park the connection (`allowed`, when the server parks and `rfile`
+    /// cannot hold bytes between reads); `resumed` if it was parked before this call.
+    pub(crate) fn with_parking(mut self, allowed: bool, resumed: bool) -> Self {
+        self.park.allowed = allowed && self.rfile.capacity() <= PARK_MAX_RBUFSIZE;
+        self.park.resumed = resumed;
+        self
     }
 
     /// The request came through a proxy that sent this PROXY protocol header.
@@ -105,7 +175,7 @@ impl<'a, S> StreamRequest<'a, S> {
 
     /// The connection's registration, for the HTTP layer's idle marks.
     #[cfg(feature = "http")]
-    pub(crate) fn registered(&self) -> Option<&'a Registered<'a>> {
+    pub(crate) fn registered(&self) -> Option<&'a Registered> {
         self.registered
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
+use super::parking::Wake;
 use super::{Overload, Server};
 use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
@@ -50,6 +51,43 @@ pub(super) enum Room {
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
+    /// Hands the parked connections whose clients sent more to the strategy, each as a job
+    /// (they already hold their place under `max_connections`); returns how many. Should a
+    /// stop come while the strategy has no room, the rest go back to the lot, to be served
+    /// if the server serves on, or closed with it.
+    pub(super) fn resume_parked(&mut self) -> usize {
+        let Some(lot) = self.shared.lot() else {
+            return 0;
+        };
+        let mut ready = lot.ready().into_iter();
+        let mut resumed = 0;
+        while let Some(parked) = ready.next() {
+            if self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken {
+                for parked in std::iter::once(parked).chain(ready.by_ref()) {
+                    if let Err(parked) = lot.park(parked, true, None) {
+                        parked.resume(Wake::Close);
+                    }
+                }
+                break;
+            }
+            let job = Job::new(
+                Box::new(move || parked.resume(Wake::Readable)),
+                T::listener_fd(&self.socket),
+            );
+            resumed += 1;
+            if let Err(e) = self.strategy.process_request(job) {
+                static LIMIT: Limit = Limit::new();
+                say_limited(
+                    &LIMIT,
+                    Level::Error,
+                    "socketserver::server",
+                    format_args!("server {}: {e}", self.shared.context().server_address()),
+                );
+            }
+        }
+        resumed
+    }
+
     /// Takes the requests that are waiting, up to a bound.
     pub(super) fn take_requests(&mut self, handle: &ShutdownHandle) {
         for _ in 0..MAX_REQUESTS_PER_WAKE {
@@ -232,11 +270,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let shared = Arc::clone(&self.shared);
         let finish = self.finish;
         let job = Job::new(
-            Box::new(move || {
-                let ok = finish(&shared, request);
-                drop(admitted);
-                ok
-            }),
+            Box::new(move || finish(&shared, request, Some(admitted))),
             T::listener_fd(&self.socket),
         );
         if let Err(e) = self.strategy.process_request(job) {

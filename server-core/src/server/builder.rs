@@ -12,6 +12,7 @@ use crate::handler::Handler;
 use crate::server::admission::Gate;
 use crate::server::hooks::{ErrorHook, LoopHooks};
 use crate::server::overload::Overload;
+use crate::server::parking::Lot;
 use crate::server::pipeline::Finish;
 use crate::server::{RequestOptions, Server, ServerContext, Shared};
 use crate::shutdown::{self, StopReceiver};
@@ -444,10 +445,11 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             max_per_client: self.max_per_client,
             error_hook: self.error_hook,
         }
-        .shared(server_address)?;
+        .shared(server_address, strategy.parks_idle())?;
+        let shared = Arc::new(shared);
         Ok(Server {
             socket,
-            shared: Arc::new(shared),
+            shared,
             finish,
             busy,
             overload,
@@ -483,7 +485,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             max_per_client: self.max_per_client,
             error_hook: self.error_hook,
         }
-        .shared(server_address)?;
+        .shared(server_address, false)?;
         Ok(shared)
     }
 }
@@ -498,8 +500,9 @@ struct Parts<St> {
 }
 
 impl<St> Parts<St> {
-    /// The requests' shared part, and the receiving end of the shutdown handle's wake-ups.
-    fn shared(self, server_address: Address) -> Result<(Shared<St>, StopReceiver)> {
+    /// The requests' shared part, and the receiving end of the shutdown handle's wake-ups;
+    /// with a lot for idle connections if the strategy `parks` them.
+    fn shared(self, server_address: Address, parks: bool) -> Result<(Shared<St>, StopReceiver)> {
         let (shutdown, stops) = shutdown::pair().map_err(|source| Error::Spawn {
             what: "the shutdown waker",
             source,
@@ -510,8 +513,15 @@ impl<St> Parts<St> {
                 source,
             }
         })?;
-        let context =
+        let mut context =
             ServerContext::new(server_address, self.state, shutdown, gate, self.error_hook);
+        if parks {
+            let lot = Lot::new().map_err(|source| Error::Spawn {
+                what: "the epoll instance for idle connections",
+                source,
+            })?;
+            context = context.with_lot(lot);
+        }
         Ok((Shared::new(context, self.options), stops))
     }
 }

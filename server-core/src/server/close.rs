@@ -12,6 +12,7 @@ use super::{Server, DEFAULT_GRACE_PERIOD};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::connections::Reach;
+use crate::server::parking::Wake;
 use crate::signals::{self, watch_signals, Delays};
 use crate::strategy::{DrainReport, Readiness, Strategy};
 use crate::sys::{deadline_in, sleep_until, wake};
@@ -60,6 +61,12 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// [`close`](Self::close), waiting for running requests until `deadline`.
     fn close_by(mut self, deadline: Option<Instant>) -> DrainReport {
         self.shared.context().handle().set_closing();
+        // Idle connections close at once, as a stop closes idle ones (their clients retry).
+        if let Some(lot) = self.shared.lot() {
+            for parked in lot.close() {
+                parked.resume(Wake::Close);
+            }
+        }
         self.drain_waiting();
         let taken = self.serve_backlog();
         if taken > 0 {

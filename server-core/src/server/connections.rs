@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::shutdown::ShutdownHandle;
 use crate::sys;
 
 /// The stream connections whose requests are running in this process, by raw fd, each marked
@@ -58,8 +59,10 @@ pub(crate) enum Reach {
 
 impl Registry {
     /// Records `fd` until the returned guard is dropped; drop the guard before closing the fd.
-    pub(crate) fn register(&self, fd: RawFd) -> Registered<'_> {
-        let mut table = self.table.lock();
+    /// The guard owns `handle`, whose registry this is, so that a parked connection can take
+    /// it along.
+    pub(crate) fn register(handle: &ShutdownHandle, fd: RawFd) -> Registered {
+        let mut table = handle.connections().table.lock();
         let entry = Some(Entry {
             fd,
             idle: false,
@@ -78,8 +81,9 @@ impl Registry {
                 table.entries.len() - 1
             }
         };
+        drop(table);
         Registered {
-            registry: self,
+            handle: handle.clone(),
             key,
         }
     }
@@ -140,16 +144,17 @@ impl Registry {
 
 /// A registered connection; removed from the registry on drop.
 #[derive(Debug)]
-pub(crate) struct Registered<'a> {
-    registry: &'a Registry,
+pub(crate) struct Registered {
+    /// The server's handle, which holds the registry.
+    handle: ShutdownHandle,
     key: usize,
 }
 
-impl Registered<'_> {
+impl Registered {
     /// Marks the connection idle or busy. Turning idle fails (`false`) once a stop has closed
     /// the idle connections: the caller should end the connection rather than wait.
     pub(crate) fn set_idle(&self, idle: bool) -> bool {
-        let mut table = self.registry.table.lock();
+        let mut table = self.handle.connections().table.lock();
         if idle && table.closing {
             return false;
         }
@@ -164,9 +169,9 @@ impl Registered<'_> {
     }
 }
 
-impl Drop for Registered<'_> {
+impl Drop for Registered {
     fn drop(&mut self) {
-        let mut table = self.registry.table.lock();
+        let mut table = self.handle.connections().table.lock();
         if let Some(slot) = table.entries.get_mut(self.key) {
             *slot = None;
             table.free.push(self.key);

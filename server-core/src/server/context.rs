@@ -14,6 +14,7 @@ use crate::proxy::ProxySettings;
 use crate::server::admission::Budget;
 use crate::server::admission::Gate;
 use crate::server::hooks::ErrorHook;
+use crate::server::parking::Lot;
 use crate::shutdown::ShutdownHandle;
 use crate::stats::{Active, Counters, Stats};
 
@@ -39,6 +40,8 @@ pub struct ServerContext<S = ()> {
     /// Connections waiting in the listen backlog, as the serving loop last saw it
     /// (`u64::MAX`: not known).
     listen_queue: AtomicU64,
+    /// Where idle connections wait for their next request, when the strategy parks them.
+    lot: Option<Lot>,
 }
 
 impl<S> ServerContext<S> {
@@ -62,7 +65,14 @@ impl<S> ServerContext<S> {
             in_flight: Budget::default(),
             error_hook,
             listen_queue: AtomicU64::new(u64::MAX),
+            lot: None,
         }
+    }
+
+    /// Parks idle connections in `lot` (the strategy runs requests in this process).
+    pub(crate) fn with_lot(mut self, lot: Lot) -> Self {
+        self.lot = Some(lot);
+        self
     }
 
     /// Gives this context a shutdown handle and a `max_connections` gate of its own, with new
@@ -71,6 +81,10 @@ impl<S> ServerContext<S> {
     pub(crate) fn renew(&mut self, shutdown: ShutdownHandle) -> std::io::Result<()> {
         self.gate = Arc::new(self.gate.renewed()?);
         self.shutdown = shutdown;
+        // An epoll instance of its own (nothing is parked in a freshly forked process).
+        if self.lot.is_some() {
+            self.lot = Some(Lot::new()?);
+        }
         Ok(())
     }
 
@@ -162,6 +176,7 @@ impl<S> ServerContext<S> {
     pub fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
         stats.open = self.gate.open();
+        stats.parked = self.lot.as_ref().map_or(0, Lot::len);
         stats
     }
 
@@ -261,6 +276,11 @@ pub(crate) struct Shared<S> {
 impl<S> Shared<S> {
     pub(crate) fn new(context: ServerContext<S>, options: RequestOptions) -> Self {
         Shared { context, options }
+    }
+
+    /// The parked connections, if this server parks them.
+    pub(crate) fn lot(&self) -> Option<&Lot> {
+        self.context.lot.as_ref()
     }
 
     /// What handlers see of the server.

@@ -61,13 +61,14 @@ impl<T: Transport, H: StreamRequestHandler, S: Strategy> ServerBuilder<T, H, S> 
         };
         let client_address = connection.peer_addr().map_err(not_connected)?;
         let server_address = local_address(&connection);
-        let shared = self.into_shared(server_address)?;
+        let shared = std::sync::Arc::new(self.into_shared(server_address)?);
         Ok(finish_stream::<H>(
             &shared,
             Accepted {
                 connection,
                 client_address,
             },
+            None,
         ))
     }
 }

@@ -16,6 +16,7 @@ mod edge;
 mod hooks;
 mod inetd;
 mod overload;
+pub(crate) mod parking;
 mod pipeline;
 
 use std::collections::VecDeque;
@@ -366,7 +367,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     })
                 }
                 Ok(Event::Stop) => break Ok(()),
-                Ok(Event::Readable) => self.take_requests(&handle),
+                Ok(Event::Readable) => {
+                    self.resume_parked();
+                    self.take_requests(&handle);
+                }
                 Ok(Event::Timeout) => {}
             }
             self.service_actions();
@@ -406,6 +410,9 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     break Waited::TimedOut;
                 }
                 Event::Readable => {
+                    if self.resume_parked() > 0 {
+                        break Waited::Handled;
+                    }
                     let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                     match self.wait_room(remaining) {
                         Room::Free => {}
@@ -442,11 +449,28 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     fn service_actions(&mut self) {
         self.cut_overdue();
+        self.expire_parked();
         self.sample_listen_queue();
         self.strategy.service_actions();
         self.hooks.service_actions(self.shared.context());
         if let Some(pass) = &mut self.on_pass {
             pass(self.shared.context());
+        }
+    }
+
+    /// Closes the parked connections whose idle time ran out (on this thread: closing one is
+    /// a `shutdown(2)` and a `close(2)`).
+    fn expire_parked(&mut self) {
+        let Some(lot) = self.shared.lot() else {
+            return;
+        };
+        let expired = lot.expired(Instant::now());
+        if !expired.is_empty() {
+            log::debug!(target: "socketserver::server",
+                "{}: closed {} idle connections at their timeout", self.server_address(), expired.len());
+        }
+        for parked in expired {
+            parked.resume(parking::Wake::Close);
         }
     }
 
@@ -500,13 +524,27 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             deadline = Some(deadline.map_or(recheck, |d| d.min(recheck)));
         }
         let gate = self.shared.context().gate();
+        // The socket and the stop waker; then the parked connections' epoll instance, if the
+        // strategy parks; then the gate's waker, while clients are queued.
+        let parked = self.shared.lot().map(parking::Lot::fd);
+        let listened = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         loop {
             let mut fds = [
                 PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.stops.fd(), PollFlags::POLLIN),
+                PollFd::new(parked.unwrap_or(self.stops.fd()), PollFlags::POLLIN),
                 PollFd::new(gate.room_fd(), PollFlags::POLLIN),
             ];
-            let watched = if queued { 3 } else { 2 };
+            let (lot, room) = match (parked.is_some(), queued) {
+                (true, true) => (Some(2), Some(3)),
+                (true, false) => (Some(2), None),
+                (false, true) => {
+                    fds.swap(2, 3);
+                    (None, Some(2))
+                }
+                (false, false) => (None, None),
+            };
+            let watched = 2 + usize::from(lot.is_some()) + usize::from(room.is_some());
             if sleep_until(&mut fds[..watched], deadline)? == 0 {
                 return Ok(if queued {
                     Event::Readable
@@ -514,15 +552,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     Event::Timeout
                 });
             }
-            let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
-            if woken && self.stops.drain() {
+            if listened(&fds[1]) && self.stops.drain() {
                 return Ok(Event::Stop);
             }
-            let room = fds[2].revents().is_some_and(|r| !r.is_empty());
+            let room = room.is_some_and(|i| fds.get(i).is_some_and(listened));
             if room {
                 gate.drain();
             }
-            if room || fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            let lot = lot.is_some_and(|i| fds.get(i).is_some_and(listened));
+            if room || lot || listened(&fds[0]) {
                 return Ok(Event::Readable);
             }
         }

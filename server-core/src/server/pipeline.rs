@@ -2,20 +2,30 @@
 //! a [`Job`](crate::strategy::Job) wherever the strategy puts it.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::addr::{Address, UnixAddress};
 use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
-use crate::request::{Connection, DatagramRequest, StreamRequest};
+use crate::proxy::ProxyInfo;
+use crate::request::{Connection, DatagramRequest, Memo, Stream, StreamRequest};
+use crate::server::admission::Admitted;
+use crate::server::connections::Registered;
+use crate::server::parking::{Parked, Wake};
 use crate::server::{edge, RequestOptions, ServerContext, Shared};
+use crate::sys::deadline_in;
 use crate::transport::{Accepted, Datagram, Sealed};
 
 /// What runs one request of transport `T` for handler `H`: [`finish_stream`] or
 /// [`finish_datagram`], chosen when the server is bound (the transport's `bind` knows which
 /// handler trait it needs), so nothing else needs a bound beyond [`Handler`].
-pub(crate) type Finish<S, T> = fn(&Shared<S>, <T as Sealed>::Request) -> bool;
+/// `Admitted` is the request's place under `max_connections`, held until it ends (a stream
+/// connection: until it closes, parked or not).
+pub(crate) type Finish<S, T> =
+    fn(&Arc<Shared<S>>, <T as Sealed>::Request, Option<Admitted>) -> bool;
 
 /// Runs one stage, turning an error or a panic into a report. `true` if it succeeded.
 fn stage<S, F>(stage: Stage, client: &Address, server: &ServerContext<S>, f: F) -> bool
@@ -130,9 +140,11 @@ fn apply_options(connection: &Connection, options: &RequestOptions, client: &Add
 }
 
 /// Serves one stream connection: Python's `finish_request` then `shutdown_request`.
+/// `admitted` is its place under `max_connections`, held until the connection closes.
 pub(crate) fn finish_stream<H: StreamRequestHandler>(
-    shared: &Shared<H::State>,
+    shared: &Arc<Shared<H::State>>,
     accepted: Accepted,
+    admitted: Option<Admitted>,
 ) -> bool {
     let server = shared.context();
     let Accepted {
@@ -141,10 +153,7 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
     } = accepted;
     // Lets `close` shut the connection down at its deadline; removed (below) before the
     // connection is closed.
-    let registered = server
-        .handle()
-        .connections()
-        .register(connection.as_fd().as_raw_fd());
+    let registered = server.handle().register(connection.as_fd().as_raw_fd());
     let options = shared.options();
     // The edge (the PROXY header), before the request counts as running: a connection it
     // refuses is counted as rejected. Marked as in a handler, as `handle_error` may stop the
@@ -170,52 +179,155 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
             }
         }
     };
-    counted(server, || {
-        let client = edge.client;
-        match &edge.proxy {
-            Some(proxy) => log::debug!(target: "socketserver::request",
-                "connection from {client} via proxy {}", proxy.peer()),
-            None => log::debug!(target: "socketserver::request", "connection from {client}"),
+    match &edge.proxy {
+        Some(proxy) => log::debug!(target: "socketserver::request",
+            "connection from {} via proxy {}", edge.client, proxy.peer()),
+        None => log::debug!(target: "socketserver::request", "connection from {}", edge.client),
+    }
+    apply_options(stream.connection(), options, &edge.client);
+    let open = Open {
+        registered,
+        stream,
+        client: edge.client,
+        proxy: edge.proxy,
+        watched: false,
+        memo: Memo::default(),
+        shared: Arc::downgrade(shared),
+        _admitted: admitted,
+        serve: serve::<H>,
+    };
+    serve::<H>(open, shared)
+}
+
+/// A stream connection, from its first request until it closes: served by a worker, or
+/// parked in the serving loop between requests.
+///
+/// Each time it is served is one request, in Python's sense: a handler made for it, `setup`,
+/// `handle`, `finish`. A handler that asks to park (the HTTP layer, between keep-alive
+/// requests) ends its request with nothing of the next one read, so the next handler starts
+/// on a clean connection; handlers need not be `Send`, as none outlives its call.
+struct Open<S: Send + Sync + 'static> {
+    /// Declared (so dropped) before the stream: a stop must never shut down a descriptor
+    /// number the system has given to another connection since.
+    registered: Registered,
+    stream: Stream,
+    client: Address,
+    proxy: Option<ProxyInfo>,
+    /// Whether the serving loop's epoll instance has the connection (it was parked before).
+    watched: bool,
+    /// What the HTTP layer remembers of the socket between requests.
+    memo: Memo,
+    /// The server, weakly: a parked connection must not keep a dropped server's part alive.
+    shared: Weak<Shared<S>>,
+    _admitted: Option<Admitted>,
+    /// [`serve`] for the server's handler type (a function pointer, so that the parked
+    /// connection does not name the handler type, which need not be `Send` or `'static`).
+    serve: fn(Open<S>, &Arc<Shared<S>>) -> bool,
+}
+
+/// Serves one request on the connection with a handler `H`; then parks it if the handler
+/// asked, or closes it. `true` if every handler method succeeded.
+fn serve<H: StreamRequestHandler>(open: Open<H::State>, shared: &Arc<Shared<H::State>>) -> bool {
+    open.serve_with::<H>(shared)
+}
+
+impl<S: Send + Sync + 'static> Open<S> {
+    /// [`serve`]'s body.
+    fn serve_with<H: StreamRequestHandler<State = S>>(self, shared: &Arc<Shared<S>>) -> bool {
+        let server = shared.context();
+        let mut park = None;
+        let ok = counted(server, || {
+            let options = shared.options();
+            let mut request = StreamRequest::new(
+                &self.stream,
+                &self.client,
+                server,
+                Some(&self.registered),
+                (options.rbufsize, options.wbufsize),
+            )
+            .with_proxy(self.proxy.as_ref())
+            .with_parking(shared.lot().is_some(), self.watched)
+            .with_memo(&self.memo);
+            let stages = [H::setup, H::handle, H::finish];
+            let outcome = lifecycle::<H, _>(server, &self.client, &mut request, stages);
+            // Python's finish flushes wfile and ignores errors; a failed flush loses the
+            // reply, so it is reported.
+            let flushed = !outcome.ran
+                || request
+                    .wfile
+                    .flush()
+                    .map_err(|e| {
+                        server.handle_error(&RequestError::Handler {
+                            client: self.client.clone(),
+                            stage: Stage::Finish,
+                            source: e.into(),
+                        });
+                    })
+                    .is_ok();
+            park = request.park.asked();
+            outcome.ok && flushed
+        });
+        match park {
+            Some(idle) if ok => self.park(shared, idle),
+            _ => self.close(),
         }
-        let connection = stream.connection();
-        apply_options(connection, options, &client);
-        let mut request = StreamRequest::new(
-            &stream,
-            &client,
-            server,
-            Some(&registered),
-            (options.rbufsize, options.wbufsize),
-        )
-        .with_proxy(edge.proxy.as_ref());
-        let stages = [H::setup, H::handle, H::finish];
-        let outcome = lifecycle::<H, _>(server, &client, &mut request, stages);
-        // Python's finish flushes wfile and ignores errors; a failed flush loses the reply, so
-        // it is reported.
-        let flushed = !outcome.ran
-            || request
-                .wfile
-                .flush()
-                .map_err(|e| {
-                    server.handle_error(&RequestError::Handler {
-                        client: client.clone(),
-                        stage: Stage::Finish,
-                        source: e.into(),
-                    });
-                })
-                .is_ok();
-        drop(request);
-        // Python's shutdown_request: the client sees end-of-file now, even if it shares the
-        // socket with a forked process (on TLS, after `close_notify`).
-        let _ = stream.shutdown_write();
-        drop(registered);
-        outcome.ok && flushed
-    })
+        ok
+    }
+
+    /// Hands the connection to the serving loop until its client sends more, or `idle`
+    /// passes; closes it if the loop will not take it (the server closes).
+    fn park(mut self, shared: &Shared<S>, idle: Option<Duration>) {
+        let Some(lot) = shared.lot() else {
+            return self.close();
+        };
+        let watched = std::mem::replace(&mut self.watched, true);
+        if let Err(parked) = lot.park(Box::new(self), watched, idle.map(deadline_in)) {
+            parked.resume(Wake::Close);
+        }
+    }
+
+    /// Python's shutdown_request: the client sees end-of-file now, even if it shares the
+    /// socket with a forked process (on TLS, after `close_notify`). The descriptor closes
+    /// when `self` drops.
+    fn close(self) {
+        let _ = self.stream.shutdown_write();
+    }
+}
+
+impl<S: Send + Sync + 'static> Parked for Open<S> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.connection().as_fd()
+    }
+
+    /// Back from the serving loop: serves the client's next request, or closes.
+    fn resume(self: Box<Self>, wake: Wake) -> bool {
+        match (wake, self.shared.upgrade()) {
+            (Wake::Readable, Some(shared)) => (self.serve)(*self, &shared),
+            // An idle connection closing (timeout, stop), or the server gone: no request
+            // runs, so nothing is counted.
+            _ => {
+                self.close();
+                true
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for Open<S> {
+    fn drop(&mut self) {
+        if self.watched {
+            if let Some(lot) = self.shared.upgrade().as_deref().and_then(Shared::lot) {
+                lot.forget(self.stream.connection().as_fd());
+            }
+        }
+    }
 }
 
 /// Serves one datagram, then sends the reply the handler wrote.
 pub(crate) fn finish_datagram<H: DatagramRequestHandler>(
-    shared: &Shared<H::State>,
+    shared: &Arc<Shared<H::State>>,
     datagram: Datagram,
+    _admitted: Option<Admitted>,
 ) -> bool {
     let server = shared.context();
     counted(server, || {

@@ -7,8 +7,10 @@
 //! - **Many long-lived connections** (chat, keep-alive HTTP, RPC sessions): [`Threading`]. A
 //!   connection holds its thread for its whole life, and threads are cheap here: about 18 KiB
 //!   of memory per idle connection, and 1000 persistent connections served faster than a tokio
-//!   server on the same machine. A [`Pool`] cannot serve more persistent connections at once
-//!   than it has workers: the rest wait until one closes.
+//!   server on the same machine. A [`Pool`] serves at once only as many connections as it has
+//!   workers, so it suits long-lived connections only where they are idle between requests
+//!   and parked there (the HTTP layer's keep-alive; [`Strategy::parks_idle`]): then a few
+//!   workers answer thousands of clients. A raw persistent stream holds its worker.
 //! - **Many short requests, a new connection each** (classic socketserver clients, HTTP/1.0):
 //!   [`Pool`] or [`Threading`], both as fast as a tokio server here. Threading reuses
 //!   finished threads, so it does not pay a thread start per request; the pool also bounds
@@ -164,6 +166,24 @@ pub trait Strategy: Send + 'static {
         DrainReport::default()
     }
 
+    /// Whether a connection waiting for its client's next request is handed back to the
+    /// serving loop (parked) instead of holding the thread that serves it.
+    ///
+    /// The HTTP layer parks a keep-alive connection once it has answered everything its
+    /// client sent; the serving loop watches it with `epoll(7)` beside the listening socket
+    /// and gives it to the strategy again, as a new job, when the client's next request
+    /// arrives (Apache's event MPM). Then an idle client costs no thread, and a [`Pool`] of a
+    /// few workers serves thousands of keep-alive clients. The price is a hand-off per burst
+    /// of requests: two system calls and a wake-up of the serving thread.
+    ///
+    /// Default `false`. [`Serial`] and [`Pool`] park (one thread, or a few, must not be held
+    /// by idle clients); [`Threading`] does when asked ([`Threading::park_idle`]);
+    /// [`Forking`] never (its requests run in other processes, which cannot hand a connection
+    /// back).
+    fn parks_idle(&self) -> bool {
+        false
+    }
+
     /// A handle on the counters of the requests this strategy runs elsewhere (threads, worker
     /// threads, child processes), readable from any thread while the server serves: for
     /// metrics, or to wait until every request has ended. `None` (the default) for a strategy
@@ -185,6 +205,11 @@ impl Strategy for Serial {
     fn process_request(&mut self, job: Job) -> Result<()> {
         job.run();
         Ok(())
+    }
+
+    /// Parks: a keep-alive client between requests would otherwise hold up every other.
+    fn parks_idle(&self) -> bool {
+        true
     }
 }
 
@@ -211,5 +236,9 @@ impl<S: Strategy + ?Sized> Strategy for Box<S> {
 
     fn activity(&self) -> Option<Activity> {
         (**self).activity()
+    }
+
+    fn parks_idle(&self) -> bool {
+        (**self).parks_idle()
     }
 }

@@ -344,6 +344,12 @@ impl Strategy for Pool {
         Some(self.ledger.activity().clone())
     }
 
+    /// Parks: otherwise as many idle keep-alive clients as there are workers would leave
+    /// every other client unanswered.
+    fn parks_idle(&self) -> bool {
+        true
+    }
+
     /// Queues the request for a worker, starting the workers on the first request.
     ///
     /// Blocks while the queue is full; the serving loop calls

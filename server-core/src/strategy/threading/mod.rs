@@ -119,6 +119,7 @@ pub struct Threading {
     stack_size: Option<usize>,
     max_idle_threads: usize,
     idle_thread_timeout: Duration,
+    park_idle: bool,
     /// Where finished threads wait for the next request; made with the first thread, once the
     /// options are set.
     idle: Option<Arc<Idle>>,
@@ -170,6 +171,7 @@ impl Threading {
             stack_size: None,
             max_idle_threads: Threading::DEFAULT_MAX_IDLE_THREADS,
             idle_thread_timeout: Threading::DEFAULT_IDLE_THREAD_TIMEOUT,
+            park_idle: false,
             idle: None,
             threads: HashMap::new(),
             next_id: 0,
@@ -227,6 +229,16 @@ impl Threading {
     /// threads that end). `Duration::MAX`: waiting threads never time out.
     pub fn idle_thread_timeout(mut self, timeout: Duration) -> Threading {
         self.idle_thread_timeout = timeout;
+        self
+    }
+
+    /// Whether a keep-alive connection waiting for its client's next request gives its thread
+    /// back and waits in the serving loop instead ([`Strategy::parks_idle`]). Default: `false`,
+    /// a thread per connection for its whole life, which answers a busy client fastest. Turn
+    /// it on for many mostly idle clients: each then costs a parked descriptor instead of a
+    /// thread.
+    pub fn park_idle(mut self, park: bool) -> Threading {
+        self.park_idle = park;
         self
     }
 
@@ -318,6 +330,7 @@ impl fmt::Debug for Threading {
             .field("stack_size", &self.stack_size)
             .field("max_idle_threads", &self.max_idle_threads)
             .field("idle_thread_timeout", &self.idle_thread_timeout)
+            .field("park_idle", &self.park_idle)
             .field("activity", self.ledger.activity())
             .finish_non_exhaustive()
     }
@@ -343,6 +356,10 @@ impl Drop for Finished {
 impl Strategy for Threading {
     fn activity(&self) -> Option<Activity> {
         Some(self.ledger.activity().clone())
+    }
+
+    fn parks_idle(&self) -> bool {
+        self.park_idle
     }
 
     /// Hands the request to a thread waiting for one, or starts a thread for it (Python:

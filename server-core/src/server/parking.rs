@@ -1,0 +1,358 @@
+//! Parked connections: stream connections waiting, between requests, for their client's next
+//! bytes, watched by the serving loop instead of a worker (Apache's event MPM; issue 17).
+//!
+//! A handler that has answered everything its client sent asks to park
+//! ([`StreamRequest`](crate::StreamRequest)'s park slot, used by the HTTP layer between
+//! keep-alive requests) and returns. The pipeline then puts the connection, with its handler,
+//! into the server's [`Lot`]: an epoll instance plus a table of what resumes each connection.
+//! The serving loop polls the epoll descriptor beside its listening socket; when a parked
+//! connection turns readable (its next request, or the client's close) the loop takes it out
+//! and hands it to the strategy as a job, which calls the same handler's `handle` again. So a
+//! connection costs a worker only while it has a request to serve, and a pool of a few
+//! workers serves thousands of keep-alive clients.
+//!
+//! Each connection is registered once (`EPOLLONESHOT`): parking again re-arms it with one
+//! `epoll_ctl`, and it is deleted when the connection ends. An event names its slot and the
+//! slot's generation, so an event that arrives after its connection left (closed at a stop or
+//! an idle timeout) cannot resume the connection that took the slot since.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use parking_lot::Mutex;
+
+/// A parked connection: its descriptor, and what resumes it.
+pub(crate) trait Parked: Send {
+    /// The connection's descriptor, which the lot watches.
+    fn fd(&self) -> BorrowedFd<'_>;
+
+    /// Serves the connection again (`Wake::Readable`) or ends it (`Wake::Close`); `true` if
+    /// that went well.
+    fn resume(self: Box<Self>, wake: Wake) -> bool;
+}
+
+/// What the lot holds and gives back.
+pub(crate) type Resume = Box<dyn Parked>;
+
+/// Why a parked connection is resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Its client sent bytes (or closed): serve it.
+    Readable,
+    /// Its idle time ran out, or the server closes: end it (the handler's `finish`, then close).
+    Close,
+}
+
+/// The server's parked connections.
+#[derive(Debug)]
+pub(crate) struct Lot {
+    epoll: Epoll,
+    table: Mutex<Table>,
+    /// How many are parked now (read without the lock, for the metrics and the loop).
+    parked: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// The earliest idle deadline among the parked (`None`: none has one), so the loop's
+    /// look for expired connections costs nothing until one is due.
+    earliest: Option<Instant>,
+    /// Set when the server closes: later connections are refused a place.
+    closing: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+struct Entry {
+    resume: Resume,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("slots", &self.slots.len())
+            .field("free", &self.free.len())
+            .field("closing", &self.closing)
+            .finish()
+    }
+}
+
+/// Most parked connections resumed per look, so that new connections are taken too.
+pub(crate) const MAX_RESUMED_PER_WAKE: usize = 64;
+
+impl Lot {
+    /// An empty lot with an epoll instance of its own.
+    pub(crate) fn new() -> io::Result<Lot> {
+        Ok(Lot {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            table: Mutex::new(Table::default()),
+            parked: AtomicUsize::new(0),
+        })
+    }
+
+    /// The descriptor the loop polls: readable when a parked connection is.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.0.as_fd()
+    }
+
+    /// How many connections are parked now.
+    pub(crate) fn len(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// Parks a connection until it is readable or `deadline` passes; `watched` says whether
+    /// it was parked before (then it is re-armed, else added). Gives it back when the lot
+    /// refuses it (the server closes, or epoll failed): the caller ends it.
+    pub(crate) fn park(
+        &self,
+        parked: Resume,
+        watched: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Resume> {
+        let mut table = self.table.lock();
+        if table.closing {
+            return Err(parked);
+        }
+        let index = match table.free.pop() {
+            Some(index) => index,
+            None => {
+                table.slots.push(Slot::default());
+                table.slots.len() - 1
+            }
+        };
+        let Table {
+            slots, earliest, ..
+        } = &mut *table;
+        let Some(slot) = slots.get_mut(index) else {
+            return Err(parked);
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        let token = token(index, slot.generation);
+        // Armed under the lock, with the entry in place: the loop takes it only after.
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
+        let mut event = EpollEvent::new(flags, token);
+        let fd = parked.fd();
+        let armed = if watched {
+            self.epoll
+                .modify(fd, &mut event)
+                .or_else(|_| self.epoll.add(fd, event))
+        } else {
+            self.epoll.add(fd, event)
+        };
+        if let Err(e) = armed {
+            log::warn!(target: "socketserver::server", "cannot watch an idle connection: {e}");
+            table.free.push(index);
+            return Err(parked);
+        }
+        if let Some(d) = deadline {
+            *earliest = Some(earliest.map_or(d, |e| e.min(d)));
+        }
+        slot.entry = Some(Entry {
+            resume: parked,
+            deadline,
+        });
+        drop(table);
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops watching `fd` for good (its connection ends).
+    pub(crate) fn forget(&self, fd: BorrowedFd<'_>) {
+        let _ = self.epoll.delete(fd);
+    }
+
+    /// Takes the connections that turned readable, at most [`MAX_RESUMED_PER_WAKE`]; never
+    /// waits.
+    pub(crate) fn ready(&self) -> Vec<Resume> {
+        if self.len() == 0 {
+            return Vec::new();
+        }
+        let mut events = [EpollEvent::empty(); MAX_RESUMED_PER_WAKE];
+        let n = match self.epoll.wait(&mut events, EpollTimeout::ZERO) {
+            Ok(n) => n,
+            Err(e) => {
+                log::debug!(target: "socketserver::server", "epoll_wait: {e}");
+                0
+            }
+        };
+        events
+            .get(..n)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|event| self.take(event.data()))
+            .collect()
+    }
+
+    /// Takes the connections whose idle deadline has passed.
+    pub(crate) fn expired(&self, now: Instant) -> Vec<Resume> {
+        let mut table = self.table.lock();
+        if table.earliest.is_none_or(|e| e > now) {
+            return Vec::new();
+        }
+        let mut earliest = None;
+        let mut out = Vec::new();
+        let Table { slots, free, .. } = &mut *table;
+        for (index, slot) in slots.iter_mut().enumerate() {
+            let Some(deadline) = slot.entry.as_ref().and_then(|e| e.deadline) else {
+                continue;
+            };
+            if deadline <= now {
+                if let Some(entry) = slot.entry.take() {
+                    out.push(entry.resume);
+                    free.push(index);
+                }
+            } else {
+                earliest = Some(earliest.map_or(deadline, |e: Instant| e.min(deadline)));
+            }
+        }
+        table.earliest = earliest;
+        self.parked.fetch_sub(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// Takes every parked connection, and refuses those that come later: the server closes.
+    pub(crate) fn close(&self) -> Vec<Resume> {
+        let mut table = self.table.lock();
+        table.closing = true;
+        table.earliest = None;
+        let Table { slots, free, .. } = &mut *table;
+        let mut out = Vec::new();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            if let Some(entry) = slot.entry.take() {
+                out.push(entry.resume);
+                free.push(index);
+            }
+        }
+        self.parked.fetch_sub(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// The entry an event's token names, if it is still the one the event was for.
+    fn take(&self, token: u64) -> Option<Resume> {
+        let (index, generation) = untoken(token);
+        let mut table = self.table.lock();
+        let slot = table.slots.get_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let entry = slot.entry.take()?;
+        table.free.push(index);
+        drop(table);
+        self.parked.fetch_sub(1, Ordering::Relaxed);
+        Some(entry.resume)
+    }
+}
+
+/// An epoll event's data: the slot's index and generation.
+fn token(index: usize, generation: u32) -> u64 {
+    (index as u64) << 32 | u64::from(generation)
+}
+
+fn untoken(token: u64) -> (usize, u32) {
+    ((token >> 32) as usize, token as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    struct Conn(UnixStream, mpsc::Sender<Wake>);
+
+    impl Parked for Conn {
+        fn fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+
+        fn resume(self: Box<Self>, wake: Wake) -> bool {
+            self.1.send(wake).is_ok()
+        }
+    }
+
+    fn conn(tx: &mpsc::Sender<Wake>) -> io::Result<(Resume, UnixStream)> {
+        let (ours, theirs) = UnixStream::pair()?;
+        Ok((Box::new(Conn(ours, tx.clone())), theirs))
+    }
+
+    #[test]
+    fn a_parked_connection_comes_back_when_its_client_writes() -> io::Result<()> {
+        let lot = Lot::new()?;
+        let (tx, rx) = mpsc::channel();
+        let (parked, mut client) = conn(&tx)?;
+        assert!(lot.park(parked, false, None).is_ok());
+        assert_eq!(lot.len(), 1);
+        assert!(lot.ready().is_empty(), "nothing was sent yet");
+        client.write_all(b"x")?;
+        let mut ready = lot.ready();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(lot.len(), 0);
+        let parked = ready.pop().ok_or(io::ErrorKind::NotFound)?;
+        // One-shot: still readable, but not reported again until parked again.
+        assert!(lot.ready().is_empty());
+        assert!(lot.park(parked, true, None).is_ok());
+        let ready = lot.ready();
+        assert_eq!(ready.len(), 1, "re-armed, and the byte is still unread");
+        for parked in ready {
+            parked.resume(Wake::Readable);
+        }
+        assert_eq!(rx.try_recv().ok(), Some(Wake::Readable));
+        Ok(())
+    }
+
+    #[test]
+    fn idle_deadlines_and_close_give_every_connection_back_once() -> io::Result<()> {
+        let lot = Lot::new()?;
+        let (tx, _rx) = mpsc::channel();
+        let (a, _a) = conn(&tx)?;
+        let (b, _b) = conn(&tx)?;
+        let now = Instant::now();
+        assert!(lot.park(a, false, Some(now)).is_ok());
+        assert!(lot
+            .park(b, false, Some(now + Duration::from_secs(60)))
+            .is_ok());
+        let mut expired = lot.expired(now);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(lot.expired(now).len(), 0);
+        assert_eq!(lot.close().len(), 1);
+        assert_eq!(lot.len(), 0);
+        let a = expired.pop().ok_or(io::ErrorKind::NotFound)?;
+        assert!(
+            lot.park(a, true, None).is_err(),
+            "a closing lot takes no more"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_stale_event_does_not_resume_the_slots_next_connection() -> io::Result<()> {
+        let lot = Lot::new()?;
+        let (tx, _rx) = mpsc::channel();
+        let (a, mut a_client) = conn(&tx)?;
+        let (b, _b_client) = conn(&tx)?;
+        let now = Instant::now();
+        assert!(lot.park(a, false, Some(now)).is_ok());
+        a_client.write_all(b"x")?;
+        // a expires before the loop looks at its event, and b takes its slot (a stays open,
+        // so epoll still has it).
+        let expired = lot.expired(now);
+        assert_eq!(expired.len(), 1);
+        assert!(lot.park(b, false, None).is_ok());
+        assert!(lot.ready().is_empty(), "a's event must not resume b");
+        assert_eq!(lot.len(), 1);
+        drop(expired);
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Idle keep-alive connections are parked in the serving loop between requests (issue 17):
+//! a pool of a few workers answers hundreds of keep-alive clients, a serial server is not held
+//! by one, idle ones close at their timeout and at a stop, and TLS connections park too.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use socketserver::http::{Http, HttpHandler, Limits, Request, Response};
+use socketserver::{Handler, Pool, Serial, ServerContext, TcpServer, Threading};
+
+#[derive(Handler)]
+struct Hello;
+
+impl HttpHandler for Hello {
+    fn respond(&mut self, request: &Request, _server: &ServerContext) -> Response {
+        Response::text(200, format!("hello {}", request.path()))
+    }
+}
+
+/// Closes idle connections after a second.
+#[derive(Handler)]
+struct Brief;
+
+impl HttpHandler for Brief {
+    fn respond(&mut self, _request: &Request, _server: &ServerContext) -> Response {
+        Response::text(200, "brief")
+    }
+
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        limits.timeout = Some(Duration::from_secs(1));
+        limits
+    }
+}
+
+fn connect(address: SocketAddr) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    BufReader::new(stream)
+}
+
+fn send(client: &mut BufReader<TcpStream>, path: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    client
+        .get_mut()
+        .write_all(request.as_bytes())
+        .expect("send a request");
+}
+
+/// Reads one response; its status line and body, or `None` at end-of-file or timeout.
+fn response(client: &mut BufReader<TcpStream>) -> Option<(String, String)> {
+    let mut status = String::new();
+    if client.read_line(&mut status).ok()? == 0 {
+        return None;
+    }
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if client.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().ok()?;
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    client.read_exact(&mut body).ok()?;
+    Some((status.trim_end().to_owned(), String::from_utf8(body).ok()?))
+}
+
+#[test]
+fn a_pool_of_default_size_answers_every_one_of_many_keep_alive_clients() {
+    const CLIENTS: usize = 300;
+    let pool = Pool::default();
+    let workers = pool.size();
+    let server = TcpServer::<Http<Hello>, Pool>::builder()
+        .strategy(pool)
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| connect(running.inet())).collect();
+    for client in &clients {
+        let timeout = Some(Duration::from_secs(5));
+        client.get_ref().set_read_timeout(timeout).expect("timeout");
+    }
+    // Two rounds: every client's first request, then every client's second on the same
+    // connection, each sent while all the other clients hold their connections open.
+    let mut answered = [0usize; 2];
+    for (round, count) in answered.iter_mut().enumerate() {
+        for (i, client) in clients.iter_mut().enumerate() {
+            send(client, &format!("/{round}/{i}"));
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            let expected = Some(("HTTP/1.1 200 OK".into(), format!("hello /{round}/{i}")));
+            // One unanswered client (5 s) ends the round: the others would wait as long.
+            if response(client) != expected {
+                break;
+            }
+            *count += 1;
+        }
+    }
+    println!(
+        "{CLIENTS} keep-alive clients on a pool of {workers} workers: answered {answered:?} \
+         (bound {CLIENTS} each round)"
+    );
+    assert_eq!(answered, [CLIENTS; 2]);
+    let server = running.stop();
+    let started = Instant::now();
+    let report = server.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "close waited for idle clients: {report:?}"
+    );
+    for client in &mut clients {
+        let mut rest = Vec::new();
+        assert_eq!(
+            client.read_to_end(&mut rest).expect("end of file"),
+            0,
+            "a parked connection is closed when the server closes"
+        );
+    }
+}
+
+#[test]
+fn a_serial_server_answers_a_second_client_while_the_first_keeps_alive() {
+    let server = TcpServer::<Http<Hello>, Serial>::bind("127.0.0.1:0").expect("bind");
+    let running = util::serve(server);
+    let mut first = connect(running.inet());
+    send(&mut first, "/first");
+    assert_eq!(
+        response(&mut first).map(|r| r.1).as_deref(),
+        Some("hello /first")
+    );
+    // The first client keeps its connection open and says nothing (the keep-alive timeout
+    // is 30 s). Python's http.client is the second client.
+    let started = Instant::now();
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import http.client, sys\n\
+             c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=10)\n\
+             c.request('GET', '/second')\n\
+             r = c.getresponse()\n\
+             print(r.status, r.read().decode())",
+            &running.inet().port().to_string(),
+        ])
+        .output()
+        .expect("python3");
+    let took = started.elapsed();
+    println!("second client answered in {took:?} while the first kept alive");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200 hello /second",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The first connection was parked, not closed: it is served again.
+    send(&mut first, "/again");
+    assert_eq!(
+        response(&mut first).map(|r| r.1).as_deref(),
+        Some("hello /again")
+    );
+    running.stop().close();
+}
+
+#[test]
+fn a_parked_connection_is_closed_at_its_idle_timeout() {
+    let server = TcpServer::<Http<Brief>, Pool>::bind("127.0.0.1:0").expect("bind");
+    let running = util::serve(server);
+    let mut client = connect(running.inet());
+    send(&mut client, "/");
+    assert!(response(&mut client).is_some());
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = client.read_to_end(&mut rest);
+    let took = started.elapsed();
+    println!("idle connection closed after {took:?} (timeout 1 s)");
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "closed too late: {took:?}");
+    let server = running.stop();
+    assert_eq!(server.stats().open, 0, "{:?}", server.stats());
+    server.close();
+}
+
+#[test]
+fn a_parked_connection_holds_its_place_under_max_connections_until_it_closes() {
+    // The cap counts open connections, parked or busy: a parked client still has its place.
+    let server = TcpServer::<Http<Hello>, Pool>::builder()
+        .max_connections(Some(3))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let mut a = connect(running.inet());
+    let mut b = connect(running.inet());
+    for (client, name) in [(&mut a, "/a"), (&mut b, "/b")] {
+        send(client, name);
+        assert!(response(client).is_some());
+    }
+    let server = running.stop();
+    let open = server.stats().open;
+    let report = server.close();
+    println!("open with two parked clients: {open} (want 2); {report:?}");
+    assert_eq!(open, 2);
+    for client in [&mut a, &mut b] {
+        let mut rest = Vec::new();
+        assert!(matches!(client.read_to_end(&mut rest), Ok(0)));
+    }
+}
+
+#[test]
+fn threading_parks_when_asked_and_serves_the_same() {
+    let server = TcpServer::<Http<Hello>, Threading>::builder()
+        .strategy(Threading::new().park_idle(true))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let mut client = connect(running.inet());
+    for i in 0..20 {
+        send(&mut client, &format!("/{i}"));
+        assert_eq!(
+            response(&mut client).map(|r| r.1),
+            Some(format!("hello /{i}"))
+        );
+    }
+    // Pipelined: both requests in one write are answered in order.
+    client
+        .get_mut()
+        .write_all(b"GET /p1 HTTP/1.1\r\nHost: t\r\n\r\nGET /p2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    assert_eq!(
+        response(&mut client).map(|r| r.1).as_deref(),
+        Some("hello /p1")
+    );
+    assert_eq!(
+        response(&mut client).map(|r| r.1).as_deref(),
+        Some("hello /p2")
+    );
+    let server = running.stop();
+    let stats = server.stats();
+    println!("{stats:?}");
+    assert_eq!(stats.failed, 0);
+    server.close();
+}
