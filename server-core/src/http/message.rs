@@ -382,11 +382,38 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// Whether `name` is an HTTP token (RFC 9110 section 5.6.2), so it can be sent as a header name.
 pub(crate) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)])
 }
+
+/// Which bytes are token characters (`tchar`), by value: one look-up per byte of a name.
+static TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        // b < 256: fits a u8.
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Whether `value` can be sent as a header value without breaking the message.
 pub(crate) fn is_safe_value(value: &str) -> bool {
@@ -453,6 +480,16 @@ mod tests {
         assert!(Response::new(200)
             .with_header("Connection", "Close")
             .asks_close());
+    }
+
+    #[test]
+    fn token_characters_are_those_of_rfc_9110() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            let name = [b];
+            let as_str = std::str::from_utf8(&name).unwrap_or("\u{80}");
+            assert_eq!(is_token(as_str), expected, "byte {b}");
+        }
     }
 
     #[test]

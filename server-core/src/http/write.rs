@@ -123,8 +123,14 @@ pub(crate) fn write_response(
 /// Appends the status line and the headers, through the empty line that ends them.
 fn assemble(head: &mut Vec<u8>, response: &Response, version: Version, close: bool) {
     let status = response.status();
+    // Response::new keeps the status in 100..=999: three digits.
+    let digits = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
     head.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(head, usize::from(status));
+    head.extend_from_slice(&digits);
     head.push(b' ');
     head.extend_from_slice(reason_phrase(status).as_bytes());
     head.extend_from_slice(b"\r\n");
