@@ -66,8 +66,8 @@ struct CompareArgs {
     /// Seconds per load.
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
-    /// Concurrent clients (connections) per load.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent clients (connections) per load (1 to 1000).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     clients: u16,
     /// Only scenarios whose name contains this.
     #[arg(long)]
