@@ -5,6 +5,7 @@ http.server.ThreadingHTTPServer with protocol_version "HTTP/1.1" (keep-alive on)
 TechEmpower's plaintext (GET /plaintext) and JSON (GET /json, json.dumps per request) tests.
 Prints "serving on ADDRESS" first, like the Rust servers, and stops on SIGTERM.
 """
+import ctypes
 import http.server
 import json
 import os
@@ -47,6 +48,8 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def main():
+    # End with the harness that started us, also when it is killed (PR_SET_PDEATHSIG, Linux).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     host, port = sys.argv[1].rsplit(":", 1)
     server = Server((host, int(port)), Handler)
     print("serving on %s:%d" % server.server_address[:2], flush=True)

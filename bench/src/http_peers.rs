@@ -56,8 +56,10 @@ fn announce(address: impl std::fmt::Display) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Runs one server on `address` until the process is killed.
+/// Runs one server on `address` until the process is killed, or its parent (the harness) ends.
 pub fn serve(peer: HttpPeer, address: &str) -> Result<(), BoxError> {
+    // The harness kills its servers when it ends, but not when it is killed itself.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     match peer {
         HttpPeer::OursThreading => serve_ours(Threading::new(), address),
         HttpPeer::OursPool => serve_ours(Pool::default(), address),
