@@ -333,3 +333,73 @@ fn a_flood_of_failing_requests_logs_a_bounded_number_of_lines() {
     assert!(reported >= 1, "nothing reported:\n{stderr}");
     assert!(reported <= 60, "{reported} lines");
 }
+
+#[test]
+fn a_signal_is_heard_while_a_full_pool_holds_the_loop() {
+    const NAME: &str = "a_signal_is_heard_while_a_full_pool_holds_the_loop";
+    if is_child(NAME) {
+        child_serve(
+            TcpServer::<Lines, socketserver::Pool>::builder()
+                .strategy(socketserver::Pool::new().workers(1).queue(1))
+                .close_timeout(Some(Duration::from_millis(500)))
+                .bind("127.0.0.1:0")
+                .expect("bind"),
+        );
+        return;
+    }
+    let (server, address) = ChildServer::start(NAME);
+    // One client holds the only worker, one waits in the queue, and a third leaves the
+    // serving loop waiting for room in the pool (not in its own poll).
+    let mut busy = idle_client(address);
+    let queued = TcpStream::connect(address).expect("connect");
+    let waiting = TcpStream::connect(address).expect("connect");
+    let started = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let returned = server.expect_line("returned ");
+    let took = started.elapsed();
+    println!("stopped {took:?} after SIGTERM with a full pool (grace 500 ms): {returned}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let mut rest = Vec::new();
+    assert_eq!(busy.read_to_end(&mut rest).expect("end of file"), 0);
+    drop((queued, waiting));
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("SIGTERM received: stopping"), "{stderr}");
+}
+
+#[test]
+fn a_forking_server_starts_no_signal_thread_until_a_signal() {
+    // A second thread would send every fork through glibc's slower multi-threaded path
+    // (BENCHMARKS.md, issue 13): the thread that acts on signals starts at the first one.
+    const NAME: &str = "a_forking_server_starts_no_signal_thread_until_a_signal";
+    if is_child(NAME) {
+        child_serve(
+            TcpServer::<Lines, socketserver::Forking>::builder()
+                .close_timeout(Some(Duration::from_secs(2)))
+                .bind("127.0.0.1:0")
+                .expect("bind"),
+        );
+        return;
+    }
+    let (server, address) = ChildServer::start(NAME);
+    drop(idle_client(address));
+    // The child's threads by name (the test harness has one of its own).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("tasks");
+    let names: Vec<String> = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    println!("threads while serving: {names:?} (want no socketserver-signals)");
+    // (Linux keeps 15 bytes of a thread's name: "socketserver-si".)
+    assert!(
+        !names
+            .iter()
+            .any(|n| "socketserver-signals".starts_with(n.as_str())),
+        "{names:?}"
+    );
+    server.signal(Signal::SIGINT);
+    server.expect_line("returned ");
+    let (status, stderr) = server.finish();
+    assert!(status.success(), "{status:?}\n{stderr}");
+}

@@ -9,7 +9,7 @@ use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
 use super::parking::Wake;
-use super::{Overload, Server};
+use super::{waker, Overload, Server};
 use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
 use crate::shutdown::ShutdownHandle;
@@ -62,7 +62,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let mut ready = lot.ready().into_iter();
         let mut resumed = 0;
         while let Some(parked) = ready.next() {
-            if self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken {
+            if self.strategy.wait_ready(waker(&self.signals, &self.stops)) == Readiness::Woken {
                 for parked in std::iter::once(parked).chain(ready.by_ref()) {
                     if let Err(parked) = lot.park(parked, true, None) {
                         parked.resume(Wake::Close);
@@ -100,7 +100,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 // At the cap: sleep until a request ends, a stop, or the loop's interval (so
                 // that `service_actions` still runs), then go back to the loop.
                 if self.wait_room(self.loop_interval()) != Room::Free
-                    || self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken
+                    || self.strategy.wait_ready(waker(&self.signals, &self.stops))
+                        == Readiness::Woken
                 {
                     return;
                 }
@@ -150,7 +151,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         match always {
             Some((_, waker)) => self.strategy.wait_ready(waker.fd()) == Readiness::Ready,
             // No pair could be made: ask as the Wait policy does (the strategy may block).
-            None => self.strategy.wait_ready(self.stops.fd()) == Readiness::Ready,
+            None => self.strategy.wait_ready(waker(&self.signals, &self.stops)) == Readiness::Ready,
         }
     }
 
@@ -410,7 +411,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 return Room::Full;
             }
             let mut fds = [
-                PollFd::new(self.stops.fd(), PollFlags::POLLIN),
+                PollFd::new(waker(&self.signals, &self.stops), PollFlags::POLLIN),
                 PollFd::new(gate.room_fd(), PollFlags::POLLIN),
             ];
             match sleep_until(&mut fds, deadline) {
@@ -427,7 +428,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Sleeps up to `duration`, waking early for a stop request.
     fn pause(&self, duration: Duration) {
-        let mut fds = [PollFd::new(self.stops.fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(
+            waker(&self.signals, &self.stops),
+            PollFlags::POLLIN,
+        )];
         let _ = sleep_until(&mut fds, Some(deadline_in(duration)));
     }
 }

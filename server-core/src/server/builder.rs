@@ -471,6 +471,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             last_sample: None,
             on_ready: None,
             on_pass: None,
+            signals: None,
             _handler: PhantomData,
         })
     }

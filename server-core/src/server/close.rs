@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags};
 
-use super::{Server, DEFAULT_GRACE_PERIOD};
+use super::{Server, Signals, DEFAULT_GRACE_PERIOD};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::connections::Reach;
@@ -132,17 +132,26 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Forked children ([`Forking`](crate::Forking)) share the terminal's process group, so
     /// Ctrl-C reaches them too, with the default action: they end at once.
     ///
+    /// The signals are acted on by a thread of their own. Where handlers run elsewhere than
+    /// the serving thread (every strategy but `Serial`), it starts at the first signal; until
+    /// then the serving loop watches for them, so a server that was never signalled runs on
+    /// one thread, and a `Forking` server's every `fork` avoids glibc's slower path for
+    /// processes with several threads (6-24% CPU per connection here; `BENCHMARKS.md`).
+    ///
     /// # Errors
     ///
     /// [`Error::Signal`] if the handlers cannot be installed, or what
     /// [`serve_forever`](Self::serve_forever) returns.
     pub fn serve_until_signal(mut self) -> Result<DrainReport> {
-        let (mut watch, quit) =
-            signals::Watch::start().map_err(|source| Error::Signal { source })?;
+        let (watch, quit) = signals::Watch::start().map_err(|source| Error::Signal { source })?;
         let grace = self.close_timeout.unwrap_or(DEFAULT_GRACE_PERIOD);
         let handle = self.shutdown_handle();
         let stop = Arc::new(parking_lot::Mutex::new(None::<Instant>));
-        let watcher = {
+        // The thread that acts on the signals starts at the first one (the loop watches the
+        // signals' socket until then; see `Signals`), or when serving ends, for signals
+        // during the close.
+        let watcher = Arc::new(parking_lot::Mutex::new(None));
+        let start = {
             let stop = Arc::clone(&stop);
             let handle = handle.clone();
             let address = self.server_address().clone();
@@ -151,20 +160,42 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 drain: self.drain_delay,
                 grace,
             };
-            std::thread::Builder::new()
-                .name("socketserver-signals".into())
-                .spawn(move || watch_signals(&mut watch, &handle, &address, &gate, delays, &stop))
-                .map_err(|source| Error::Spawn {
-                    what: "the signal watching thread",
-                    source,
-                })?
+            let watcher = Arc::clone(&watcher);
+            move |mut watch: signals::Watch| {
+                let spawned = std::thread::Builder::new()
+                    .name("socketserver-signals".into())
+                    .spawn(move || {
+                        watch_signals(&mut watch, &handle, &address, &gate, delays, &stop);
+                    });
+                match spawned {
+                    Ok(thread) => *watcher.lock() = Some(thread),
+                    // The watch is dropped with the closure: the signals get their previous
+                    // handlers back (the default ends the process).
+                    Err(e) => log::error!(target: "socketserver::server",
+                        "cannot start the signal watching thread: {e}"),
+                }
+            }
         };
+        // A strategy that runs handlers on this thread (`Serial`: no activity elsewhere) gets
+        // the thread now: a handler blocked on a client would leave a signal unheard.
+        let lazy = self.strategy.activity().is_some();
+        let start: Box<dyn FnOnce(signals::Watch) + Send> = Box::new(start);
+        if lazy {
+            match Signals::new(watch, self.stops.fd(), start) {
+                Ok(signals) => self.signals = Some(signals),
+                Err(source) => return Err(Error::Signal { source }),
+            }
+        } else {
+            start(watch);
+        }
         let served = self.serve_forever();
+        self.start_signal_thread();
         // The deadline counts from the stop: a signal's, or now for a stop by other means.
         let deadline = *stop.lock().get_or_insert_with(|| deadline_in(grace));
         let report = served.map(|()| self.close_by(Some(deadline)));
         quit.quit();
-        if watcher.join().is_err() {
+        let thread = watcher.lock().take();
+        if thread.is_some_and(|t| t.join().is_err()) {
             log::error!(target: "socketserver::server", "the signal watching thread panicked");
         }
         report

@@ -152,6 +152,8 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     /// Crate-internal: run on every pass of the loop, after `service_actions` (the process
     /// model's worker heartbeat).
     on_pass: Option<PassCallback<H::State>>,
+    /// `serve_until_signal`'s signals until the first one starts their thread.
+    signals: Option<Signals>,
     _handler: PhantomData<fn() -> H>,
 }
 
@@ -183,6 +185,56 @@ enum Event {
     Readable,
     Stop,
     Timeout,
+    /// A signal arrived for `serve_until_signal`, whose watching thread is not started yet.
+    Signal,
+}
+
+/// `serve_until_signal`'s signals, heard but not yet acted on: the thread that acts on them
+/// starts at the first signal, so that a server that was not signalled runs (and forks) from
+/// one thread: `fork` in a process with a second thread goes through glibc's slower
+/// multi-threaded path (fork handlers, copy-on-write faults on its locks), which cost
+/// `Forking` 6-24% CPU per connection (BENCHMARKS.md, issue 13). Until then the loop
+/// watches the signals' socket, and every wait outside the loop's own (for room in the
+/// strategy or under the cap) wakes for a signal as for a stop: it waits on `either`.
+///
+/// Only for strategies that never run a handler on the serving thread: a `Serial` handler
+/// blocked reading a client would leave a signal unheard.
+pub(crate) struct Signals {
+    watch: crate::signals::Watch,
+    /// Readable when the stop waker or the signals' socket is (an epoll instance of both).
+    either: nix::sys::epoll::Epoll,
+    /// Starts the watching thread with the watch.
+    start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
+}
+
+/// What waits outside the loop's own `wait` watch to wake for a stop (or, until their thread
+/// starts, a signal). A function of the two fields, so the strategy can be borrowed beside it.
+fn waker<'a>(signals: &'a Option<Signals>, stops: &'a StopReceiver) -> BorrowedFd<'a> {
+    match signals {
+        Some(signals) => signals.either.0.as_fd(),
+        None => stops.fd(),
+    }
+}
+
+impl Signals {
+    /// Watches `watch` until `start` is called with it; `stops` is the server's stop waker.
+    pub(crate) fn new(
+        watch: crate::signals::Watch,
+        stops: BorrowedFd<'_>,
+        start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
+    ) -> io::Result<Signals> {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+        let either = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        either.add(stops, EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+        if let Some(fd) = watch.fd() {
+            either.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        }
+        Ok(Signals {
+            watch,
+            either,
+            start,
+        })
+    }
 }
 
 impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
@@ -292,6 +344,13 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         Ok(())
     }
 
+    /// Starts the thread that acts on `serve_until_signal`'s signals, if not started yet.
+    fn start_signal_thread(&mut self) {
+        if let Some(Signals { watch, start, .. }) = self.signals.take() {
+            start(watch);
+        }
+    }
+
     /// Runs the `on_ready` callback, the first time only.
     fn ready(&mut self) {
         if let Some(ready) = self.on_ready.take() {
@@ -367,6 +426,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                     })
                 }
                 Ok(Event::Stop) => break Ok(()),
+                Ok(Event::Signal) => self.start_signal_thread(),
                 Ok(Event::Readable) => {
                     self.resume_parked();
                     self.take_requests(&handle);
@@ -405,6 +465,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             })?;
             match event {
                 Event::Stop => break Waited::Stopped,
+                Event::Signal => self.start_signal_thread(),
                 Event::Timeout => {
                     self.hooks.handle_timeout(self.shared.context());
                     break Waited::TimedOut;
@@ -423,7 +484,9 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                         }
                         Room::Full => continue,
                     }
-                    if self.strategy.wait_ready(self.stops.fd()) == Readiness::Woken {
+                    if self.strategy.wait_ready(waker(&self.signals, &self.stops))
+                        == Readiness::Woken
+                    {
                         continue;
                     }
                     if self.take_one() {
@@ -524,27 +587,30 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             deadline = Some(deadline.map_or(recheck, |d| d.min(recheck)));
         }
         let gate = self.shared.context().gate();
-        // The socket and the stop waker; then the parked connections' epoll instance, if the
-        // strategy parks; then the gate's waker, while clients are queued.
-        let parked = self.shared.lot().map(parking::Lot::fd);
+        // The socket and the stop waker; then, where there are: the parked connections' epoll
+        // instance, the gate's waker (while clients are queued), the signals' socket.
+        let extras = [
+            self.shared.lot().map(parking::Lot::fd),
+            queued.then(|| gate.room_fd()),
+            self.signals.as_ref().and_then(|s| s.watch.fd()),
+        ];
         let listened = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         loop {
-            let mut fds = [
-                PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.stops.fd(), PollFlags::POLLIN),
-                PollFd::new(parked.unwrap_or(self.stops.fd()), PollFlags::POLLIN),
-                PollFd::new(gate.room_fd(), PollFlags::POLLIN),
-            ];
-            let (lot, room) = match (parked.is_some(), queued) {
-                (true, true) => (Some(2), Some(3)),
-                (true, false) => (Some(2), None),
-                (false, true) => {
-                    fds.swap(2, 3);
-                    (None, Some(2))
+            let mut fds = [self.stops.fd(); 5].map(|fd| PollFd::new(fd, PollFlags::POLLIN));
+            fds[0] = PollFd::new(self.socket.as_fd(), PollFlags::POLLIN);
+            // Where each extra is in `fds`.
+            let mut at = [None; 3];
+            let mut watched = 2;
+            for (extra, at) in extras.iter().zip(&mut at) {
+                if let (Some(fd), Some(slot)) = (extra, fds.get_mut(watched)) {
+                    *slot = PollFd::new(*fd, PollFlags::POLLIN);
+                    *at = Some(watched);
+                    watched += 1;
                 }
-                (false, false) => (None, None),
+            }
+            let heard = |i: Option<usize>, fds: &[PollFd<'_>]| {
+                i.and_then(|i| fds.get(i)).is_some_and(listened)
             };
-            let watched = 2 + usize::from(lot.is_some()) + usize::from(room.is_some());
             if sleep_until(&mut fds[..watched], deadline)? == 0 {
                 return Ok(if queued {
                     Event::Readable
@@ -555,12 +621,14 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             if listened(&fds[1]) && self.stops.drain() {
                 return Ok(Event::Stop);
             }
-            let room = room.is_some_and(|i| fds.get(i).is_some_and(listened));
+            if heard(at[2], &fds) {
+                return Ok(Event::Signal);
+            }
+            let room = heard(at[1], &fds);
             if room {
                 gate.drain();
             }
-            let lot = lot.is_some_and(|i| fds.get(i).is_some_and(listened));
-            if room || lot || listened(&fds[0]) {
+            if room || heard(at[0], &fds) || listened(&fds[0]) {
                 return Ok(Event::Readable);
             }
         }
