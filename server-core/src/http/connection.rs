@@ -145,8 +145,9 @@ pub(crate) fn serve<H: HttpHandler>(
     let input = Input {
         rfile,
         connection,
-        buf: Vec::new(),
+        buf: super::input::take_read_buffer(),
         pos: 0,
+        end: 0,
         registered,
         idle: resumed,
         read_timeout: &memo.read_timeout,
@@ -188,8 +189,9 @@ pub(crate) fn serve_bytes<'r, H: HttpHandler>(
     let input = Input {
         rfile,
         connection,
-        buf: Vec::new(),
+        buf: super::input::take_read_buffer(),
         pos: 0,
+        end: 0,
         registered: None,
         idle: false,
         read_timeout: &memo.read_timeout,

@@ -43,6 +43,8 @@ pub(super) struct Input<'r> {
     pub(super) connection: &'r Connection,
     pub(super) buf: Vec<u8>,
     pub(super) pos: usize,
+    /// The end of the bytes read: `buf[end..]` is spare room, already initialised.
+    pub(super) end: usize,
     /// The connection's registration, marked idle between requests (none under the fuzzer).
     pub(super) registered: Option<&'r Registered>,
     /// Whether it is marked idle now.
@@ -58,17 +60,18 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
 impl Input<'_> {
     pub(super) fn pending(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        self.buf.get(self.pos..self.end).unwrap_or_default()
     }
 
     /// Reads more bytes into the buffer, waiting at most until `deadline`; the count read,
     /// 0 at end of file.
     pub(super) fn fill(&mut self, deadline: Option<Instant>) -> Result<usize, io::Error> {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
+        if self.pos == self.end {
             self.pos = 0;
+            self.end = 0;
         } else if self.pos > READ_CHUNK {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
         if let Some(deadline) = deadline {
@@ -89,16 +92,21 @@ impl Input<'_> {
                 self.read_timeout.set(Some(timeout));
             }
         }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
+        let old = self.end;
+        if self.buf.len() < old + READ_CHUNK {
+            self.buf.resize(old + READ_CHUNK, 0);
+        }
         let result = loop {
-            match self.rfile.read(self.buf.get_mut(old..).unwrap_or_default()) {
+            match self
+                .rfile
+                .read(self.buf.get_mut(old..old + READ_CHUNK).unwrap_or_default())
+            {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n);
+        self.end = old + n;
         if n > 0 {
             // The next request has begun: a stop must let it finish.
             self.set_idle(false);
@@ -181,14 +189,19 @@ impl Input<'_> {
                 Err(e) => return Err(ReadError::Io(e)),
             }
         }
+        if length == 0 {
+            return Ok(Vec::new());
+        }
         let end = self.pos + length;
-        if end == self.buf.len() && self.pos <= READ_CHUNK {
+        if end == self.end && self.pos <= READ_CHUNK && self.buf.len() > 2 * READ_CHUNK {
             // Nothing read past the body (the common case): hand the buffer over instead of
             // copying it, so a large body is held once, and the connection does not keep a
             // body-sized buffer once the request is done.
             let mut body = std::mem::take(&mut self.buf);
+            body.truncate(end);
             body.drain(..self.pos);
             self.pos = 0;
+            self.end = 0;
             return Ok(body);
         }
         let body = self.buf.get(self.pos..end).unwrap_or_default().to_vec();
@@ -202,12 +215,32 @@ impl Input<'_> {
         let deadline = Instant::now() + LINGER_TIME;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
-            self.buf.clear();
             self.pos = 0;
+            self.end = 0;
             match self.fill(Some(deadline)) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
             }
+        }
+    }
+}
+
+thread_local! {
+    /// The read buffer this thread lent its last connection, for the next one: a request
+    /// then costs neither an allocation nor zeroing a READ_CHUNK buffer.
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The thread's read buffer (empty the first time); `Input::drop` gives it back.
+pub(super) fn take_read_buffer() -> Vec<u8> {
+    READ_BUFFER.take()
+}
+
+impl Drop for Input<'_> {
+    fn drop(&mut self) {
+        // Only a buffer of the usual size is kept: not one grown for a large body.
+        if self.buf.len() <= READ_CHUNK {
+            READ_BUFFER.set(std::mem::take(&mut self.buf));
         }
     }
 }

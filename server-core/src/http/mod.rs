@@ -80,7 +80,9 @@
 //!   connections, are bounded by `max_bodies_total` (64 MiB): past it a request gets `503` with
 //!   `Retry-After: 1` before its body is read. A finished body's buffer is not kept by its
 //!   connection. Requests being answered at once can be capped too (`max_in_flight`): past it,
-//!   `503` with `Retry-After: 1`.
+//!   `503` with `Retry-After: 1`. Requests are read through a 16 KiB buffer that the thread
+//!   serving the connection keeps between requests and reuses for its next connection (no
+//!   allocation and no zeroing per request); a parked connection holds none.
 //! - **Overload**: while the server is at its
 //!   [`max_connections`](crate::ServerBuilder::max_connections), every response says
 //!   `Connection: close`, so keep-alive clients reconnect, and a load balancer can send them
