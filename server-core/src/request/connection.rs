@@ -194,8 +194,10 @@ pub struct PeerCredentials {
 /// only for the length of each call (never a mutex).
 pub struct Stream {
     connection: Connection,
+    /// Boxed: a rustls session is kilobytes, and a `Stream` moves through the request
+    /// pipeline's frames, on every handler thread's stack (one page more per connection).
     #[cfg(feature = "tls")]
-    tls: Option<crate::tls::Session>,
+    tls: Option<Box<crate::tls::Session>>,
 }
 
 impl Stream {
@@ -213,7 +215,7 @@ impl Stream {
     pub(crate) fn over_tls(connection: Connection, session: crate::tls::Session) -> Stream {
         Stream {
             connection,
-            tls: Some(session),
+            tls: Some(Box::new(session)),
         }
     }
 
@@ -226,7 +228,7 @@ impl Stream {
     /// What the TLS handshake negotiated; `None` on a plain connection.
     #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
-        self.tls.as_ref().map(crate::tls::Session::info)
+        self.tls.as_deref().map(crate::tls::Session::info)
     }
 
     /// Bytes a read returns at once without waiting for the socket: TLS plaintext already
