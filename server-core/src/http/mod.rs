@@ -98,9 +98,10 @@
 //!   when that is not set, [`Limits::timeout`] (30 s). The timeout is a deadline, not a limit per
 //!   read, so a client sending a byte at a time cannot hold a thread past it. An idle keep-alive
 //!   connection is closed when it passes; a request cut short gets `408`.
-//! - **Responses**: the layer adds `Date` and `Content-Length`, announces `Connection: close`
-//!   when it will close, sends no body for `HEAD` (the handler answers `HEAD` as `GET`; the
-//!   length stays that of the body) and never for 1xx, 204 and 304. Header names that are not
+//! - **Responses**: the layer adds `Date` (none when the clock is before 1970 or after 9999)
+//!   and `Content-Length`, announces `Connection: close` when it will close, sends no body for
+//!   `HEAD` (the handler answers `HEAD` as `GET`; the length stays that of the body) and
+//!   never for 1xx, 204 and 304. Header names that are not
 //!   tokens and values with CR or LF are dropped, so a handler cannot be tricked into header
 //!   injection.
 //! - **After a refusal** the connection closes; the layer first shuts down its writing side and
