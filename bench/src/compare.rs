@@ -178,8 +178,16 @@ pub fn build_echo() -> Result<(), BoxError> {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Into the target directory this harness runs from (it runs `<its dir>/examples/echo`),
+    // whatever CARGO_TARGET_DIR says.
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("the harness is not in a target directory")?;
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--example", "echo"])
+        .args(["build", "--release", "--quiet", "--example", "echo", "--target-dir"])
+        .arg(target)
         .current_dir(root)
         .status()?;
     if !status.success() {
