@@ -186,7 +186,14 @@ pub fn build_echo() -> Result<(), BoxError> {
         .and_then(Path::parent)
         .ok_or("the harness is not in a target directory")?;
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--example", "echo", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--example",
+            "echo",
+            "--target-dir",
+        ])
         .arg(target)
         .current_dir(root)
         .status()?;
