@@ -25,7 +25,7 @@
 //! | `socketserver_requests_cut_off_total` | counter | requests whose connection was shut down at [`max_request_time`](crate::ServerBuilder::max_request_time) |
 //! | `socketserver_requests_active` | gauge | handlers running now |
 //! | `socketserver_requests_open` | gauge | requests taken and not finished, parked connections included (what `max_connections` caps) |
-//! | `socketserver_connections_parked` | gauge | idle keep-alive connections parked in the serving loop, holding no worker ([`Strategy::parks_idle`](crate::Strategy::parks_idle)) |
+//! | `socketserver_connections_parked` | gauge | idle keep-alive connections parked in the serving loop, holding no worker ([`Strategy::parks_idle`]) |
 //! | `socketserver_request_duration_seconds` | histogram | how long handled requests took (buckets from 0.5 ms to 10 s) |
 //! | `socketserver_strategy_busy`, `socketserver_strategy_idle` | gauge | threads, workers or children running a request, and those waiting for one (strategies other than `Serial`) |
 //! | `socketserver_listen_queue` | gauge | connections waiting in the listen backlog to be accepted (TCP, where Linux reports it) |
