@@ -80,15 +80,17 @@ fn connect(address: SocketAddr) -> BufReader<TcpStream> {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_at_once_on_stop() {
-    idle_closed_at_once::<Threading>();
+    idle_closed_at_once::<Threading>(false);
 }
 
 #[test]
 fn a_parked_keep_alive_connection_is_closed_at_once_on_stop() {
-    idle_closed_at_once::<Pool>();
+    idle_closed_at_once::<Pool>(true);
 }
 
-fn idle_closed_at_once<S: Strategy + Default>() {
+/// `parked`: the strategy parks the idle connection, so its request ended with its response
+/// and close finds none running (or one just finished, if the loop had not looked since).
+fn idle_closed_at_once<S: Strategy + Default>(parked: bool) {
     let server = TcpServer::<Http<Hello>, S>::bind("127.0.0.1:0").expect("bind");
     let running = util::serve(server);
     let mut client = connect(running.inet());
@@ -107,7 +109,10 @@ fn idle_closed_at_once<S: Strategy + Default>() {
         "close took {:?} with an idle keep-alive client",
         started.elapsed()
     );
-    assert_eq!((report.completed, report.abandoned), (1, 0));
+    assert_eq!(report.abandoned, 0, "{report:?}");
+    if !parked {
+        assert_eq!(report.completed, 1, "{report:?}");
+    }
     let mut rest = Vec::new();
     assert_eq!(client.read_to_end(&mut rest).expect("end of file"), 0);
 }
