@@ -353,8 +353,12 @@ fn scale_out(metrics: bool) {
         );
     }
 
-    // Phase 3: 127.0.0.4 is killed (SIGKILL): the requests in flight on it fail (at most one
-    // per client thread), the next ones go to 127.0.0.2.
+    // Phase 3: 127.0.0.4 is killed (SIGKILL): the requests in flight on it fail, the next ones
+    // go to 127.0.0.2. At most two per client thread: the one in flight, and one that nginx
+    // connected in the moment between the kill and the kernel closing the dead process's
+    // listening socket (it sits in that backlog and is reset at the teardown; open source
+    // nginx checks servers only passively). Seen once in CI: 5 of 4 clients, client 1 twice,
+    // 1 ms apart.
     let phase_started = std::time::Instant::now();
     let killed = instances[2].take().expect("instance 2");
     let status = killed.example.stop(Signal::SIGKILL);
@@ -365,10 +369,11 @@ fn scale_out(metrics: bool) {
     let end = load.stop();
     let phase3 = end - t2;
     eprintln!(
-        "phase 3, {} killed, {:.1} s: {phase3} (bound {CLIENTS} failed, the requests in flight \
-         on it); served: {}; failures: {errors:?}",
+        "phase 3, {} killed, {:.1} s: {phase3} (bound {} failed, the requests in flight on it \
+         and in its backlog); served: {}; failures: {errors:?}",
         killed.host,
         phase_started.elapsed().as_secs_f64(),
+        2 * CLIENTS,
         shares(&hosts, &s2, &s3)
     );
     assert!(
@@ -377,7 +382,7 @@ fn scale_out(metrics: bool) {
         nginx.logs()
     );
     assert!(
-        phase3.failed <= CLIENTS as u64,
+        phase3.failed <= 2 * CLIENTS as u64,
         "only the requests in flight on the killed server fail: {errors:?}\n{}",
         nginx.logs()
     );
