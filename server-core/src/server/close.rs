@@ -2,17 +2,19 @@
 //! shutting down connections at the deadline) and [`Server::serve_until_signal`], which serves
 //! until a signal and then closes.
 
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags};
 
-use super::{Server, Signals, DEFAULT_GRACE_PERIOD};
+use super::{Server, DEFAULT_GRACE_PERIOD};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::connections::Reach;
 use crate::server::parking::Wake;
+use crate::shutdown::StopReceiver;
 use crate::signals::{self, watch_signals, Delays};
 use crate::strategy::{DrainReport, Readiness, Strategy};
 use crate::sys::{deadline_in, sleep_until, wake};
@@ -226,5 +228,63 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             taken += 1;
         }
         taken
+    }
+}
+
+/// `serve_until_signal`'s signals, heard but not yet acted on: the thread that acts on them
+/// starts at the first signal, so that a server that was not signalled runs (and forks) from
+/// one thread: `fork` in a process with a second thread goes through glibc's slower
+/// multi-threaded path (fork handlers, copy-on-write faults on its locks), which cost
+/// `Forking` 6-24% CPU per connection (BENCHMARKS.md, issue 13). Until then the loop
+/// watches the signals' socket, and every wait outside the loop's own (for room in the
+/// strategy or under the cap) wakes for a signal as for a stop: it waits on `either`.
+///
+/// Only for strategies that never run a handler on the serving thread: a `Serial` handler
+/// blocked reading a client would leave a signal unheard.
+pub(super) struct Signals {
+    watch: crate::signals::Watch,
+    /// Readable when the stop waker or the signals' socket is (an epoll instance of both).
+    either: nix::sys::epoll::Epoll,
+    /// Starts the watching thread with the watch.
+    start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
+}
+
+/// What waits outside the loop's own `wait` watch to wake for a stop (or, until their thread
+/// starts, a signal). A function of the two fields, so the strategy can be borrowed beside it.
+pub(super) fn waker<'a>(signals: &'a Option<Signals>, stops: &'a StopReceiver) -> BorrowedFd<'a> {
+    match signals {
+        Some(signals) => signals.either.0.as_fd(),
+        None => stops.fd(),
+    }
+}
+
+impl Signals {
+    /// The signals' socket, readable while a signal waits (for the loop's poll).
+    pub(super) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.watch.fd()
+    }
+
+    /// Starts the watching thread.
+    pub(super) fn start(self) {
+        (self.start)(self.watch);
+    }
+
+    /// Watches `watch` until `start` is called with it; `stops` is the server's stop waker.
+    pub(super) fn new(
+        watch: crate::signals::Watch,
+        stops: BorrowedFd<'_>,
+        start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
+    ) -> io::Result<Signals> {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+        let either = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        either.add(stops, EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+        if let Some(fd) = watch.fd() {
+            either.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        }
+        Ok(Signals {
+            watch,
+            either,
+            start,
+        })
     }
 }

@@ -46,6 +46,7 @@ use crate::strategy::{Readiness, Serial, Strategy};
 use crate::sys::{deadline_in, sleep_until, wake};
 use crate::transport::{self, SocketFile, Transport};
 use accept::Room;
+use close::{waker, Signals};
 
 /// How one call of [`Server::handle_request`] ended: what its wait for a request came to.
 ///
@@ -189,54 +190,6 @@ enum Event {
     Signal,
 }
 
-/// `serve_until_signal`'s signals, heard but not yet acted on: the thread that acts on them
-/// starts at the first signal, so that a server that was not signalled runs (and forks) from
-/// one thread: `fork` in a process with a second thread goes through glibc's slower
-/// multi-threaded path (fork handlers, copy-on-write faults on its locks), which cost
-/// `Forking` 6-24% CPU per connection (BENCHMARKS.md, issue 13). Until then the loop
-/// watches the signals' socket, and every wait outside the loop's own (for room in the
-/// strategy or under the cap) wakes for a signal as for a stop: it waits on `either`.
-///
-/// Only for strategies that never run a handler on the serving thread: a `Serial` handler
-/// blocked reading a client would leave a signal unheard.
-pub(crate) struct Signals {
-    watch: crate::signals::Watch,
-    /// Readable when the stop waker or the signals' socket is (an epoll instance of both).
-    either: nix::sys::epoll::Epoll,
-    /// Starts the watching thread with the watch.
-    start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
-}
-
-/// What waits outside the loop's own `wait` watch to wake for a stop (or, until their thread
-/// starts, a signal). A function of the two fields, so the strategy can be borrowed beside it.
-fn waker<'a>(signals: &'a Option<Signals>, stops: &'a StopReceiver) -> BorrowedFd<'a> {
-    match signals {
-        Some(signals) => signals.either.0.as_fd(),
-        None => stops.fd(),
-    }
-}
-
-impl Signals {
-    /// Watches `watch` until `start` is called with it; `stops` is the server's stop waker.
-    pub(crate) fn new(
-        watch: crate::signals::Watch,
-        stops: BorrowedFd<'_>,
-        start: Box<dyn FnOnce(crate::signals::Watch) + Send>,
-    ) -> io::Result<Signals> {
-        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-        let either = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        either.add(stops, EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
-        if let Some(fd) = watch.fd() {
-            either.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
-        }
-        Ok(Signals {
-            watch,
-            either,
-            start,
-        })
-    }
-}
-
 impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// The address the server is bound to (Python: `server_address`). When port 0 was asked
     /// for, this is the port the system picked.
@@ -346,8 +299,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Starts the thread that acts on `serve_until_signal`'s signals, if not started yet.
     fn start_signal_thread(&mut self) {
-        if let Some(Signals { watch, start, .. }) = self.signals.take() {
-            start(watch);
+        if let Some(signals) = self.signals.take() {
+            signals.start();
         }
     }
 
@@ -592,7 +545,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         let extras = [
             self.shared.lot().map(parking::Lot::fd),
             queued.then(|| gate.room_fd()),
-            self.signals.as_ref().and_then(|s| s.watch.fd()),
+            self.signals.as_ref().and_then(Signals::fd),
         ];
         let listened = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         loop {
