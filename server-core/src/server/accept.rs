@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
-use super::parking::Wake;
+use super::parking::{Lot, Wake};
 use super::{waker, Overload, Server};
 use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
@@ -56,36 +56,44 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// stop come while the strategy has no room, the rest go back to the lot, to be served
     /// if the server serves on, or closed with it.
     pub(super) fn resume_parked(&mut self) -> usize {
-        let Some(lot) = self.shared.lot() else {
+        let Some(ready) = self.shared.lot().map(Lot::ready) else {
             return 0;
         };
-        let mut ready = lot.ready().into_iter();
+        let mut ready = ready.into_iter();
         let mut resumed = 0;
         while let Some(parked) = ready.next() {
             if self.strategy.wait_ready(waker(&self.signals, &self.stops)) == Readiness::Woken {
                 for parked in std::iter::once(parked).chain(ready.by_ref()) {
-                    if let Err(parked) = lot.park(parked, true, None) {
+                    let refused = match self.shared.lot() {
+                        Some(lot) => lot.park(parked, true, None),
+                        None => Err(parked),
+                    };
+                    if let Err(parked) = refused {
                         parked.resume(Wake::Close);
                     }
                 }
                 break;
             }
-            let job = Job::new(
-                Box::new(move || parked.resume(Wake::Readable)),
-                T::listener_fd(&self.socket),
-            );
             resumed += 1;
-            if let Err(e) = self.strategy.process_request(job) {
-                static LIMIT: Limit = Limit::new();
-                say_limited(
-                    &LIMIT,
-                    Level::Error,
-                    "socketserver::server",
-                    format_args!("server {}: {e}", self.shared.context().server_address()),
-                );
-            }
+            self.hand_over(Box::new(move || parked.resume(Wake::Readable)));
         }
         resumed
+    }
+
+    /// Hands a request's work to the strategy as a job; a failure to start it (a thread or a
+    /// process could not be made) is logged, limited, as it may repeat for every request while
+    /// it lasts, and the request is dropped (its connection closes).
+    fn hand_over(&mut self, run: Box<dyn FnOnce() -> bool + Send + 'static>) {
+        let job = Job::new(run, T::listener_fd(&self.socket));
+        if let Err(e) = self.strategy.process_request(job) {
+            static LIMIT: Limit = Limit::new();
+            say_limited(
+                &LIMIT,
+                Level::Error,
+                "socketserver::server",
+                format_args!("server {}: {e}", self.shared.context().server_address()),
+            );
+        }
     }
 
     /// Takes the requests that are waiting, up to a bound.
@@ -270,20 +278,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         };
         let shared = Arc::clone(&self.shared);
         let finish = self.finish;
-        let job = Job::new(
-            Box::new(move || finish(&shared, request, Some(admitted))),
-            T::listener_fd(&self.socket),
-        );
-        if let Err(e) = self.strategy.process_request(job) {
-            // Once per request while, say, threads cannot be made: limited.
-            static LIMIT: Limit = Limit::new();
-            say_limited(
-                &LIMIT,
-                Level::Error,
-                "socketserver::server",
-                format_args!("server {}: {e}", context.server_address()),
-            );
-        }
+        self.hand_over(Box::new(move || finish(&shared, request, Some(admitted))));
     }
 
     /// Takes one waiting client and turns it away, as the overload policy says; `false` if
