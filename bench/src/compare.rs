@@ -164,15 +164,26 @@ pub fn start(spec: &ServerSpec, address: &str) -> Result<Running, BoxError> {
 
 fn paths() -> Result<(PathBuf, PathBuf, PathBuf), BoxError> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
-    let echo = dir.join("examples").join("echo");
+    let echo = echo_path()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("peers")
         .join("py_echo.py");
     Ok((exe, echo, script))
 }
 
-pub fn build_echo() -> Result<(), BoxError> {
+/// This build's echo example: `examples/echo` beside the harness, where [`build_echo`] puts
+/// it.
+pub fn echo_path() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .ok_or("no exe dir")?
+        .join("examples")
+        .join("echo"))
+}
+
+/// Builds the echo example (release) beside the harness; returns its path.
+pub fn build_echo() -> Result<PathBuf, BoxError> {
     let cargo = std::env::var("CARGO")
         .ok()
         .filter(|c| !c.is_empty())
@@ -200,7 +211,7 @@ pub fn build_echo() -> Result<(), BoxError> {
     if !status.success() {
         return Err("building the echo example failed".into());
     }
-    Ok(())
+    echo_path()
 }
 
 fn scenarios(suite: Suite) -> Result<Vec<Scenario>, BoxError> {
@@ -486,7 +497,7 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
     let mut results: Vec<ScenarioResult> = Vec::new();
     let mut all = scenarios(args.suite)?;
     if let Some(baseline) = &args.baseline {
-        let (_, echo, _) = paths()?;
+        let echo = echo_path()?;
         let echo = echo.display().to_string();
         let help = Command::new(baseline).arg("--help").output()?;
         let capped = String::from_utf8_lossy(&help.stdout).contains("--max-connections");

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::load::Report;
 use crate::BoxError;
 
 /// What the keep-alive counter saw.
@@ -42,27 +43,6 @@ impl Counted {
     /// Clients that got no response in the whole window.
     pub fn unanswered(&self) -> usize {
         self.connections - self.answered
-    }
-}
-
-/// What the connection-per-request client measured.
-#[derive(Debug, Clone, Default)]
-pub struct Measured {
-    pub requests: u64,
-    pub errors: u64,
-    pub seconds: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-}
-
-impl Measured {
-    pub fn rps(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.requests as f64 / self.seconds
-        } else {
-            0.0
-        }
     }
 }
 
@@ -300,7 +280,7 @@ pub fn connection_per_request(
     path: &str,
     clients: usize,
     window: Duration,
-) -> Result<Measured, BoxError> {
+) -> Result<Report, BoxError> {
     let start = Arc::new(Barrier::new(clients + 1));
     let message = request(path, target, true);
     let mut threads = Vec::with_capacity(clients);
@@ -351,9 +331,9 @@ pub fn connection_per_request(
     }
     start.wait();
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut measured = Measured {
+    let mut measured = Report {
         seconds: window.as_secs_f64(),
-        ..Measured::default()
+        ..Report::default()
     };
     for thread in threads {
         let (histogram, requests, errors) =

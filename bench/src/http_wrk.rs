@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::load::Report;
 use crate::BoxError;
 
 /// The `done` hook. wrk counts time in µs.
@@ -20,29 +21,6 @@ const SCRIPT: &str = r#"done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
 end
 "#;
-
-/// What one wrk run measured.
-#[derive(Debug, Clone, Default)]
-pub struct WrkReport {
-    pub requests: u64,
-    pub seconds: f64,
-    /// Socket errors (connect, read, write, and requests past wrk's 2 s timeout) and
-    /// non-2xx/3xx responses.
-    pub errors: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-}
-
-impl WrkReport {
-    pub fn rps(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.requests as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
-}
 
 /// Writes the Lua script into `dir` and returns its path.
 pub fn write_script(dir: &Path) -> Result<std::path::PathBuf, BoxError> {
@@ -77,7 +55,7 @@ pub fn run(
     threads: u16,
     connections: u16,
     seconds: u64,
-) -> Result<WrkReport, BoxError> {
+) -> Result<Report, BoxError> {
     let mut child = Command::new(wrk)
         .arg("-t")
         .arg(threads.min(connections).max(1).to_string())
@@ -116,7 +94,7 @@ pub fn run(
     parse(line)
 }
 
-fn parse(line: &str) -> Result<WrkReport, BoxError> {
+fn parse(line: &str) -> Result<Report, BoxError> {
     let field = |name: &str| -> Result<f64, BoxError> {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
@@ -125,9 +103,11 @@ fn parse(line: &str) -> Result<WrkReport, BoxError> {
             .map_err(|e| format!("{name} in {line:?}: {e}").into())
     };
     let count = |name: &str| field(name).map(|v| v as u64);
-    Ok(WrkReport {
+    Ok(Report {
         requests: count("requests")?,
         seconds: field("duration_us")? / 1e6,
+        // Socket errors (connect, read, write, and requests past wrk's 2 s timeout) and
+        // non-2xx/3xx responses.
         errors: count("connect")?
             + count("read")?
             + count("write")?

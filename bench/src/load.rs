@@ -53,7 +53,8 @@ pub struct LoadArgs {
     pub duration: f64,
 }
 
-/// What one load measured.
+/// What one load measured (the echo load here, and the HTTP harness's wrk runs and
+/// connection-per-request client).
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Round trips completed within the window.

@@ -738,14 +738,7 @@ fn harness(args: &ManyArgs, nofile: (u64, u64)) -> Result<(), BoxError> {
     check_limits(connections, nofile)?;
     let echo = match &args.echo {
         Some(path) => path.clone(),
-        None => {
-            compare::build_echo()?;
-            let exe = std::env::current_exe()?;
-            exe.parent()
-                .ok_or("no exe dir")?
-                .join("examples")
-                .join("echo")
-        }
+        None => compare::build_echo()?,
     };
     let exe = std::env::current_exe()?.display().to_string();
     let spec = |server: Server| match server {

@@ -149,14 +149,7 @@ pub fn main(args: &MemoryArgs) -> Result<(), BoxError> {
     );
     let echo = match &args.echo {
         Some(path) => path.clone(),
-        None => {
-            crate::compare::build_echo()?;
-            let exe = std::env::current_exe()?;
-            exe.parent()
-                .ok_or("no exe dir")?
-                .join("examples")
-                .join("echo")
-        }
+        None => crate::compare::build_echo()?,
     };
     for mode in &args.mode {
         measure(&echo, mode, args.connections)?;

@@ -107,13 +107,7 @@ pub struct CostArgs {
 /// scrape (user and system, from `/proc/PID/stat`) beside the size of the host's
 /// `/proc/net/tcp`, which the listen-queue gauge reads.
 pub fn cost(args: &CostArgs) -> Result<(), BoxError> {
-    crate::compare::build_echo()?;
-    let exe = std::env::current_exe()?;
-    let echo = exe
-        .parent()
-        .ok_or("no exe dir")?
-        .join("examples")
-        .join("echo");
+    let echo = crate::compare::build_echo()?;
     let spec = crate::compare::ServerSpec {
         name: "ours threading, metrics",
         argv: vec![

@@ -100,11 +100,7 @@ struct Scenario {
 
 fn scenarios(clients: u16, files: &peer::CertFiles) -> Result<Vec<Scenario>, BoxError> {
     let exe = std::env::current_exe()?;
-    let echo = exe
-        .parent()
-        .ok_or("no exe dir")?
-        .join("examples")
-        .join("echo");
+    let echo = compare::echo_path()?;
     let (exe, echo) = (exe.display().to_string(), echo.display().to_string());
     let (cert, key) = (
         files.cert.display().to_string(),
@@ -284,10 +280,10 @@ fn summarise(name: &'static str, measured: &[Measured]) -> Summary {
     Summary {
         name,
         rps: pick(TlsReport::rps),
-        p50: pick(|r| r.p50_us),
-        p99: pick(|r| r.p99_us),
-        p999: pick(|r| r.p999_us),
-        errors: reports.iter().map(|r| r.errors).sum(),
+        p50: pick(|r| r.load.p50_us),
+        p99: pick(|r| r.load.p99_us),
+        p999: pick(|r| r.load.p999_us),
+        errors: reports.iter().map(|r| r.load.errors).sum(),
         answered: reports.iter().map(|r| r.answered).min().unwrap_or(0),
         clients: reports.iter().map(|r| r.clients).max().unwrap_or(0),
         kinds: [
@@ -348,7 +344,7 @@ fn run_scenarios(
                 )?;
                 // Every request the server served, stragglers included (the window's count
                 // would leave some of the CPU they used uncounted).
-                let served = report.requests.max(1) as f64;
+                let served = report.load.requests.max(1) as f64;
                 let cpu = match (cpu_before, cpu_us(server.pid())) {
                     (Some(a), Some(b)) => b.saturating_sub(a) as f64 / served,
                     _ => 0.0,
@@ -357,8 +353,8 @@ fn run_scenarios(
                     "   round {round} {:<22} {:>9.0} req/s  p99 {:>9.1} us  cpu {cpu:>6.1} us/req  errors {}  answered {}/{}",
                     scenario.servers[i].name,
                     report.rps(),
-                    report.p99_us,
-                    report.errors,
+                    report.load.p99_us,
+                    report.load.errors,
                     report.answered,
                     report.clients,
                 );

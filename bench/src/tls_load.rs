@@ -22,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 
+use crate::load::Report;
 use crate::BoxError;
 
 /// What each client does.
@@ -62,17 +63,10 @@ pub struct TlsLoadArgs {
 /// What one load measured.
 #[derive(Debug, Clone, Default)]
 pub struct TlsReport {
-    /// Round trips completed within the window (with `handshake`: connections).
-    pub requests: u64,
-    /// Round trips or connections that failed (refused, reset, timed out, TLS errors).
-    pub errors: u64,
-    /// The window, in seconds.
-    pub seconds: f64,
-    /// Latency quantiles of every completed round trip, in µs (with `handshake`: connect to
-    /// the echo read).
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
+    /// Round trips (with `handshake`: connections) completed within the window, those that
+    /// failed (refused, reset, timed out, TLS errors), the window, and the latency quantiles
+    /// of every completed round trip (with `handshake`: connect to the echo read).
+    pub load: Report,
     /// Clients that completed at least one round trip, of `clients`.
     pub answered: u64,
     pub clients: u64,
@@ -86,11 +80,7 @@ pub struct TlsReport {
 
 impl TlsReport {
     pub fn rps(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.requests as f64 / self.seconds
-        } else {
-            0.0
-        }
+        self.load.rps()
     }
 
     /// One JSON line (the strings hold no quotes or backslashes).
@@ -98,12 +88,12 @@ impl TlsReport {
         format!(
             "{{\"rps\":{:.1},\"requests\":{},\"errors\":{},\"seconds\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"answered\":{},\"clients\":{},\"full\":{},\"retried\":{},\"resumed\":{},\"negotiated\":\"{}\"}}",
             self.rps(),
-            self.requests,
-            self.errors,
-            self.seconds,
-            self.p50_us,
-            self.p99_us,
-            self.p999_us,
+            self.load.requests,
+            self.load.errors,
+            self.load.seconds,
+            self.load.p50_us,
+            self.load.p99_us,
+            self.load.p999_us,
             self.answered,
             self.clients,
             self.full,
@@ -127,12 +117,14 @@ impl TlsReport {
         let float = |name: &str| -> Result<f64, BoxError> { Ok(field(name)?.parse()?) };
         let int = |name: &str| -> Result<u64, BoxError> { Ok(field(name)?.parse()?) };
         Ok(TlsReport {
-            requests: int("requests")?,
-            errors: int("errors")?,
-            seconds: float("seconds")?,
-            p50_us: float("p50_us")?,
-            p99_us: float("p99_us")?,
-            p999_us: float("p999_us")?,
+            load: Report {
+                requests: int("requests")?,
+                errors: int("errors")?,
+                seconds: float("seconds")?,
+                p50_us: float("p50_us")?,
+                p99_us: float("p99_us")?,
+                p999_us: float("p999_us")?,
+            },
             answered: int("answered")?,
             clients: int("clients")?,
             full: int("full")?,
@@ -226,7 +218,10 @@ pub fn run(args: &TlsLoadArgs) -> Result<TlsReport, BoxError> {
     let began = Instant::now();
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let mut report = TlsReport {
-        seconds: duration.as_secs_f64(),
+        load: Report {
+            seconds: duration.as_secs_f64(),
+            ..Report::default()
+        },
         clients: clients as u64,
         ..TlsReport::default()
     };
@@ -234,8 +229,8 @@ pub fn run(args: &TlsLoadArgs) -> Result<TlsReport, BoxError> {
     for thread in threads {
         let result = thread.join().map_err(|_| "a load thread panicked")??;
         total.add(&result.histogram)?;
-        report.requests += result.requests;
-        report.errors += result.errors;
+        report.load.requests += result.requests;
+        report.load.errors += result.errors;
         report.answered += u64::from(result.requests > 0);
         report.full += result.kinds[0];
         report.retried += result.kinds[1];
@@ -261,9 +256,9 @@ pub fn run(args: &TlsLoadArgs) -> Result<TlsReport, BoxError> {
         );
     }
     let us = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
-    report.p50_us = us(0.5);
-    report.p99_us = us(0.99);
-    report.p999_us = us(0.999);
+    report.load.p50_us = us(0.5);
+    report.load.p99_us = us(0.99);
+    report.load.p999_us = us(0.999);
     Ok(report)
 }
 
