@@ -93,14 +93,6 @@ fn assert_sees_the_client(balancer: &Balancer, version: &str) {
     assert_eq!(field(&reply, "version"), version, "{reply}");
 }
 
-/// The address of an example's metrics listener, from its `metrics on ADDRESS` line.
-fn metrics_address(example: &mut Example) -> SocketAddr {
-    let line = example.next_line();
-    line.strip_prefix("metrics on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("not a metrics line: {line:?}"))
-}
-
 fn field<'a>(reply: &'a str, name: &str) -> &'a str {
     reply
         .split_whitespace()
@@ -234,7 +226,7 @@ fn the_rest_example_behind_haproxy_answers_whoami_with_the_client() {
             "127.0.0.1:0",
         ],
     );
-    let metrics = metrics_address(&mut rest);
+    let metrics = rest.metrics_address();
     let haproxy = Balancer::haproxy_rest(rest.address.parse().expect("an address"), metrics);
     let out = run(
         Command::new("curl").args([
@@ -322,7 +314,7 @@ fn haproxy_takes_a_draining_echo_example_out_on_readyz_and_loses_nothing() {
                     "2",
                 ],
             );
-            let metrics = metrics_address(&mut example);
+            let metrics = example.metrics_address();
             let served = example.address.parse().expect("an address");
             (example, served, metrics)
         })

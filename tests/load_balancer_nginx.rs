@@ -30,14 +30,6 @@ use nix::sys::signal::Signal;
 /// The address the test's clients connect from: neither nginx's nor the server's.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
-/// The address of an example's metrics listener, from its `metrics on ADDRESS` line.
-fn metrics_address(example: &mut Example) -> SocketAddr {
-    let line = example.next_line();
-    line.strip_prefix("metrics on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("not a metrics line: {line:?}"))
-}
-
 /// `curl -sS` with `args` from [`CLIENT`], bounded: its stdout, or a failure with its stderr.
 fn curl(args: &[&str]) -> String {
     let out = run(
@@ -111,7 +103,7 @@ print("ok", 4 + 4 + 2 + 2 + 1 + 1)
 #[test]
 fn the_rest_api_answers_through_nginx_http_over_kept_connections() {
     let mut rest = Example::start("rest", &["127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
-    let metrics = metrics_address(&mut rest);
+    let metrics = rest.metrics_address();
     let config = Config::deploy("nginx-http.conf").edit_line(
         "server 127.0.0.1:8000 ",
         "127.0.0.1:8000",

@@ -180,12 +180,7 @@ fn on_sigterm_readyz_fails_while_echo_still_serves_then_it_stops() {
             "3",
         ],
     );
-    let metrics: SocketAddr = echo
-        .next_line()
-        .strip_prefix("metrics on ")
-        .expect("the second line says where the metrics are")
-        .parse()
-        .unwrap();
+    let metrics = echo.metrics_address();
     let address: SocketAddr = echo.address.parse().unwrap();
     assert_eq!(get(metrics, "/readyz").0, 200);
     echo.signal(Signal::SIGTERM);
@@ -220,12 +215,7 @@ fn prometheus_client_parses_the_prefork_supervisors_text_with_every_worker_in_it
             "127.0.0.1:0",
         ],
     );
-    let metrics: SocketAddr = echo
-        .next_line()
-        .strip_prefix("metrics on ")
-        .expect("the second line says where the metrics are")
-        .parse()
-        .unwrap();
+    let metrics = echo.metrics_address();
     let address: SocketAddr = echo.address.parse().unwrap();
     const SENT: usize = 30;
     for i in 0..SENT {

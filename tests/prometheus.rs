@@ -218,12 +218,7 @@ fn prometheus_counts_every_request_of_every_worker_even_after_they_are_killed() 
             "127.0.0.1:0",
         ],
     );
-    let metrics: SocketAddr = echo
-        .next_line()
-        .strip_prefix("metrics on ")
-        .expect("the second line says where the metrics are")
-        .parse()
-        .expect("a socket address");
+    let metrics = echo.metrics_address();
     let address: SocketAddr = echo.address.parse().expect("a socket address");
     let prometheus = Prometheus::start(metrics);
     let total = "sum(socketserver_requests_total)";

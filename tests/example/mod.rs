@@ -144,6 +144,16 @@ impl Example {
         line.trim_end().to_owned()
     }
 
+    /// The address of the example's metrics listener, from its next line, `metrics on
+    /// ADDRESS` (with `--metrics`).
+    #[allow(dead_code)]
+    pub fn metrics_address(&mut self) -> std::net::SocketAddr {
+        let line = self.next_line();
+        line.strip_prefix("metrics on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("not a metrics line: {line:?}"))
+    }
+
     /// Sends `signal` and returns at once (see [`stop`](Self::stop) to wait for the exit).
     #[allow(dead_code)]
     pub fn signal(&self, signal: Signal) {
