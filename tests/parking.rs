@@ -41,12 +41,9 @@ impl HttpHandler for Brief {
     }
 }
 
+/// A buffered client whose reads fail after `util::PATIENCE`.
 fn connect(address: SocketAddr) -> BufReader<TcpStream> {
-    let stream = TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    BufReader::new(stream)
+    BufReader::new(util::tcp_client(address))
 }
 
 fn send(client: &mut BufReader<TcpStream>, path: &str) {
