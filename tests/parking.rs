@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use socketserver::http::{Http, HttpHandler, Limits, Request, Response};
-use socketserver::{Handler, Pool, Serial, ServerContext, TcpServer, Threading};
+use socketserver::{Handler, Pool, Serial, ServerContext, TcpServer, Threading, Waited};
 
 #[derive(Handler)]
 struct Hello;
@@ -129,6 +129,42 @@ fn a_pool_of_default_size_answers_every_one_of_many_keep_alive_clients() {
             "a parked connection is closed when the server closes"
         );
     }
+}
+
+#[test]
+fn a_pools_workers_serve_parked_connections_while_the_loop_does_not_run() {
+    // The pool takes the parked connections itself (leader/follower): its idle workers wait
+    // for their next requests, so nothing goes through the serving loop. Here the loop runs
+    // only for the first request (`handle_request`); the next ones are answered all the same.
+    let mut server = TcpServer::<Http<Hello>, Pool>::bind("127.0.0.1:0").expect("bind");
+    let address = server.server_address().as_inet().expect("an inet address");
+    let mut client = connect(address);
+    send(&mut client, "/0");
+    assert_eq!(
+        server.handle_request().expect("handle_request"),
+        Waited::Handled
+    );
+    assert_eq!(
+        response(&mut client).map(|r| r.1).as_deref(),
+        Some("hello /0")
+    );
+    for i in 1..4 {
+        send(&mut client, &format!("/{i}"));
+        assert_eq!(
+            response(&mut client).map(|r| r.1),
+            Some(format!("hello /{i}")),
+            "request {i} on the parked connection, with no serving loop running"
+        );
+    }
+    // Each request is counted as its worker finishes, which may be just after its reply.
+    let counted = util::eventually(util::PATIENCE, || server.stats().succeeded == 4);
+    assert!(counted, "{:?}", server.stats());
+    server.close();
+    let mut rest = Vec::new();
+    assert!(
+        matches!(client.read_to_end(&mut rest), Ok(0)),
+        "closed with the server"
+    );
 }
 
 #[test]

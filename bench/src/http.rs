@@ -43,6 +43,9 @@ pub enum StrategyName {
     Threading,
     /// `Pool::default()` (CPUs + 4 workers here: 6 on 2 cores).
     Pool,
+    /// A pool of one worker per CPU (2 here), as tokio and actix-web size their workers: for
+    /// handlers that compute rather than wait.
+    PoolCores,
 }
 
 /// Arguments of `http`.
@@ -72,7 +75,7 @@ pub struct HttpArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "threading,pool"
+        default_value = "threading,pool,pool-cores"
     )]
     pub strategy: Vec<StrategyName>,
     /// Keep-alive connection counts, comma-separated (1 to 1000 each).
@@ -211,6 +214,7 @@ fn servers(args: &HttpArgs) -> Result<Vec<ServerSpec>, BoxError> {
         all.push(match strategy {
             StrategyName::Threading => rust("ours threading", "ours-threading"),
             StrategyName::Pool => rust("ours pool", "ours-pool"),
+            StrategyName::PoolCores => rust("ours pool, 1 per core", "ours-pool-cores"),
         });
     }
     all.push(rust("hyper", "hyper"));
@@ -439,7 +443,7 @@ fn print_targets(specs: &[ServerSpec], results: &[(Scenario, Vec<Summary>)]) {
     for (scenario, summaries) in results {
         // Targets hold from 16 connections up; 1 connection is a figure to read.
         let targeted = scenario.load == Load::ConnectionPerRequest || scenario.connections >= 16;
-        for ours in ["ours threading", "ours pool"] {
+        for ours in ["ours threading", "ours pool", "ours pool, 1 per core"] {
             let Some(o) = find(summaries, ours) else {
                 continue;
             };

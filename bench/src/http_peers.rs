@@ -22,6 +22,8 @@ pub enum HttpPeer {
     OursThreading,
     /// Ours: `Http<H>` on `TcpServer` with `Pool::default()`.
     OursPool,
+    /// Ours: `Http<H>` on `TcpServer` with a pool of one worker per CPU.
+    OursPoolCores,
     /// hyper 1.x on tokio's multi-threaded runtime, HTTP/1 only, a task per connection.
     Hyper,
     /// actix-web 4 with its default workers (one per core).
@@ -63,6 +65,10 @@ pub fn serve(peer: HttpPeer, address: &str) -> Result<(), BoxError> {
     match peer {
         HttpPeer::OursThreading => serve_ours(Threading::new(), address),
         HttpPeer::OursPool => serve_ours(Pool::default(), address),
+        HttpPeer::OursPoolCores => {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            serve_ours(Pool::new().workers(cores), address)
+        }
         HttpPeer::Hyper => serve_hyper(address),
         HttpPeer::Actix => serve_actix(address),
         HttpPeer::TinyHttp => serve_tiny(address),

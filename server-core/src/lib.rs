@@ -54,8 +54,9 @@ pub use request::{
     Connection, DatagramRequest, DatagramSocket, PeerCredentials, Stream, StreamRequest, Wfile,
 };
 pub use server::{
-    Overload, Server, ServerBuilder, ServerContext, TcpServer, UdpServer, UnixDatagramServer,
-    UnixStreamServer, Waited, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE,
+    Overload, ParkedConnections, Server, ServerBuilder, ServerContext, TcpServer, UdpServer,
+    UnixDatagramServer, UnixStreamServer, Waited, Wakeup, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD,
+    DEFAULT_MAX_PACKET_SIZE,
 };
 pub use shutdown::ShutdownHandle;
 pub use stats::{Durations, Stats, DURATION_BUCKETS};

@@ -61,8 +61,10 @@
 //! - **Idle connections are parked** where the strategy parks them
 //!   ([`Strategy::parks_idle`](crate::Strategy::parks_idle): [`Serial`](crate::Serial),
 //!   [`Pool`](crate::Pool), and [`Threading`](crate::Threading) with `park_idle(true)`): once
-//!   everything the client sent is answered, the connection goes back to the serving loop,
-//!   which watches it with `epoll(7)` and hands it to a worker when the next request arrives.
+//!   everything the client sent is answered, the connection is watched with `epoll(7)` and
+//!   served again when its next request arrives: by a pool's idle workers, which wait for
+//!   such connections themselves ([`Strategy::take_parked`](crate::Strategy::take_parked)),
+//!   or else by the serving loop, which hands it to the strategy as a new job.
 //!   An idle client then holds no thread, so a pool of a few workers answers thousands of
 //!   keep-alive clients and a serial server is not held up by one. Each time a connection is
 //!   served counts as one request of the server ([`Stats`](crate::Stats)), with a handler

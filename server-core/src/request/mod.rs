@@ -51,6 +51,7 @@ pub struct StreamRequest<'a, S = ()> {
 /// What the HTTP layer remembers of a connection's socket across the times it is served, so
 /// that a keep-alive request costs no `getsockopt` and no `setsockopt` it can avoid.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct Memo {
     /// The socket's read and write timeouts as the server set them, before the layer changed
     /// them; `None` until first looked at.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use log::Level;
 use nix::poll::{PollFd, PollFlags};
 
-use super::parking::{Lot, Wake};
+use super::parking::Wake;
 use super::{waker, Overload, Server};
 use crate::handler::Handler;
 use crate::report::{say_limited, Limit};
@@ -56,7 +56,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// stop come while the strategy has no room, the rest go back to the lot, to be served
     /// if the server serves on, or closed with it.
     pub(super) fn resume_parked(&mut self) -> usize {
-        let Some(ready) = self.shared.lot().map(Lot::ready) else {
+        if self.strategy_takes_parked {
+            return 0;
+        }
+        let Some(ready) = self.shared.lot().map(|lot| lot.ready()) else {
             return 0;
         };
         let mut ready = ready.into_iter();

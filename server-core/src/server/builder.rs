@@ -445,7 +445,10 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             max_per_client: self.max_per_client,
             error_hook: self.error_hook,
         }
-        .shared(server_address, strategy.parks_idle())?;
+        .shared(
+            server_address,
+            strategy.parks_idle() && T::listener_fd(&socket).is_some(),
+        )?;
         let shared = Arc::new(shared);
         Ok(Server {
             socket,
@@ -472,6 +475,7 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
             on_ready: None,
             on_pass: None,
             signals: None,
+            strategy_takes_parked: false,
             _handler: PhantomData,
         })
     }

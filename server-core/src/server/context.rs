@@ -41,7 +41,7 @@ pub struct ServerContext<S = ()> {
     /// (`u64::MAX`: not known).
     listen_queue: AtomicU64,
     /// Where idle connections wait for their next request, when the strategy parks them.
-    lot: Option<Lot>,
+    lot: Option<Arc<Lot>>,
 }
 
 impl<S> ServerContext<S> {
@@ -71,7 +71,7 @@ impl<S> ServerContext<S> {
 
     /// Parks idle connections in `lot` (the strategy runs requests in this process).
     pub(crate) fn with_lot(mut self, lot: Lot) -> Self {
-        self.lot = Some(lot);
+        self.lot = Some(Arc::new(lot));
         self
     }
 
@@ -83,7 +83,7 @@ impl<S> ServerContext<S> {
         self.shutdown = shutdown;
         // An epoll instance of its own (nothing is parked in a freshly forked process).
         if self.lot.is_some() {
-            self.lot = Some(Lot::new()?);
+            self.lot = Some(Arc::new(Lot::new()?));
         }
         Ok(())
     }
@@ -176,7 +176,7 @@ impl<S> ServerContext<S> {
     pub fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
         stats.open = self.gate.open();
-        stats.parked = self.lot.as_ref().map_or(0, Lot::len);
+        stats.parked = self.lot.as_deref().map_or(0, Lot::len);
         stats
     }
 
@@ -279,7 +279,7 @@ impl<S> Shared<S> {
     }
 
     /// The parked connections, if this server parks them.
-    pub(crate) fn lot(&self) -> Option<&Lot> {
+    pub(crate) fn lot(&self) -> Option<&Arc<Lot>> {
         self.context.lot.as_ref()
     }
 

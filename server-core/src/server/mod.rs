@@ -35,6 +35,7 @@ pub(crate) use context::{RequestOptions, Shared};
 use hooks::LoopHooks;
 pub use overload::Overload;
 pub(crate) use overload::TURN_AWAY_DRAIN;
+pub use parking::{ParkedConnections, Wakeup};
 use pipeline::Finish;
 
 use crate::addr::Address;
@@ -155,6 +156,9 @@ pub struct Server<T: Transport, H: Handler, S: Strategy = Serial> {
     on_pass: Option<PassCallback<H::State>>,
     /// `serve_until_signal`'s signals until the first one starts their thread.
     signals: Option<Signals>,
+    /// Whether the strategy's threads take the parked connections themselves
+    /// ([`Strategy::take_parked`]); then the loop does not watch them.
+    strategy_takes_parked: bool,
     _handler: PhantomData<fn() -> H>,
 }
 
@@ -306,6 +310,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
 
     /// Runs the `on_ready` callback, the first time only.
     fn ready(&mut self) {
+        if let Some(lot) = self.shared.lot() {
+            let parked = ParkedConnections::new(Arc::clone(lot));
+            self.strategy_takes_parked = self.strategy.take_parked(&parked);
+        }
         if let Some(ready) = self.on_ready.take() {
             ready(self.shared.context().server_address());
         }
@@ -543,7 +551,10 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         // The socket and the stop waker; then, where there are: the parked connections' epoll
         // instance, the gate's waker (while clients are queued), the signals' socket.
         let extras = [
-            self.shared.lot().map(parking::Lot::fd),
+            self.shared
+                .lot()
+                .filter(|_| !self.strategy_takes_parked)
+                .map(|lot| lot.fd()),
             queued.then(|| gate.room_fd()),
             self.signals.as_ref().and_then(Signals::fd),
         ];

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use nix::poll::{PollFd, PollFlags};
 
 use super::bookkeeping::{recv_until, thread_builder, ExitNotice, Ledger};
 use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
+use crate::server::{ParkedConnections, Wakeup};
 use crate::sys::{self, wake};
 
 /// How long `wait_ready` sleeps at most between checks that its workers are alive. Room and the
@@ -51,6 +52,15 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 ///   for a worker, so a long queue only adds latency and memory: beyond it, clients wait in the
 ///   backlog for free. One request per worker is enough for a worker that finishes to find the
 ///   next one waiting.
+///
+/// # Parked connections
+///
+/// The pool [takes](Strategy::take_parked) the server's parked connections (idle keep-alive
+/// HTTP clients): its idle workers wait in `epoll_wait` both for those connections' next
+/// requests and for queued ones, so a worker that finishes a request takes the next ready
+/// connection without sleeping, and the serving loop only accepts. The fewer workers, the
+/// fewer wake-ups: for keep-alive HTTP whose handlers compute rather than wait, one worker
+/// per CPU serves most requests per second (`BENCHMARKS.md`).
 ///
 /// # Workers
 ///
@@ -114,6 +124,8 @@ pub struct Pool {
     queue: Option<usize>,
     stack_size: Option<usize>,
     running: Option<Workers>,
+    /// The server's parked connections, which idle workers wait for themselves.
+    parked: Option<ParkedConnections>,
     /// The counters; the serving loop looks at them on each call, and closing counts the
     /// requests finished since.
     ledger: Ledger,
@@ -133,6 +145,9 @@ struct Workers {
     /// Workers send their number here as they end.
     exits_tx: Sender<usize>,
     exits: Receiver<usize>,
+    /// The server's parked connections, if the workers wait on them (and for queued
+    /// requests through their notifications); else the workers wait on the queue.
+    parked: Option<ParkedConnections>,
 }
 
 /// What the workers share with the pool.
@@ -166,6 +181,7 @@ impl Pool {
             queue: None,
             stack_size: None,
             running: None,
+            parked: None,
             ledger: Ledger::default(),
         }
     }
@@ -219,7 +235,15 @@ impl Pool {
                     what: "the pool's wake-up socket pair",
                     source,
                 })?;
-                let (jobs, queued) = bounded(self.queue.unwrap_or(self.workers));
+                // Workers waiting on the parked connections take a queued request only once
+                // notified (`try_recv`), so the channel cannot be a rendezvous: it holds as
+                // many as `wait_ready` lets in (the bound is kept there, by `in_flight`).
+                let bound = self.queue.unwrap_or(self.workers);
+                let capacity = match self.parked {
+                    Some(_) => bound.saturating_add(self.workers),
+                    None => bound,
+                };
+                let (jobs, queued) = bounded(capacity);
                 let (exits_tx, exits) = unbounded();
                 slot.insert(Workers {
                     jobs: Some(jobs),
@@ -234,6 +258,7 @@ impl Pool {
                     handles: (0..self.workers).map(|_| None).collect(),
                     exits_tx,
                     exits,
+                    parked: self.parked.clone(),
                 })
             }
         };
@@ -277,7 +302,8 @@ impl Workers {
             let receiver = self.queued.clone();
             let shared = Arc::clone(&self.shared);
             let exit = ExitNotice::new(self.exits_tx.clone(), index);
-            match builder.spawn(move || work(receiver, &shared, exit)) {
+            let parked = self.parked.clone();
+            match builder.spawn(move || work(receiver, &shared, parked, exit)) {
                 Ok(handle) => *slot = Some(handle),
                 Err(source) => {
                     log::error!(target: "socketserver::pool", "cannot start worker {index}: {source}");
@@ -297,12 +323,45 @@ impl Workers {
     }
 }
 
-/// A worker's loop: run queued requests until the queue is closed and empty. `exit` tells the
-/// pool the worker ended, even if it unwinds.
-fn work(jobs: Receiver<Job>, shared: &PoolShared, exit: ExitNotice<usize>) {
+/// A worker's loop: run queued requests until the queue is closed and empty, and, when the
+/// workers take the server's parked connections, the requests of those that turn readable.
+/// `exit` tells the pool the worker ended, even if it unwinds.
+fn work(
+    jobs: Receiver<Job>,
+    shared: &PoolShared,
+    parked: Option<ParkedConnections>,
+    exit: ExitNotice<usize>,
+) {
     let _exit = exit;
-    for job in jobs.iter() {
-        shared.activity.add_active();
+    let Some(parked) = parked else {
+        for job in jobs.iter() {
+            shared.run(job);
+        }
+        return;
+    };
+    // Each queued request comes with a notification, and closing sends one per worker: so a
+    // worker looks at the queue once per notification, and ends when it is closed and empty.
+    loop {
+        match parked.wait(None) {
+            Wakeup::Request(job) => {
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                shared.activity.add_started();
+                shared.run(job);
+            }
+            Wakeup::Notified => match jobs.try_recv() {
+                Ok(job) => shared.run(job),
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {}
+            },
+            Wakeup::TimedOut => {}
+        }
+    }
+}
+
+impl PoolShared {
+    /// Runs one request, counted in `in_flight` and the activity already.
+    fn run(&self, job: Job) {
+        self.activity.add_active();
         // Job::run catches handler panics already; this keeps the worker alive should
         // anything else in the request panic. AssertUnwindSafe: the job is consumed, and the
         // worker touches nothing it could have left half-changed.
@@ -310,13 +369,34 @@ fn work(jobs: Receiver<Job>, shared: &PoolShared, exit: ExitNotice<usize>) {
             log::error!(target: "socketserver::pool", "a request panicked outside its handler");
             false
         });
-        shared.activity.end(ok);
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.activity.end(ok);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         // After the decrement, so that `wait_ready` sees the room once woken. Both sides use
         // SeqCst: either the loop's second look sees this decrement, or this sees `waiting`.
-        if shared.waiting.load(Ordering::SeqCst) {
-            shared.room.notify();
+        if self.waiting.load(Ordering::SeqCst) {
+            self.room.notify();
         }
+    }
+}
+
+impl Workers {
+    /// Closes the queue and wakes every worker waiting on the parked connections, so that
+    /// each sees it closed once it is empty.
+    fn close_queue(&mut self) {
+        if self.jobs.take().is_some() {
+            if let Some(parked) = &self.parked {
+                for _ in 0..self.handles.len() {
+                    parked.notify();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Lets the workers finish the queue on their own.
+    fn drop(&mut self) {
+        self.close_queue();
     }
 }
 
@@ -350,6 +430,18 @@ impl Strategy for Pool {
         true
     }
 
+    /// Takes them: idle workers wait for the parked connections' next requests themselves,
+    /// and for queued requests through the handle's notifications.
+    fn take_parked(&mut self, parked: &ParkedConnections) -> bool {
+        if self.running.is_some() && !self.parked.as_ref().is_some_and(|p| p.same_as(parked)) {
+            // Workers already wait on the queue alone (or on other connections): they keep
+            // doing so, and the loop hands these connections over.
+            return false;
+        }
+        self.parked = Some(parked.clone());
+        true
+    }
+
     /// Queues the request for a worker, starting the workers on the first request.
     ///
     /// Blocks while the queue is full; the serving loop calls
@@ -371,6 +463,8 @@ impl Strategy for Pool {
             // The pool holds a receiver itself, so this cannot happen; the job was dropped,
             // which closes the request.
             running.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        } else if let Some(parked) = &running.parked {
+            parked.notify();
         }
         Ok(())
     }
@@ -436,7 +530,7 @@ impl Strategy for Pool {
         let Some(mut running) = self.running.take() else {
             return DrainReport::default();
         };
-        running.jobs = None;
+        running.close_queue();
         let mut live = running.live();
         while live > 0 {
             // The pool holds an exit sender itself, so this fails only at the deadline.
