@@ -52,7 +52,7 @@
 //! | metrics scrapers at once, and the time each may take (with `--metrics`) | 16, 5 s | none |
 //! | pool workers / forked children / worker processes | CPUs + 4 (at most 32) / 40 / CPUs | `--workers N` |
 //! | requests a worker process serves before it is replaced (prefork) | no limit | `--max-requests N` |
-//! | bytes held per stream connection (`rfile`'s buffer) | 8 KiB | none |
+//! | bytes held per stream connection (`rfile`'s buffer: 1 KiB, doubling while reads fill it) | 8 KiB | none |
 //! | bytes held per datagram (a larger one is dropped, not cut) | 64 KiB | none |
 //! | a connection whose PROXY header has not all arrived is closed after (with `--proxy-protocol`) | 5 s | `--proxy-header-timeout SECS` |
 //! | a TLS handshake (with `--tls-cert`) must end within, in all | 10 s | none (`ServerBuilder::tls_handshake_timeout`) |

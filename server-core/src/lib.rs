@@ -51,7 +51,8 @@ pub use handler::{
     default_handle_error, DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler,
 };
 pub use request::{
-    Connection, DatagramRequest, DatagramSocket, PeerCredentials, Stream, StreamRequest, Wfile,
+    Connection, DatagramRequest, DatagramSocket, PeerCredentials, Rfile, Stream, StreamRequest,
+    Wfile,
 };
 pub use server::{
     Overload, ParkedConnections, Server, ServerBuilder, ServerContext, TcpServer, UdpServer,

@@ -147,7 +147,8 @@
 //!
 //! Python reads lines through a file over the socket (`sock.makefile("rb")`, which is what
 //! `socketserver`'s `self.rfile` is) and its `readline(limit)`. Rust wraps the socket in a
-//! [`BufReader`](std::io::BufReader) (a `StreamRequest`'s `rfile` already is one) and uses
+//! [`BufReader`](std::io::BufReader) (a `StreamRequest`'s `rfile` already is a buffered reader,
+//! [`Rfile`](crate::Rfile), with the same methods) and uses
 //! [`BufRead::read_line`](std::io::BufRead::read_line) for UTF-8 text or
 //! [`read_until`](std::io::BufRead::read_until) for bytes. Neither has a limit of its own: put
 //! one in front with [`Read::take`](std::io::Read::take), as `readline(limit)` does.

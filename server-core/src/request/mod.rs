@@ -2,11 +2,12 @@
 //! and the server. The connection itself is in `connection.rs`, `wfile` in `wfile.rs`.
 
 mod connection;
+mod rfile;
 mod wfile;
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{self, BufReader};
+use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
@@ -18,6 +19,7 @@ use crate::server::connections::Registered;
 use crate::server::ServerContext;
 
 pub use connection::{Connection, PeerCredentials, Stream};
+pub use rfile::Rfile;
 pub use wfile::Wfile;
 
 /// The largest `rfile` buffer with which a connection can be parked: the HTTP layer reads
@@ -31,9 +33,9 @@ pub(crate) const PARK_MAX_RBUFSIZE: usize = 16 * 1024;
 /// `rfile` and `wfile` are public fields so that both can be borrowed at once, as in
 /// `io::copy(&mut request.rfile, &mut request.wfile)`.
 pub struct StreamRequest<'a, S = ()> {
-    /// Buffered reading from the connection (Python: `rfile`); the buffer holds `rbufsize` bytes.
-    /// On a TLS connection it reads the decrypted plaintext.
-    pub rfile: BufReader<&'a Stream>,
+    /// Buffered reading from the connection (Python: `rfile`); the buffer grows to `rbufsize`
+    /// bytes (see [`Rfile`]). On a TLS connection it reads the decrypted plaintext.
+    pub rfile: Rfile<'a>,
     /// Writing to the connection (Python: `wfile`); see [`Wfile`]. On a TLS connection it
     /// encrypts.
     pub wfile: Wfile<'a>,
@@ -101,7 +103,7 @@ impl<'a, S> StreamRequest<'a, S> {
         (rbufsize, wbufsize): (usize, usize),
     ) -> Self {
         StreamRequest {
-            rfile: BufReader::with_capacity(rbufsize, stream),
+            rfile: Rfile::new(stream, rbufsize),
             wfile: Wfile::new(stream, wbufsize),
             stream,
             client_address,

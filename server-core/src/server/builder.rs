@@ -246,7 +246,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     }
 
     /// The read buffer size of `rfile` for stream requests (Python: `rbufsize`). Default: 8192.
-    /// Must be at least 1.
+    /// Must be at least 1. The buffer starts at 1 KiB and grows to this size as reads fill it
+    /// (see [`Rfile`](crate::Rfile)).
     pub fn rbufsize(mut self, size: usize) -> Self {
         self.request.rbufsize = size;
         self
