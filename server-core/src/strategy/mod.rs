@@ -5,7 +5,7 @@
 //! Measured with the project's harness (`BENCHMARKS.md`), on 2 cores:
 //!
 //! - **Many long-lived connections** (chat, keep-alive HTTP, RPC sessions): [`Threading`]. A
-//!   connection holds its thread for its whole life, and threads are cheap here: about 18 KiB
+//!   connection holds its thread for its whole life, and threads are cheap here: about 15 KiB
 //!   of memory per idle connection, and 1000 persistent connections served faster than a tokio
 //!   server on the same machine. A [`Pool`] serves at once only as many connections as it has
 //!   workers, so it suits long-lived connections only where they are idle between requests
