@@ -1,19 +1,21 @@
 //! The server side of the handshake on a blocking socket, under one total deadline.
 //!
-//! Reads wait in `poll(2)` until the deadline and then take what has arrived without blocking,
-//! so no single read can outlive it however the client trickles its bytes; writes (the
-//! server's flight: its certificate chain) get the time that is left as their socket timeout,
-//! and the socket's own write timeout is put back afterwards.
+//! Reads and writes never block: a read takes what has arrived (`MSG_DONTWAIT`) and a write
+//! what fits in the send buffer (the server's flight, its certificate chain, nearly always
+//! does), and only when there is nothing to read or no room does the handshake wait, in
+//! `poll(2)`, until the deadline. So no single read or write can outlive the deadline however
+//! the client trickles its bytes, and the socket's own timeouts are neither read nor changed
+//! (a handshake costs no `getsockopt` or `setsockopt`).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
 use rustls::{AlertDescription, ServerConnection};
 
-use super::session::{send_pending, Session};
+use super::session::Session;
 use super::{Reason, TlsConfig, TlsInfo};
 use crate::request::Connection;
 use crate::sys;
@@ -57,6 +59,42 @@ impl Read for Arrived<'_> {
     }
 }
 
+/// Sends what fits in the socket's send buffer now, without waiting.
+struct Room<'a>(&'a Connection);
+
+impl Write for Room<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::socket::send_now(self.0.as_fd(), buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends everything rustls has for the client, waiting for room until `deadline`.
+fn send_all(
+    tls: &mut ServerConnection,
+    connection: &Connection,
+    deadline: Instant,
+) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut Room(connection)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLOUT)];
+                if sys::sleep_until(&mut fds, Some(deadline))? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Runs the server side of the handshake on `connection` with the configuration's current
 /// certificate, within `timeout` in all. Counts the outcome in the configuration's stats.
 ///
@@ -70,7 +108,6 @@ pub(crate) fn accept(
 ) -> Result<Session, Failure> {
     let start = Instant::now();
     let deadline = sys::deadline_in(timeout);
-    let (_, write_timeout) = sys::socket::timeouts(connection);
     let mut arrived = Arrived {
         connection,
         first: None,
@@ -81,8 +118,6 @@ pub(crate) fn accept(
             handshake(&mut tls, &mut arrived, deadline)?;
             Ok(tls)
         });
-    // The handshake's writes had the deadline as their timeout: put the socket's own back.
-    let _ = connection.set_write_timeout(write_timeout);
     let counters = config.counters();
     match result {
         Ok(tls) => {
@@ -116,39 +151,34 @@ fn handshake(
     let connection = arrived.connection;
     let timed_out = || (Reason::TimedOut, String::new());
     loop {
+        // Checked on every pass, not only before a wait: a client that keeps bytes coming
+        // must not keep the handshake past its deadline either.
+        if Instant::now() >= deadline {
+            return Err(timed_out());
+        }
         if tls.wants_write() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(timed_out());
-            }
-            connection
-                .set_write_timeout(Some(left))
-                .and_then(|()| send_pending(tls, connection))
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
-                    _ => (Reason::Other, e.to_string()),
-                })?;
+            send_all(tls, connection, deadline).map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+                _ => (Reason::Other, e.to_string()),
+            })?;
         }
         if !tls.is_handshaking() {
             return Ok(());
         }
-        let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLIN)];
-        match sys::sleep_until(&mut fds, Some(deadline)) {
-            Ok(0) => return Err(timed_out()),
-            Ok(_) => {}
-            Err(e) => return Err((Reason::Other, e.to_string())),
-        }
+        // What has arrived first (the ClientHello usually has by the time a worker runs
+        // this); wait only when nothing has.
         match tls.read_tls(arrived) {
             Ok(0) => return Err((Reason::Closed, String::new())),
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLIN)];
+                match sys::sleep_until(&mut fds, Some(deadline)) {
+                    Ok(0) => return Err(timed_out()),
+                    Ok(_) => continue,
+                    Err(e) => return Err((Reason::Other, e.to_string())),
+                }
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 return Err((Reason::Closed, e.to_string()))
             }
@@ -156,10 +186,7 @@ fn handshake(
         }
         if let Err(error) = tls.process_new_packets() {
             // The alert rustls queued for the client, within the deadline; best effort.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !left.is_zero() && connection.set_write_timeout(Some(left)).is_ok() {
-                let _ = send_pending(tls, connection);
-            }
+            let _ = send_all(tls, connection, deadline);
             return Err((classify(&error), error.to_string()));
         }
     }
