@@ -162,13 +162,16 @@ impl Counters {
         reason.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a request as running until the guard is dropped with its outcome.
+    /// Counts a request as running until the guard is dropped with its outcome. In a child
+    /// forked for the request its duration is not measured: the child's counters die with it
+    /// (the forking strategy counts children from their exit statuses), and the clock's first
+    /// read in a new process costs a page fault.
     pub(crate) fn start(&self) -> Active<'_> {
         self.active.fetch_add(1, Ordering::Relaxed);
         Active {
             counters: self,
             ok: false,
-            started: Instant::now(),
+            started: (!crate::sys::process::is_request_child()).then(Instant::now),
         }
     }
 }
@@ -178,7 +181,8 @@ impl Counters {
 pub(crate) struct Active<'a> {
     counters: &'a Counters,
     ok: bool,
-    started: Instant,
+    /// `None` when the duration is not measured (in a forked request child).
+    started: Option<Instant>,
 }
 
 impl Active<'_> {
@@ -195,7 +199,9 @@ impl Drop for Active<'_> {
             &self.counters.failed
         };
         finished.fetch_add(1, Ordering::Relaxed);
-        self.counters.record(self.started.elapsed());
+        if let Some(started) = self.started {
+            self.counters.record(started.elapsed());
+        }
         self.counters.active.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -61,7 +61,13 @@ impl Registry {
     /// Records `fd` until the returned guard is dropped; drop the guard before closing the fd.
     /// The guard owns `handle`, whose registry this is, so that a parked connection can take
     /// it along.
+    ///
+    /// In a child forked for one request nothing is recorded: only the server's own process
+    /// shuts connections down, in its own registry, and the child's copy is never read.
     pub(crate) fn register(handle: &ShutdownHandle, fd: RawFd) -> Registered {
+        if sys::process::is_request_child() {
+            return Registered { slot: None };
+        }
         let mut table = handle.connections().table.lock();
         let entry = Some(Entry {
             fd,
@@ -83,8 +89,7 @@ impl Registry {
         };
         drop(table);
         Registered {
-            handle: handle.clone(),
-            key,
+            slot: Some((handle.clone(), key)),
         }
     }
 
@@ -145,20 +150,25 @@ impl Registry {
 /// A registered connection; removed from the registry on drop.
 #[derive(Debug)]
 pub(crate) struct Registered {
-    /// The server's handle, which holds the registry.
-    handle: ShutdownHandle,
-    key: usize,
+    /// The server's handle, which holds the registry, and the connection's slot in it; `None`
+    /// when not recorded (in a forked request child).
+    slot: Option<(ShutdownHandle, usize)>,
 }
 
 impl Registered {
     /// Marks the connection idle or busy. Turning idle fails (`false`) once a stop has closed
-    /// the idle connections: the caller should end the connection rather than wait.
+    /// the idle connections: the caller should end the connection rather than wait. A
+    /// connection not recorded (in a forked child, which no stop reaches) may always turn
+    /// idle.
     pub(crate) fn set_idle(&self, idle: bool) -> bool {
-        let mut table = self.handle.connections().table.lock();
+        let Some((handle, key)) = &self.slot else {
+            return true;
+        };
+        let mut table = handle.connections().table.lock();
         if idle && table.closing {
             return false;
         }
-        if let Some(Some(entry)) = table.entries.get_mut(self.key) {
+        if let Some(Some(entry)) = table.entries.get_mut(*key) {
             if entry.idle && !idle {
                 // A new request on a kept-alive connection: its time starts now.
                 entry.busy_since = Instant::now();
@@ -171,10 +181,13 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let mut table = self.handle.connections().table.lock();
-        if let Some(slot) = table.entries.get_mut(self.key) {
+        let Some((handle, key)) = &self.slot else {
+            return;
+        };
+        let mut table = handle.connections().table.lock();
+        if let Some(slot) = table.entries.get_mut(*key) {
             *slot = None;
-            table.free.push(self.key);
+            table.free.push(*key);
         }
     }
 }

@@ -17,6 +17,10 @@ use super::{Activity, DrainReport, Job, Readiness, Strategy};
 use crate::error::{Error, Result};
 use crate::sys;
 
+/// Forks between two trims of the parent's heap (see [`sys::process::trim_heap`]); the
+/// first fork trims too, as the heap then holds what starting the program left free.
+const TRIM_EVERY: u32 = 1024;
+
 /// How often waiting for a child to exit checks again (at the limit, and when closing).
 const REAP_POLL: Duration = Duration::from_millis(10);
 
@@ -129,6 +133,8 @@ pub struct Forking {
     /// The counters, which only reaping moves on: closing counts the children reaped since
     /// it began.
     ledger: Ledger,
+    /// Forks until the next trim of the heap: 0 trims before the next fork.
+    until_trim: u32,
 }
 
 impl Forking {
@@ -142,6 +148,7 @@ impl Forking {
             block_on_close: true,
             children: Vec::new(),
             ledger: Ledger::default(),
+            until_trim: 0,
         }
     }
 
@@ -222,8 +229,9 @@ fn child(job: Job) -> Infallible {
     if let Some(listener) = job.listener_fd() {
         // The child owns a copy of the listening socket it must not accept on. Closing the raw
         // fd is fine: the object owning it is never dropped here, as the child `_exit`s.
-        let _ = nix::unistd::close(listener);
+        sys::process::close_in_child(listener);
     }
+    sys::process::mark_request_child();
     sys::process::default_signals_in_child(&[Signal::SIGINT, Signal::SIGTERM]);
     // Job::run catches handler panics; this guard covers anything else, so that the child
     // never unwinds into the parent's serving loop.
@@ -251,6 +259,13 @@ impl Strategy for Forking {
         // `_exit`s. No lock of this library is held here: the serving thread calls this
         // between requests, and `self` is reached only through `&mut`. Handlers are documented
         // not to rely on locks other threads may hold.
+        if self.until_trim == 0 {
+            // Fewer pages in the parent: fewer for every fork to copy, and no free chunks
+            // for every child to merge (each a copy-on-write fault) when it first allocates.
+            sys::process::trim_heap();
+            self.until_trim = TRIM_EVERY;
+        }
+        self.until_trim -= 1;
         let mut job = Some(job);
         let forked = sys::process::fork(|| match job.take() {
             Some(job) => child(job),

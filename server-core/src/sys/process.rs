@@ -5,6 +5,7 @@
 //! The `unsafe` of the process model lives here; what makes each call sound is stated on the
 //! function (a contract for the crate's own callers: these functions are not public).
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,6 +53,57 @@ pub(crate) fn fork(child: impl FnOnce() -> std::convert::Infallible) -> io::Resu
         }
         Ok(ForkResult::Parent { child }) => Ok(child),
         Err(errno) => Err(errno.into()),
+    }
+}
+
+thread_local! {
+    /// Whether this thread is the only thread of a child that `Forking` made to serve one
+    /// request (see [`mark_request_child`]).
+    static REQUEST_CHILD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// In a child forked to serve one request: marks it so, for [`is_request_child`]. Its
+/// bookkeeping for the server (the connection registry, request durations) is then skipped:
+/// the child's copy of it is never read, and dies with the child, while keeping it costs
+/// every child copy-on-write faults and the first clock read of a new process.
+pub(crate) fn mark_request_child() {
+    REQUEST_CHILD.set(true);
+}
+
+/// Whether this thread serves a request in a child forked for it (see
+/// [`mark_request_child`]); `false` in the server's own process and in threads a handler
+/// starts.
+pub(crate) fn is_request_child() -> bool {
+    REQUEST_CHILD.get()
+}
+
+/// In a forked child: closes `fd`, the child's copy of a descriptor that an object of the
+/// parent's owns (the listening socket). That object is never dropped in the child, which
+/// leaves through [`exit_now`], so the number is closed once. Calls `close(2)` directly, code
+/// every child has already run, rather than a wrapper elsewhere in the program's text: each
+/// page of code a child runs for the first time costs it a page fault.
+#[inline]
+pub(crate) fn close_in_child(fd: RawFd) {
+    // SAFETY: `close` takes any number; the caller owns this copy of `fd` and never uses it
+    // again (see above).
+    let _ = unsafe { nix::libc::close(fd) };
+}
+
+/// Gives the free memory inside the heap back to the system (glibc's `malloc_trim(0)`): free
+/// chunks are merged and the whole pages among them released, so they are no longer part of
+/// the process. A process about to `fork` many times calls it first: every page it holds is
+/// one more page-table entry each `fork` copies, and free chunks waiting in malloc's fast
+/// bins are merged by the first large allocation of every child, a copy-on-write fault for
+/// each page they are on. A no-op with other C libraries.
+pub(crate) fn trim_heap() {
+    /// Free space kept at the top of the heap, so that a child's first allocations (buffers of
+    /// a few KiB) come from it rather than from a `brk` of its own.
+    const TRIM_PAD: usize = 64 * 1024;
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` takes no pointer and only works on malloc's own state, under its
+    // locks; it may be called at any time, from any thread.
+    unsafe {
+        nix::libc::malloc_trim(TRIM_PAD);
     }
 }
 
