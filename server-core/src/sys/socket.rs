@@ -41,6 +41,12 @@ pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     socket::send(fd.as_raw_fd(), buf, flags).map_err(io::Error::from)
 }
 
+/// `sendmsg(2)` without waiting and without `SIGPIPE`: [`send_now`] for several buffers at once.
+pub(crate) fn send_vectored_now(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    socket::sendmsg::<()>(fd.as_raw_fd(), bufs, &[], flags, None).map_err(io::Error::from)
+}
+
 /// Whether the peer of a just-accepted stream socket has already gone: it closed (or reset) the
 /// connection and sent nothing, as a client does that gave up while it waited in the listen
 /// backlog. One `poll(2)` that does not wait, and a peek when something is there.

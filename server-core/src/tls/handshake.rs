@@ -8,7 +8,7 @@
 //! (a handshake costs no `getsockopt` or `setsockopt`).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,11 @@ struct Room<'a>(&'a Connection);
 impl Write for Room<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         sys::socket::send_now(self.0.as_fd(), buf)
+    }
+
+    /// rustls writes its records as several buffers: one `sendmsg` for all of them.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        sys::socket::send_vectored_now(self.0.as_fd(), bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
