@@ -111,6 +111,9 @@ pub(crate) const MAX_RESUMED_PER_WAKE: usize = 64;
 /// be `u32::MAX`, and a table never has that many slots).
 const NOTIFY: u64 = u64::MAX;
 
+/// How long [`Lot::wait`] pauses after `epoll_wait` failed.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// How the notification eventfd is watched. One-shot: level-triggered, each token woke one
 /// thread and then, as the event stayed ready until that thread read it, another, which found
 /// nothing (2.2 reads per notification, more than half of them failing, measured with
@@ -289,7 +292,10 @@ impl Lot {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
+                    // Not expected (the instance is ours and open): pause, so that a thread
+                    // that waits again at once does not spin on the failure.
                     log::error!(target: "socketserver::server", "epoll_wait on idle connections: {e}");
+                    std::thread::sleep(ERROR_PAUSE);
                     return Wakeup::TimedOut;
                 }
             }
