@@ -90,20 +90,18 @@ pub(crate) fn close_in_child(fd: RawFd) {
 }
 
 /// Gives the free memory inside the heap back to the system (glibc's `malloc_trim(0)`): free
-/// chunks are merged and the whole pages among them released, so they are no longer part of
-/// the process. A process about to `fork` many times calls it first: every page it holds is
-/// one more page-table entry each `fork` copies, and free chunks waiting in malloc's fast
-/// bins are merged by the first large allocation of every child, a copy-on-write fault for
-/// each page they are on. A no-op with other C libraries.
+/// chunks are merged, the whole pages among them released and the top of the heap cut back,
+/// so they are no longer part of the process. A process about to `fork` many times calls it
+/// first: every page it holds is one more page-table entry each `fork` copies, and free chunks
+/// waiting in malloc's fast bins are merged by the first large allocation of every child, a
+/// copy-on-write fault for each page they are on. (A child that needs more than is free grows
+/// the heap itself, with pages of its own.) A no-op with other C libraries.
 pub(crate) fn trim_heap() {
-    /// Free space kept at the top of the heap, so that a child's first allocations (buffers of
-    /// a few KiB) come from it rather than from a `brk` of its own.
-    const TRIM_PAD: usize = 64 * 1024;
     #[cfg(target_env = "gnu")]
     // SAFETY: `malloc_trim` takes no pointer and only works on malloc's own state, under its
     // locks; it may be called at any time, from any thread.
     unsafe {
-        nix::libc::malloc_trim(TRIM_PAD);
+        nix::libc::malloc_trim(0);
     }
 }
 
