@@ -92,16 +92,23 @@ pub(crate) fn close_in_child(fd: RawFd) {
 /// Gives the free memory inside the heap back to the system (glibc's `malloc_trim(0)`): free
 /// chunks are merged, the whole pages among them released and the top of the heap cut back,
 /// so they are no longer part of the process. A process about to `fork` many times calls it
-/// first: every page it holds is one more page-table entry each `fork` copies, and free chunks
-/// waiting in malloc's fast bins are merged by the first large allocation of every child, a
-/// copy-on-write fault for each page they are on. (A child that needs more than is free grows
-/// the heap itself, with pages of its own.) A no-op with other C libraries.
+/// first: every page it holds is one more page-table entry each `fork` copies, and every free
+/// chunk malloc has yet to sort (those in its fast bins, and those merging leaves in its
+/// unsorted list) is sorted by the first allocation of a larger size in each child, a
+/// copy-on-write fault for each page such chunks are on. So the parent sorts them here, once.
+/// A no-op with other C libraries.
 pub(crate) fn trim_heap() {
+    /// An allocation larger than what a small heap has free (so malloc sorts every free chunk
+    /// looking for one), and smaller than its threshold for `mmap` (so it looks).
+    const SORTING: usize = 64 * 1024;
     #[cfg(target_env = "gnu")]
     // SAFETY: `malloc_trim` takes no pointer and only works on malloc's own state, under its
-    // locks; it may be called at any time, from any thread.
+    // locks; it may be called at any time, from any thread. The block `malloc` returns (or
+    // null) goes straight back to `free`, never read or written.
     unsafe {
         nix::libc::malloc_trim(0);
+        // Freed, the block goes back to the top of the heap, which malloc cuts back again.
+        nix::libc::free(nix::libc::malloc(SORTING));
     }
 }
 
