@@ -1,5 +1,5 @@
 //! The comparison: start every server, run the same load against each in interleaved rounds
-//! (A B C A B C ...), stop them, print medians and ratios, draw the chart.
+//! (A B C, then C B A, and so on), stop them, print medians and ratios, draw the chart.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -555,7 +555,16 @@ pub fn main(args: &CompareArgs) -> Result<(), BoxError> {
             .collect();
         let mut reports: Vec<Vec<Report>> = vec![Vec::new(); scenario.servers.len()];
         for round in 0..args.rounds {
-            for (i, server) in running.iter().enumerate() {
+            // Every other round in reverse (A B C, C B A, ...): a server's figure depends on
+            // what ran just before it (measured: the same binary as its own baseline came out
+            // 0.92-0.94x when it always ran second), so each pair swaps places.
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..running.len()).collect()
+            } else {
+                (0..running.len()).rev().collect()
+            };
+            for i in order {
+                let server = &running[i];
                 // A server with no command is the floor: the load generator's own echo thread.
                 let mode = if server.is_none() {
                     Mode::Floor
