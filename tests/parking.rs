@@ -7,6 +7,9 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use socketserver::http::{Http, HttpHandler, Limits, Request, Response};
@@ -165,6 +168,81 @@ fn a_pools_workers_serve_parked_connections_while_the_loop_does_not_run() {
         matches!(client.read_to_end(&mut rest), Ok(0)),
         "closed with the server"
     );
+}
+
+#[test]
+fn new_clients_are_not_starved_by_keep_alive_clients_that_are_always_ready() {
+    // One worker; BUSY keep-alive clients send their next request as soon as they have an
+    // answer, so some parked connection is always ready. NEW clients then arrive at once. The
+    // worker must take queued new connections in turn with the ready parked ones: before it
+    // did, the queue's notifications were one item among the ready connections, and each new
+    // client waited for a round of all the busy ones (about BUSY x NEW busy requests in all).
+    // Counted in requests, not time, so a slow machine cannot fail it.
+    const BUSY: usize = 40;
+    const NEW: usize = 40;
+    let server = TcpServer::<Http<Hello>, Pool>::builder()
+        .strategy(Pool::new().workers(1))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let address = running.inet();
+    let served = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..BUSY)
+        .map(|i| {
+            let (served, done) = (Arc::clone(&served), Arc::clone(&done));
+            let mut client = connect(address);
+            thread::spawn(move || {
+                // Bounded: at most 100,000 requests each, and each read by PATIENCE.
+                for _ in 0..100_000 {
+                    if done.load(Ordering::Relaxed) {
+                        return true;
+                    }
+                    send(&mut client, &format!("/busy/{i}"));
+                    if response(&mut client).is_none() {
+                        return false;
+                    }
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            })
+        })
+        .collect();
+    // Every busy client is going before the new ones come.
+    assert!(util::eventually(util::PATIENCE, || served
+        .load(Ordering::Relaxed)
+        >= 10 * BUSY as u64));
+    let mut new: Vec<_> = (0..NEW).map(|_| connect(address)).collect();
+    let before = served.load(Ordering::Relaxed);
+    for (i, client) in new.iter_mut().enumerate() {
+        send(client, &format!("/new/{i}"));
+    }
+    for (i, client) in new.iter_mut().enumerate() {
+        assert_eq!(
+            response(client).map(|r| r.1),
+            Some(format!("hello /new/{i}")),
+            "new client {i}"
+        );
+    }
+    let meanwhile = served.load(Ordering::Relaxed) - before;
+    done.store(true, Ordering::Relaxed);
+    for client in busy {
+        assert!(
+            client.join().expect("busy client"),
+            "a busy client went unanswered"
+        );
+    }
+    let bound = 5 * (BUSY + NEW) as u64;
+    println!(
+        "{NEW} new clients answered while {BUSY} busy ones were served {meanwhile} times \
+         (bound {bound}; about {} when new clients waited for rounds of the busy ones)",
+        BUSY * NEW
+    );
+    assert!(
+        meanwhile <= bound,
+        "{meanwhile} busy requests before {NEW} new clients were answered"
+    );
+    running.stop().close();
 }
 
 #[test]

@@ -387,6 +387,13 @@ impl ParkedConnections {
         }
     }
 
+    /// Takes one pending notification without waiting: for a thread that found, by itself,
+    /// the work a notification was sent for (a queued request), so that no other thread is
+    /// woken for it. `false` if none was pending.
+    pub fn take_notification(&self) -> bool {
+        self.lot.notify.read().is_ok()
+    }
+
     /// How many connections are parked now.
     pub fn len(&self) -> usize {
         self.lot.len()

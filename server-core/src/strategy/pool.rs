@@ -340,13 +340,22 @@ fn work(
         return;
     };
     // Each queued request comes with a notification, and closing sends one per worker: so a
-    // worker looks at the queue once per notification, and ends when it is closed and empty.
+    // worker looks at the queue once per notification (and after each parked connection's
+    // request), and ends when it is closed and empty.
     loop {
         match parked.wait(None) {
             Wakeup::Request(job) => {
                 shared.in_flight.fetch_add(1, Ordering::SeqCst);
                 shared.activity.add_started();
                 shared.run(job);
+                // Then a queued request, if there is one. The notifications are one item of
+                // the epoll instance, served in turn with the ready connections: with hundreds
+                // of keep-alive clients always ready, new connections got one turn in each
+                // round of them (486 of 1000 new clients unanswered for 2 s, measured).
+                if let Ok(job) = jobs.try_recv() {
+                    parked.take_notification();
+                    shared.run(job);
+                }
             }
             Wakeup::Notified => match jobs.try_recv() {
                 Ok(job) => shared.run(job),
