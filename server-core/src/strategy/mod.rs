@@ -177,11 +177,13 @@ pub trait Strategy: Send + 'static {
     /// serving loop (parked) instead of holding the thread that serves it.
     ///
     /// The HTTP layer parks a keep-alive connection once it has answered everything its
-    /// client sent; the serving loop watches it with `epoll(7)` beside the listening socket
-    /// and gives it to the strategy again, as a new job, when the client's next request
-    /// arrives (Apache's event MPM). Then an idle client costs no thread, and a [`Pool`] of a
-    /// few workers serves thousands of keep-alive clients. The price is a hand-off per burst
-    /// of requests: two system calls and a wake-up of the serving thread.
+    /// client sent; the connection is watched with `epoll(7)` and served again when the
+    /// client's next request arrives (Apache's event MPM): by the strategy's own threads if it
+    /// [takes the parked connections](Self::take_parked), else by the serving loop, which
+    /// watches them beside the listening socket and gives each to the strategy as a new job
+    /// (a hand-off per burst of requests: two system calls and a wake-up of the serving
+    /// thread). Then an idle client costs no thread, and a [`Pool`] of a few workers serves
+    /// thousands of keep-alive clients.
     ///
     /// Default `false`. [`Serial`] and [`Pool`] park (one thread, or a few, must not be held
     /// by idle clients); [`Threading`] does when asked ([`Threading::park_idle`]);
