@@ -17,6 +17,7 @@ mod hooks;
 mod inetd;
 mod overload;
 pub(crate) mod parking;
+mod pass;
 mod pipeline;
 
 use std::collections::VecDeque;
@@ -26,8 +27,6 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use nix::poll::{PollFd, PollFlags};
 
 pub use builder::{ServerBuilder, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_PACKET_SIZE};
 pub use context::ServerContext;
@@ -44,10 +43,11 @@ use crate::handler::Handler;
 use crate::shutdown::{ShutdownHandle, StopReceiver};
 use crate::stats::Stats;
 use crate::strategy::{Readiness, Serial, Strategy};
-use crate::sys::{deadline_in, sleep_until, wake};
+use crate::sys::{deadline_in, wake};
 use crate::transport::{self, SocketFile, Transport};
 use accept::Room;
 use close::{waker, Signals};
+use pass::Event;
 
 /// How one call of [`Server::handle_request`] ended: what its wait for a request came to.
 ///
@@ -178,21 +178,6 @@ pub type UdpServer<H, S = Serial> = Server<transport::Udp, H, S>;
 pub type UnixStreamServer<H, S = Serial> = Server<transport::UnixStream, H, S>;
 /// A Unix datagram server (Python: `UnixDatagramServer`).
 pub type UnixDatagramServer<H, S = Serial> = Server<transport::UnixDatagram, H, S>;
-
-/// How often the loop looks for room while clients wait in the `Overload::Queue` queue.
-const QUEUE_RECHECK: Duration = Duration::from_millis(10);
-
-/// How often the loop looks for requests over `max_request_time`.
-const CUT_INTERVAL: Duration = Duration::from_millis(100);
-
-/// What woke the loop.
-enum Event {
-    Readable,
-    Stop,
-    Timeout,
-    /// A signal arrived for `serve_until_signal`, whose watching thread is not started yet.
-    Signal,
-}
 
 impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// The address the server is bound to (Python: `server_address`). When port 0 was asked
@@ -462,140 +447,6 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         }
         self.service_actions();
         Ok(outcome)
-    }
-
-    fn loop_interval(&self) -> Option<Duration> {
-        Some(match self.strategy.service_interval() {
-            Some(interval) => interval.min(self.poll_interval),
-            None => self.poll_interval,
-        })
-    }
-
-    fn service_actions(&mut self) {
-        self.cut_overdue();
-        self.expire_parked();
-        self.sample_listen_queue();
-        self.strategy.service_actions();
-        self.hooks.service_actions(self.shared.context());
-        if let Some(pass) = &mut self.on_pass {
-            pass(self.shared.context());
-        }
-    }
-
-    /// Closes the parked connections whose idle time ran out (on this thread: closing one is
-    /// a `shutdown(2)` and a `close(2)`).
-    fn expire_parked(&mut self) {
-        let Some(lot) = self.shared.lot() else {
-            return;
-        };
-        let expired = lot.expired(Instant::now());
-        if !expired.is_empty() {
-            log::debug!(target: "socketserver::server",
-                "{}: closed {} idle connections at their timeout", self.server_address(), expired.len());
-        }
-        for parked in expired {
-            parked.resume(parking::Wake::Close);
-        }
-    }
-
-    /// Records the listen backlog's length for the metrics, at most every [`CUT_INTERVAL`]
-    /// (one `getsockopt(2)`; stream sockets only).
-    fn sample_listen_queue(&mut self) {
-        if self
-            .last_sample
-            .is_some_and(|last| last.elapsed() < CUT_INTERVAL)
-        {
-            return;
-        }
-        self.last_sample = Some(Instant::now());
-        if T::listener_fd(&self.socket).is_some() {
-            let waiting = crate::sys::socket::listen_queue(self.socket.as_fd()).ok();
-            self.shared.context().set_listen_queue(waiting);
-        }
-    }
-
-    /// Shuts down the connections of requests over `max_request_time`, at most every
-    /// [`CUT_INTERVAL`].
-    fn cut_overdue(&mut self) {
-        let Some(limit) = self.max_request_time else {
-            return;
-        };
-        if self.last_cut.elapsed() < CUT_INTERVAL {
-            return;
-        }
-        self.last_cut = Instant::now();
-        let context = self.shared.context();
-        let cut = context.handle().connections().cut_overdue(limit);
-        if cut > 0 {
-            context.cut_off(cut);
-            log::warn!(target: "socketserver::server",
-                "{}: {cut} requests ran past {limit:?} and were cut off", context.server_address());
-        }
-    }
-
-    /// Waits until the socket is readable, a stop is requested, or `timeout` passes.
-    fn wait(&self, timeout: Option<Duration>) -> io::Result<Event> {
-        // Clients queued by `Overload::Queue` wake the loop when a request ends (the gate's
-        // fd), when the first one's wait runs out, and every QUEUE_RECHECK (room in the
-        // strategy, such as a pool's queue, has no fd to wait on).
-        let queued = !self.waiting.is_empty();
-        let mut deadline = match (timeout.map(deadline_in), self.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if queued {
-            let recheck = deadline_in(QUEUE_RECHECK);
-            deadline = Some(deadline.map_or(recheck, |d| d.min(recheck)));
-        }
-        let gate = self.shared.context().gate();
-        // The socket and the stop waker; then, where there are: the parked connections' epoll
-        // instance, the gate's waker (while clients are queued), the signals' socket.
-        let extras = [
-            self.shared
-                .lot()
-                .filter(|_| !self.strategy_takes_parked)
-                .map(|lot| lot.fd()),
-            queued.then(|| gate.room_fd()),
-            self.signals.as_ref().and_then(Signals::fd),
-        ];
-        let listened = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        loop {
-            let mut fds = [self.stops.fd(); 5].map(|fd| PollFd::new(fd, PollFlags::POLLIN));
-            fds[0] = PollFd::new(self.socket.as_fd(), PollFlags::POLLIN);
-            // Where each extra is in `fds`.
-            let mut at = [None; 3];
-            let mut watched = 2;
-            for (extra, at) in extras.iter().zip(&mut at) {
-                if let (Some(fd), Some(slot)) = (extra, fds.get_mut(watched)) {
-                    *slot = PollFd::new(*fd, PollFlags::POLLIN);
-                    *at = Some(watched);
-                    watched += 1;
-                }
-            }
-            let heard = |i: Option<usize>, fds: &[PollFd<'_>]| {
-                i.and_then(|i| fds.get(i)).is_some_and(listened)
-            };
-            if sleep_until(&mut fds[..watched], deadline)? == 0 {
-                return Ok(if queued {
-                    Event::Readable
-                } else {
-                    Event::Timeout
-                });
-            }
-            if listened(&fds[1]) && self.stops.drain() {
-                return Ok(Event::Stop);
-            }
-            if heard(at[2], &fds) {
-                return Ok(Event::Signal);
-            }
-            let room = heard(at[1], &fds);
-            if room {
-                gate.drain();
-            }
-            if room || heard(at[0], &fds) || listened(&fds[0]) {
-                return Ok(Event::Readable);
-            }
-        }
     }
 }
 
