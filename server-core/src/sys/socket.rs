@@ -42,6 +42,7 @@ pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `sendmsg(2)` without waiting and without `SIGPIPE`: [`send_now`] for several buffers at once.
+#[cfg(feature = "tls")]
 pub(crate) fn send_vectored_now(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
     socket::sendmsg::<()>(fd.as_raw_fd(), bufs, &[], flags, None).map_err(io::Error::from)
