@@ -78,7 +78,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
                 break;
             }
             resumed += 1;
-            self.hand_over(Box::new(move || parked.resume(Wake::Readable)));
+            self.hand_over(Job::resumed(parked));
         }
         resumed
     }
@@ -86,8 +86,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Hands a request's work to the strategy as a job; a failure to start it (a thread or a
     /// process could not be made) is logged, limited, as it may repeat for every request while
     /// it lasts, and the request is dropped (its connection closes).
-    fn hand_over(&mut self, run: Box<dyn FnOnce() -> bool + Send + 'static>) {
-        let job = Job::new(run, T::listener_fd(&self.socket));
+    fn hand_over(&mut self, job: Job) {
         if let Err(e) = self.strategy.process_request(job) {
             static LIMIT: Limit = Limit::new();
             say_limited(
@@ -281,7 +280,8 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         };
         let shared = Arc::clone(&self.shared);
         let finish = self.finish;
-        self.hand_over(Box::new(move || finish(&shared, request, Some(admitted))));
+        let run = Box::new(move || finish(&shared, request, Some(admitted)));
+        self.hand_over(Job::new(run, T::listener_fd(&self.socket)));
     }
 
     /// Takes one waiting client and turns it away, as the overload policy says; `false` if

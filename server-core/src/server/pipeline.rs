@@ -185,7 +185,9 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
         None => log::debug!(target: "socketserver::request", "connection from {}", edge.client),
     }
     apply_options(stream.connection(), options, &edge.client);
-    let open = Open {
+    // Boxed once: parking it later hands this box to the lot and back, with no allocation per
+    // request.
+    let open = Box::new(Open {
         registered,
         stream,
         client: edge.client,
@@ -195,7 +197,7 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
         shared: Arc::downgrade(shared),
         _admitted: admitted,
         serve: serve::<H>,
-    };
+    });
     serve::<H>(open, shared)
 }
 
@@ -222,18 +224,27 @@ struct Open<S: Send + Sync + 'static> {
     _admitted: Option<Admitted>,
     /// [`serve`] for the server's handler type (a function pointer, so that the parked
     /// connection does not name the handler type, which need not be `Send` or `'static`).
-    serve: fn(Open<S>, &Arc<Shared<S>>) -> bool,
+    serve: ServeFn<S>,
 }
+
+/// [`serve`] for one handler type: serves a connection's next request, then parks or closes it.
+type ServeFn<S> = fn(Box<Open<S>>, &Arc<Shared<S>>) -> bool;
 
 /// Serves one request on the connection with a handler `H`; then parks it if the handler
 /// asked, or closes it. `true` if every handler method succeeded.
-fn serve<H: StreamRequestHandler>(open: Open<H::State>, shared: &Arc<Shared<H::State>>) -> bool {
+fn serve<H: StreamRequestHandler>(
+    open: Box<Open<H::State>>,
+    shared: &Arc<Shared<H::State>>,
+) -> bool {
     open.serve_with::<H>(shared)
 }
 
 impl<S: Send + Sync + 'static> Open<S> {
     /// [`serve`]'s body.
-    fn serve_with<H: StreamRequestHandler<State = S>>(self, shared: &Arc<Shared<S>>) -> bool {
+    fn serve_with<H: StreamRequestHandler<State = S>>(
+        self: Box<Self>,
+        shared: &Arc<Shared<S>>,
+    ) -> bool {
         let server = shared.context();
         let mut park = None;
         let ok = counted(server, || {
@@ -276,12 +287,12 @@ impl<S: Send + Sync + 'static> Open<S> {
 
     /// Hands the connection to the serving loop until its client sends more, or `idle`
     /// passes; closes it if the loop will not take it (the server closes).
-    fn park(mut self, shared: &Shared<S>, idle: Option<Duration>) {
+    fn park(mut self: Box<Self>, shared: &Shared<S>, idle: Option<Duration>) {
         let Some(lot) = shared.lot() else {
             return self.close();
         };
         let watched = std::mem::replace(&mut self.watched, true);
-        if let Err(parked) = lot.park(Box::new(self), watched, idle.map(deadline_in)) {
+        if let Err(parked) = lot.park(self, watched, idle.map(deadline_in)) {
             parked.resume(Wake::Close);
         }
     }
@@ -289,7 +300,7 @@ impl<S: Send + Sync + 'static> Open<S> {
     /// Python's shutdown_request: the client sees end-of-file now, even if it shares the
     /// socket with a forked process (on TLS, after `close_notify`). The descriptor closes
     /// when `self` drops.
-    fn close(self) {
+    fn close(self: Box<Self>) {
         let _ = self.stream.shutdown_write();
     }
 }
@@ -302,7 +313,10 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
     /// Back from the serving loop: serves the client's next request, or closes.
     fn resume(self: Box<Self>, wake: Wake) -> bool {
         match (wake, self.shared.upgrade()) {
-            (Wake::Readable, Some(shared)) => (self.serve)(*self, &shared),
+            (Wake::Readable, Some(shared)) => {
+                let serve = self.serve;
+                serve(self, &shared)
+            }
             // An idle connection closing (timeout, stop), or the server gone: no request
             // runs, so nothing is counted.
             _ => {

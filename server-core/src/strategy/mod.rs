@@ -37,6 +37,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::server::parking::{Resume, Wake};
 use crate::server::ParkedConnections;
 
 pub use activity::Activity;
@@ -50,8 +51,16 @@ pub use threading::Threading;
 /// `handle_error` and closes the connection or sends the datagram reply. It never panics: handler
 /// panics are caught inside.
 pub struct Job {
-    run: Box<dyn FnOnce() -> bool + Send + 'static>,
+    work: Work,
     listener_fd: Option<RawFd>,
+}
+
+/// What a job runs.
+enum Work {
+    /// A new request: everything serving it, in a closure.
+    New(Box<dyn FnOnce() -> bool + Send + 'static>),
+    /// A parked connection whose client sent more (already boxed: no second allocation).
+    Resumed(Resume),
 }
 
 impl Job {
@@ -59,12 +68,26 @@ impl Job {
         run: Box<dyn FnOnce() -> bool + Send + 'static>,
         listener_fd: Option<RawFd>,
     ) -> Job {
-        Job { run, listener_fd }
+        Job {
+            work: Work::New(run),
+            listener_fd,
+        }
+    }
+
+    /// Serves a parked connection's next request.
+    pub(crate) fn resumed(parked: Resume) -> Job {
+        Job {
+            work: Work::Resumed(parked),
+            listener_fd: None,
+        }
     }
 
     /// Runs the request on the current thread; `true` if every handler method succeeded.
     pub fn run(self) -> bool {
-        (self.run)()
+        match self.work {
+            Work::New(run) => run(),
+            Work::Resumed(parked) => parked.resume(Wake::Readable),
+        }
     }
 
     /// The server's listening socket, which a forked child does not need and should close.

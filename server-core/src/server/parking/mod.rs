@@ -320,9 +320,8 @@ impl Lot {
             }
             return taken.then_some(Wakeup::Notified);
         }
-        let parked = self.take(token)?;
-        let run = Box::new(move || parked.resume(Wake::Readable));
-        Some(Wakeup::Request(Job::new(run, None)))
+        self.take(token)
+            .map(|parked| Wakeup::Request(Job::resumed(parked)))
     }
 
     /// The entry an event's token names, if it is still the one the event was for.
