@@ -163,7 +163,7 @@
 //! | time a write may wait for a client that does not read | [`ServerBuilder::write_timeout`] | none |
 //! | requests (connections, datagrams) open at once | [`ServerBuilder::max_connections`] | none beyond the strategy's own |
 //! | threads / workers / children | [`Pool::workers`], [`Forking::max_children`], [`Threading`]'s idle threads | CPUs + 4 (at most 32) / 40 / 64 idle |
-//! | bytes buffered per stream connection | [`ServerBuilder::rbufsize`], [`ServerBuilder::wbufsize`] | 8 KiB / 0 (unbuffered) |
+//! | bytes buffered per stream connection | [`ServerBuilder::rbufsize`], [`ServerBuilder::wbufsize`] | 8 KiB at most (the read buffer starts at 1 KiB and grows) / 0 (unbuffered) |
 //! | one datagram | [`ServerBuilder::max_packet_size`] | 64 KiB; larger ones are reported, never truncated |
 //! | clients waiting to be accepted | [`ServerBuilder::backlog`] | 1024 (kernel-held) |
 //! | running requests after a stop | [`ServerBuilder::close_timeout`] | `close`: wait for all; `serve_until_signal`: 10 s |
