@@ -28,9 +28,10 @@ pub(crate) fn deadline_in(duration: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// The `poll(2)` timeout that ends at `deadline` (`None`: wait forever), rounded up to whole
-/// milliseconds so that a wait never ends just before its deadline and spins.
-fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
+/// The `poll(2)` (or `epoll_wait(2)`) timeout that ends at `deadline` (`None`: wait forever),
+/// rounded up to whole milliseconds so that a wait never ends just before its deadline and
+/// spins.
+pub(crate) fn poll_timeout_until(deadline: Option<Instant>) -> PollTimeout {
     match deadline {
         None => PollTimeout::NONE,
         Some(d) => {

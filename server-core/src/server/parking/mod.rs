@@ -36,6 +36,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
 use crate::strategy::Job;
+use crate::sys;
 
 /// A parked connection: its descriptor, and what resumes it.
 pub(crate) trait Parked: Send {
@@ -274,20 +275,21 @@ impl Lot {
     }
 
     /// Waits until a parked connection turns readable (taken out of the lot) or a
-    /// notification comes, at most `timeout`.
+    /// notification comes, or `deadline` passes (`None`: no deadline). As
+    /// [`sys::sleep_until`] does, an interrupted or rounded-down wait goes on with the time
+    /// that is left, and so does one woken by an event another thread claimed first.
     ///
     /// One event per `epoll_wait`: a thread that took several ready connections would serve
     /// them one after another while other threads sleep (measured: p99 two to three times
     /// worse, throughput no better).
-    fn wait(&self, timeout: Option<Duration>) -> Wakeup {
-        let timeout = timeout.map_or(EpollTimeout::NONE, |t| {
-            // Rounded up, so that a short timeout does not become a busy loop.
-            let ms = t.as_nanos().div_ceil(1_000_000);
-            EpollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(EpollTimeout::NONE)
-        });
+    fn wait(&self, deadline: Option<Instant>) -> Wakeup {
         let mut events = [EpollEvent::empty()];
         loop {
-            match self.epoll.wait(&mut events, timeout) {
+            match self
+                .epoll
+                .wait(&mut events, sys::poll_timeout_until(deadline))
+            {
+                Ok(0) if deadline.is_some_and(|d| Instant::now() < d) => continue,
                 Ok(0) => return Wakeup::TimedOut,
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -301,10 +303,6 @@ impl Lot {
             }
             if let Some(wakeup) = self.claim(events[0].data()) {
                 return wakeup;
-            }
-            if timeout != EpollTimeout::NONE {
-                // Another thread took it, or its connection left: a timed wait ends.
-                return Wakeup::TimedOut;
             }
         }
     }
@@ -375,7 +373,7 @@ impl ParkedConnections {
     /// Waits until a parked connection turns readable or a notification comes, at most
     /// `timeout` (`None`: no limit).
     pub fn wait(&self, timeout: Option<Duration>) -> Wakeup {
-        self.lot.wait(timeout)
+        self.lot.wait(timeout.map(sys::deadline_in))
     }
 
     /// Wakes one thread waiting in [`wait`](Self::wait) (or the next to call it), which gets
