@@ -360,6 +360,23 @@ fn after_an_upgrade_only_the_new_program_answers_on_the_metrics_address() {
         &get(metrics, "/metrics").1,
         "socketserver_requests_active"
     ) == Some(1.0)));
+    // Scrapers that keep scraping through the hand-over, as a Prometheus with a short interval
+    // (and a load balancer's health checks) would: none may be reset.
+    let stop_scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapers: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop_scraping.clone();
+            std::thread::spawn(move || {
+                let (mut scrapes, mut failed) = (0u32, 0u32);
+                // Bounded: the hand-over takes a fraction of a second.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && scrapes < 50_000 {
+                    scrapes += 1;
+                    failed += u32::from(try_get(metrics, "/metrics").is_none());
+                }
+                (scrapes, failed)
+            })
+        })
+        .collect();
     old.signal(Signal::SIGUSR2);
     // The new program (the old one's child until it exits) prints its own two lines.
     assert!(old.next_line().starts_with("serving on "));
@@ -371,9 +388,10 @@ fn after_an_upgrade_only_the_new_program_answers_on_the_metrics_address() {
     // Not this test's child: stopped by the guard if the test fails before it stops it.
     let _new_guard = KillOnDrop(new_pid);
 
-    // Both bound the address (SO_REUSEPORT); once the old one hands over it lets go, and every
-    // scrape reaches the new program, which counts from zero.
-    let (mut streak, mut scrapes, mut failed) = (0, 0, 0);
+    // The old program handed its metrics socket over with the listening one: the new one takes
+    // scrapes from it once ready, the old one lets go, and no scrape queued meanwhile is reset;
+    // every scrape then reaches the new program, which counts from zero.
+    let (mut streak, mut scrapes, mut failed) = (0, 0u32, 0u32);
     let only_new = eventually(STEP, || {
         scrapes += 1;
         let Some(text) = try_get(metrics, "/metrics") else {
@@ -389,6 +407,12 @@ fn after_an_upgrade_only_the_new_program_answers_on_the_metrics_address() {
         streak == 20
     });
     let old_alive = !is_dead(old_pid.as_raw());
+    stop_scraping.store(true, std::sync::atomic::Ordering::Relaxed);
+    for scraper in scrapers {
+        let (more, more_failed) = scraper.join().expect("a scraper thread");
+        scrapes += more;
+        failed += more_failed;
+    }
     eprintln!(
         "after the hand-over: {streak} scrapes in a row from the new program, old supervisor {}; \
          {failed} of {scrapes} scrapes failed (bound 0)",

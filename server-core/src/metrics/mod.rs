@@ -77,10 +77,14 @@
 //!   request per connection, `Connection: close`; 16 scrapers at most, 8 KiB of request, 5 s
 //!   each): no thread, because the supervisor forks (a thread's lock held at a fork stays
 //!   locked in the child), and no extra process, because the figures are in the supervisor's
-//!   memory. It never touches the workers, so it answers while every one is busy or stuck. The
-//!   socket has `SO_REUSEPORT`, so the new program of a binary upgrade (SIGUSR2) binds the
-//!   same address; the old supervisor closes its listener once the new program is ready, so
-//!   scrapes do not alternate between the two programs' totals while the old one drains.
+//!   memory. It never touches the workers, so it answers while every one is busy or stuck. A
+//!   binary upgrade (SIGUSR2) hands the socket itself to the new program (in
+//!   [`METRICS_FD`](crate::prefork::METRICS_FD), beside the listening socket), which takes
+//!   scrapes from it once its first worker is ready; the old supervisor then lets go. So
+//!   scrapes do not alternate between the two programs' totals while the old one drains, and
+//!   none queued during the hand-over is reset (as it would be by closing one socket of a
+//!   `SO_REUSEPORT` pair). The socket has `SO_REUSEADDR` but not `SO_REUSEPORT`: a second
+//!   program started on the same address fails to bind instead of taking half the scrapes.
 //! - **`/readyz`** is ready once the first worker is, `503 not serving` before that (and
 //!   whenever no worker is ready), and `503 draining` from the moment the supervisor starts to
 //!   stop (SIGTERM, SIGINT, SIGQUIT, or handing over to an upgrade), while its workers finish

@@ -57,13 +57,16 @@ struct Conn {
 pub(crate) struct Responder {
     /// `None` once [`stop_listening`](Self::stop_listening) closed it.
     listener: Option<TcpListener>,
+    /// Whether it takes scrapers from the listener: not yet for a listener handed over by an
+    /// upgrade ([`adopt`](Self::adopt)), until [`start_accepting`](Self::start_accepting).
+    accepting: bool,
     conns: Vec<Conn>,
 }
 
 impl Responder {
-    /// Binds `address` (non-blocking). `SO_REUSEADDR` and `SO_REUSEPORT` are set, so the new
-    /// program of a binary upgrade can bind the same metrics address while the old supervisor
-    /// still serves it.
+    /// Binds `address` (non-blocking), with `SO_REUSEADDR` (a restart binds again at once).
+    /// Not `SO_REUSEPORT`: a second program on the same address is an error, not a silent
+    /// half of the scrapes; a binary upgrade hands the socket itself over instead.
     pub(crate) fn bind<A: ToSocketAddrs>(address: A) -> io::Result<Responder> {
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
         for addr in address.to_socket_addrs()? {
@@ -71,6 +74,7 @@ impl Responder {
                 Ok(listener) => {
                     return Ok(Responder {
                         listener: Some(listener),
+                        accepting: true,
                         conns: Vec::new(),
                     })
                 }
@@ -78,6 +82,23 @@ impl Responder {
             }
         }
         Err(last)
+    }
+
+    /// Serves `listener`, a listening socket handed over by the old program of an upgrade,
+    /// which still answers on it: this one takes scrapers once
+    /// [`start_accepting`](Self::start_accepting) says so.
+    pub(crate) fn adopt(listener: TcpListener) -> io::Result<Responder> {
+        listener.set_nonblocking(true)?;
+        Ok(Responder {
+            listener: Some(listener),
+            accepting: false,
+            conns: Vec::new(),
+        })
+    }
+
+    /// Takes scrapers from now on; whether it did not before.
+    pub(crate) fn start_accepting(&mut self) -> bool {
+        !std::mem::replace(&mut self.accepting, true) && self.listener.is_some()
     }
 
     /// The address it listens on.
@@ -88,9 +109,14 @@ impl Responder {
         }
     }
 
-    /// Closes the listener, once the scrapers already waiting in its queue are taken (a
-    /// socket of a `SO_REUSEPORT` group that closes resets the connections queued on it); the
-    /// connections taken are still answered.
+    /// The listening socket, while it has one.
+    pub(crate) fn listener(&self) -> Option<BorrowedFd<'_>> {
+        self.listener.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Closes the listener, once the scrapers already waiting in its queue are taken (should
+    /// this be the socket's last holder, closing it would reset them); the connections taken
+    /// are still answered.
     pub(crate) fn stop_listening(&mut self) {
         self.accept();
         self.listener = None;
@@ -108,8 +134,8 @@ impl Responder {
     /// What to poll: the listener (while listening), then each connection (readable while
     /// reading the request, writable while answering).
     pub(crate) fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
-        self.listener
-            .iter()
+        self.polled_listener()
+            .into_iter()
             .map(|l| (l.as_fd(), PollFlags::POLLIN))
             .chain(self.conns.iter().map(|c| {
                 let flags = if c.answering {
@@ -120,6 +146,11 @@ impl Responder {
                 (c.stream.as_fd(), flags)
             }))
             .collect()
+    }
+
+    /// The listener while it is polled.
+    fn polled_listener(&self) -> Option<&TcpListener> {
+        self.listener.as_ref().filter(|_| self.accepting)
     }
 
     /// The earliest connection deadline.
@@ -133,7 +164,7 @@ impl Responder {
     /// late connections.
     pub(crate) fn work(&mut self, ready: &[bool], mut answer: impl FnMut(&str) -> Reply) {
         let now = Instant::now();
-        let skip = usize::from(self.listener.is_some());
+        let skip = usize::from(self.polled_listener().is_some());
         for (i, conn) in self.conns.iter_mut().enumerate() {
             if ready.get(i + skip).copied().unwrap_or(false) {
                 step(conn, &mut answer);
@@ -157,7 +188,7 @@ impl Responder {
     /// beyond [`MAX_SCRAPERS`] they are closed at once. Their requests are read on the next
     /// pass (they are usually there already: the next poll returns at once).
     fn accept(&mut self) {
-        let Some(listener) = &self.listener else {
+        let Some(listener) = self.listener.as_ref().filter(|_| self.accepting) else {
             return;
         };
         for _ in 0..MAX_SCRAPERS {
@@ -185,11 +216,10 @@ impl Responder {
     }
 }
 
-/// Binds one address, non-blocking, with `SO_REUSEADDR` and `SO_REUSEPORT`.
+/// Binds one address, non-blocking, with `SO_REUSEADDR`.
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(128)?;
     socket.set_nonblocking(true)?;
@@ -321,21 +351,12 @@ mod tests {
         assert!(ask(&long).starts_with("HTTP/1.1 431"));
     }
 
-    #[test]
-    fn serves_scrapers_without_blocking_and_closes_past_the_cap() {
-        let mut responder = Responder::bind("127.0.0.1:0").unwrap();
-        let address = responder.address().unwrap();
-        // A silent scraper holds a slot, not the loop.
-        let silent = TcpStream::connect(address).unwrap();
-        let mut asking = TcpStream::connect(address).unwrap();
-        asking.write_all(b"GET /x HTTP/1.0\r\n\r\n").unwrap();
-        asking
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
+    /// Runs `responder` until `client` has its whole answer (at most 5 s); the answer.
+    fn exchange(responder: &mut Responder, client: &mut TcpStream, answer: &str) -> String {
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         let mut reply = Vec::new();
         let mut chunk = [0u8; 256];
-        asking.set_nonblocking(true).unwrap();
+        client.set_nonblocking(true).unwrap();
         while Instant::now() < deadline {
             let ready: Vec<bool> = {
                 let fds = responder.poll_fds();
@@ -353,16 +374,52 @@ mod tests {
                     .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
                     .collect()
             };
-            responder.work(&ready, |path| Reply::text(200, path));
-            match asking.read(&mut chunk) {
+            responder.work(&ready, |_| Reply::text(200, answer));
+            match client.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => reply.extend_from_slice(&chunk[..n]),
                 Err(_) => {}
             }
         }
-        let reply = String::from_utf8(reply).unwrap();
+        String::from_utf8(reply).unwrap()
+    }
+
+    #[test]
+    fn serves_scrapers_without_blocking_and_closes_past_the_cap() {
+        let mut responder = Responder::bind("127.0.0.1:0").unwrap();
+        let address = responder.address().unwrap();
+        // A silent scraper holds a slot, not the loop.
+        let silent = TcpStream::connect(address).unwrap();
+        let mut asking = TcpStream::connect(address).unwrap();
+        asking.write_all(b"GET /x HTTP/1.0\r\n\r\n").unwrap();
+        let reply = exchange(&mut responder, &mut asking, "/x");
         assert!(reply.ends_with("\r\n\r\n/x"), "{reply}");
         assert_eq!(responder.conns.len(), 1, "the silent one waits");
         drop(silent);
+    }
+
+    #[test]
+    fn a_scraper_that_comes_while_the_old_program_lets_go_is_answered_by_the_new_one() {
+        // The old program's listener, and the new program's copy of it (what an upgrade hands
+        // over in METRICS_FD).
+        let mut old = Responder::bind("127.0.0.1:0").unwrap();
+        let address = old.address().unwrap();
+        let copy = old.listener().unwrap().try_clone_to_owned().unwrap();
+        let mut new = Responder::adopt(TcpListener::from(copy)).unwrap();
+        assert!(new.poll_fds().is_empty(), "not ready: the old one answers");
+        // Queued before the old program lets go: it takes it, and answers it.
+        let mut early = TcpStream::connect(address).unwrap();
+        early.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        old.stop_listening();
+        assert!(old.listener().is_none());
+        // Queued after: the socket stays open in the new program, which answers once ready.
+        let mut late = TcpStream::connect(address).unwrap();
+        late.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(new.start_accepting());
+        assert!(!new.start_accepting(), "said once");
+        let reply = exchange(&mut new, &mut late, "new");
+        assert!(reply.ends_with("\r\n\r\nnew"), "{reply}");
+        let reply = exchange(&mut old, &mut early, "old");
+        assert!(reply.ends_with("\r\n\r\nold"), "{reply}");
     }
 }

@@ -71,16 +71,21 @@
 //! 1. The supervisor forks a child that puts the listening socket on descriptor 3 and sets
 //!    `LISTEN_FDS=1`, `LISTEN_PID` (its own pid) and `LISTEN_FDNAMES` (see
 //!    [`upgrade_name`](Prefork::upgrade_name)) — systemd's socket-activation protocol, which
-//!    [`ListenFds`](crate::systemd::ListenFds) reads — plus [`READY_FD`], a pipe. It then
+//!    [`ListenFds`](crate::systemd::ListenFds) reads — plus [`READY_FD`], a pipe, and
+//!    [`METRICS_FD`], the [metrics](Prefork::metrics) listener if there is one. It then
 //!    execs the program again with the same arguments and environment: the file at the path
 //!    `/proc/self/exe` named when `serve` started, so a binary replaced there is the one that
 //!    runs.
 //! 2. The new program adopts the socket (it must take it from `ListenFds` rather than bind,
 //!    as the examples do) and starts its own supervisor and workers; both sets of workers
-//!    accept from the one socket meanwhile, so nothing queued is lost. When its first worker
-//!    is ready, its [`serve`](Prefork::serve) writes to the pipe (every program gets this).
+//!    accept from the one socket meanwhile, so nothing queued is lost.
+//!    [`metrics`](Prefork::metrics) on the same address adopts the metrics listener handed
+//!    over instead of binding (Prometheus' configuration names one address). When its first
+//!    worker is ready, its [`serve`](Prefork::serve) writes to the pipe and starts answering
+//!    scrapes (every program gets this).
 //! 3. The old supervisor sends `MAINPID=` (the new pid) to systemd, leaves the Unix socket
-//!    file in place, drains its workers as on TERM, and `serve` returns with
+//!    file in place, lets go of the metrics listener, drains its workers as on TERM, and
+//!    `serve` returns with
 //!    [`PreforkReport::upgraded_to`] set; the program exits.
 //! 4. If the new program exits, closes the pipe, or is not ready within
 //!    [`heartbeat_timeout`](Prefork::heartbeat_timeout), it is killed (its workers die with
@@ -207,7 +212,7 @@ pub use error::PreforkError;
 pub use scoreboard::{
     ExitReason, PreforkReport, PreforkStats, Scoreboard, WorkerExit, WorkerInfo, WorkerState,
 };
-pub use upgrade::READY_FD;
+pub use upgrade::{METRICS_FD, READY_FD};
 
 use crate::addr::Address;
 use crate::error::BoxError;
@@ -399,11 +404,15 @@ impl<T: Transport, H: Handler, S: Strategy> Prefork<T, H, S> {
         mut self,
         address: A,
     ) -> Result<Self, PreforkError> {
-        let responder = Responder::bind(&address).map_err(|source| PreforkError::Metrics {
+        let error = |source| PreforkError::Metrics {
             address: format!("{address:?}"),
             source,
-        })?;
-        self.metrics = Some(responder);
+        };
+        let responder = match upgrade::inherited_metrics_listener(&address) {
+            Some(listener) => Responder::adopt(listener),
+            None => Responder::bind(&address),
+        };
+        self.metrics = Some(responder.map_err(error)?);
         Ok(self)
     }
 

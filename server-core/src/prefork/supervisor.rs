@@ -61,6 +61,8 @@ pub(super) fn run<T: Transport, H: Handler, S: Strategy>(
     } = prefork;
     // Started by an upgrade: the old supervisor waits to hear this one is ready.
     let ready_pipe = upgrade::take_ready_pipe();
+    // Handed over by the old supervisor, but not taken by `Prefork::metrics`: closed.
+    drop(upgrade::take_metrics_listener());
     log::info!(target: TARGET, "supervisor {} starting {} workers for {}{}",
         std::process::id(), options.workers, server.server_address(),
         if ready_pipe.is_some() { " (a binary upgrade: the old supervisor waits)" } else { "" });
@@ -276,7 +278,12 @@ fn start_upgrade<T: Transport, H: Handler, S: Strategy>(
         return;
     };
     let timeout = table.heartbeat_timeout();
-    match upgrade::start(program, table.listener(), &upgrading.name, timeout) {
+    let sockets = upgrade::Sockets {
+        listener: table.listener(),
+        name: &upgrading.name,
+        metrics: table.metrics_listener(),
+    };
+    match upgrade::start(program, sockets, timeout) {
         Ok(started) => {
             log::info!(target: TARGET,
                 "SIGUSR2 received: upgrading: new program pid {} started with the listening socket; \

@@ -5,7 +5,10 @@
 //!
 //! The new program says it is ready by writing one byte to a pipe whose descriptor is in
 //! [`READY_FD`]; [`take_ready_pipe`] (in the new program's [`Prefork::serve`](super::Prefork))
-//! takes it and unsets the variable.
+//! takes it and unsets the variable. The metrics listener, if there is one, is handed over
+//! too, in [`METRICS_FD`]: one socket that both programs hold, so a scrape queued while the
+//! old one lets go waits for the new one instead of being reset (a socket of a
+//! `SO_REUSEPORT` group that closes resets what is queued on it).
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -28,6 +31,10 @@ const TARGET: &str = "socketserver::prefork";
 
 /// The environment variable that names the pipe on which the new program says "ready".
 pub const READY_FD: &str = "SOCKETSERVER_UPGRADE_FD";
+
+/// The environment variable that names the metrics listener
+/// ([`Prefork::metrics`](super::Prefork::metrics)) an upgrade hands to the new program.
+pub const METRICS_FD: &str = "SOCKETSERVER_METRICS_FD";
 
 /// The program to run again: its executable and arguments, read when the supervisor starts.
 #[derive(Debug)]
@@ -71,17 +78,32 @@ pub(super) enum Outcome {
     Failed(String),
 }
 
-/// Starts the new program: `program` with `listener` as fd 3 (`LISTEN_FDS=1`, named `name`)
-/// and the ready pipe in [`READY_FD`]. The supervisor is single-threaded (the fork rules).
+/// The sockets an upgrade hands to the new program.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sockets<'a> {
+    /// The listening socket, fd 3 (`LISTEN_FDS=1`), named `name` in `LISTEN_FDNAMES`.
+    pub(super) listener: BorrowedFd<'a>,
+    pub(super) name: &'a str,
+    /// The metrics listener, named by [`METRICS_FD`].
+    pub(super) metrics: Option<BorrowedFd<'a>>,
+}
+
+/// Starts the new program: `program` with `sockets` and the ready pipe in [`READY_FD`]. The
+/// supervisor is single-threaded (the fork rules).
 pub(super) fn start(
     program: &Program,
-    listener: BorrowedFd<'_>,
-    name: &str,
+    sockets: Sockets<'_>,
     timeout: Duration,
 ) -> io::Result<Upgrade> {
     let (ready, tell) = pipe()?;
     // The environment, without the variables the child sets.
-    let ours = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD];
+    let ours = [
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        READY_FD,
+        METRICS_FD,
+    ];
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| !ours.iter().any(|o| k == o))
         .filter_map(|(k, v)| {
@@ -91,13 +113,14 @@ pub(super) fn start(
             CString::new(pair.into_vec()).ok()
         })
         .collect();
-    env.push(CString::new(format!("LISTEN_FDNAMES={name}")).map_err(io::Error::other)?);
+    env.push(CString::new(format!("LISTEN_FDNAMES={}", sockets.name)).map_err(io::Error::other)?);
     env.push(CString::new("LISTEN_FDS=1").map_err(io::Error::other)?);
     let mask = signal::block_all()?;
-    let (listener, tell_fd) = (listener.as_raw_fd(), tell.as_raw_fd());
+    let (listener, tell_fd) = (sockets.listener.as_raw_fd(), tell.as_raw_fd());
+    let metrics = sockets.metrics.map(|fd| fd.as_raw_fd());
     // The supervisor is single-threaded (the first case of `sys::process::fork`'s contract).
     let forked = process::fork(|| {
-        let code = match exec(program, listener, tell_fd, env) {
+        let code = match exec(program, listener, metrics, tell_fd, env) {
             Ok(never) => match never {},
             Err(e) => {
                 log::error!(target: TARGET, "upgrade: cannot run {}: {e}", program.exe.display());
@@ -116,16 +139,22 @@ pub(super) fn start(
     })
 }
 
-/// In the child: fd 3 is the listener, the ready pipe survives `exec`, the supervisor's
-/// signal handlers are gone and every signal unblocked; then `execve`. Returns only on error.
+/// In the child: fd 3 is the listener, the ready pipe and the metrics listener survive
+/// `exec`, the supervisor's signal handlers are gone and every signal unblocked; then
+/// `execve`. Returns only on error.
 fn exec(
     program: &Program,
     listener: RawFd,
+    metrics: Option<RawFd>,
     tell: RawFd,
     mut env: Vec<CString>,
 ) -> io::Result<std::convert::Infallible> {
     // Above 3, without close-on-exec.
     let tell = fcntl(tell, FcntlArg::F_DUPFD(10))?;
+    if let Some(metrics) = metrics {
+        let metrics = fcntl(metrics, FcntlArg::F_DUPFD(10))?;
+        env.push(CString::new(format!("{METRICS_FD}={metrics}")).map_err(io::Error::other)?);
+    }
     if listener == 3 {
         fcntl(3, FcntlArg::F_SETFD(FdFlag::empty()))?;
     } else {
@@ -234,6 +263,51 @@ pub(super) fn take_ready_pipe() -> Option<OwnedFd> {
     let fd = process::own_inherited(fd);
     let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     Some(fd)
+}
+
+/// In the new program: the metrics listener the old supervisor handed over, if this program
+/// was started by an upgrade that had one ([`METRICS_FD`] names a listening socket); the
+/// variable is unset either way. Not close-on-exec until taken: whoever takes it first owns
+/// it, and the supervisor takes (and closes) one that [`Prefork::metrics`](super::Prefork::metrics)
+/// did not.
+pub(super) fn take_metrics_listener() -> Option<OwnedFd> {
+    let value = std::env::var_os(METRICS_FD)?;
+    std::env::remove_var(METRICS_FD);
+    let fd: RawFd = value.to_str()?.parse().ok()?;
+    if fd < 3 {
+        return None;
+    }
+    let is_socket = fstat(fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK);
+    if !is_socket {
+        log::warn!(target: TARGET, "{METRICS_FD}={fd} is not an open socket: ignored");
+        return None;
+    }
+    // Named by the variable just removed, and taken once: the contract of `own_inherited`.
+    let fd = process::own_inherited(fd);
+    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    Some(fd)
+}
+
+/// In the new program: the metrics listener handed over ([`take_metrics_listener`]) if it
+/// listens on `address` (port 0 matches any port: the old program's configuration asked for
+/// any port too); one on another address is closed (the configuration changed).
+#[cfg(feature = "http")]
+pub(super) fn inherited_metrics_listener(
+    address: &impl std::net::ToSocketAddrs,
+) -> Option<std::net::TcpListener> {
+    let listener = std::net::TcpListener::from(take_metrics_listener()?);
+    let local = listener.local_addr().ok()?;
+    let wanted = address.to_socket_addrs().ok()?;
+    let matches = wanted
+        .into_iter()
+        .any(|a| a.ip() == local.ip() && (a.port() == local.port() || a.port() == 0));
+    if !matches {
+        log::info!(target: TARGET, "the metrics listener handed over listens on {local}, not on the address asked for: closed");
+        return None;
+    }
+    log::info!(target: TARGET, "metrics on {local}: the listener handed over by the old supervisor");
+    Some(listener)
 }
 
 /// In the new program, once its first worker is ready: tells the old supervisor.

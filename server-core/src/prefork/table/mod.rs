@@ -467,6 +467,7 @@ impl<T: Transport, H: Handler, S: Strategy> Table<T, H, S> {
         log::info!(target: TARGET, "worker {id} (pid {pid}) ready");
         self.changed = true;
         self.notifier.worker_ready();
+        self.start_metrics();
         if let Some(ready) = self.on_ready.take() {
             ready(self.server.server_address());
         }

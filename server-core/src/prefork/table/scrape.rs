@@ -30,6 +30,12 @@ mod none {
         pub(in crate::prefork) fn serve_metrics(&mut self, _: &[bool]) {}
 
         pub(in crate::prefork) fn close_metrics(&mut self) {}
+
+        pub(in crate::prefork) fn metrics_listener(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
+
+        pub(in crate::prefork) fn start_metrics(&mut self) {}
     }
 }
 
@@ -89,14 +95,30 @@ mod with_http {
         }
 
         /// Closes the metrics listener (the scrapers it had queued are still answered): after
-        /// an upgrade, the new program's supervisor answers on the address (they shared it
-        /// through `SO_REUSEPORT`), so scrapes no longer alternate between the two programs'
-        /// totals.
+        /// an upgrade, the new program's supervisor answers on the socket (handed over in
+        /// [`METRICS_FD`](crate::prefork::METRICS_FD)), so scrapes no longer alternate between
+        /// the two programs' totals.
         pub(in crate::prefork) fn close_metrics(&mut self) {
             if let Some(responder) = &mut self.metrics {
                 responder.stop_listening();
                 log::info!(target: "socketserver::metrics",
                 "metrics listener closed: the new program serves the metrics");
+            }
+        }
+
+        /// The metrics listener, to hand to the new program of an upgrade.
+        pub(in crate::prefork) fn metrics_listener(&self) -> Option<BorrowedFd<'_>> {
+            self.metrics.as_ref().and_then(Responder::listener)
+        }
+
+        /// Accepts scrapers from now on (a listener handed over by an upgrade waits until
+        /// this program is ready, while the old one still answers).
+        pub(in crate::prefork) fn start_metrics(&mut self) {
+            if let Some(responder) = &mut self.metrics {
+                if responder.start_accepting() {
+                    log::info!(target: "socketserver::metrics",
+                        "this program is ready: it answers on the metrics listener it was handed");
+                }
             }
         }
 
