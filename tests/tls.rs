@@ -243,11 +243,27 @@ fn a_plaintext_client_gets_a_clean_close_and_the_server_keeps_serving() {
 #[test]
 fn stalled_handshakes_are_released_at_the_deadline_while_others_are_served() {
     let _shared = util::isolation::shared();
+    stalled_handshakes(Threading::new(), "threading");
+}
+
+/// On the strategies that park connections, a handshake waiting for its client waits parked:
+/// three stalled handshakes do not hold the one serving thread (`Serial`) or the one worker,
+/// and are still cut at their deadline.
+#[test]
+fn stalled_handshakes_hold_no_worker_where_connections_are_parked() {
+    let _shared = util::isolation::shared();
+    stalled_handshakes(Serial, "serial");
+    stalled_handshakes(Pool::new().workers(1), "a pool of 1 worker");
+}
+
+/// Two silent clients and a trickling one, while a real client is served at once; the three
+/// are cut at the handshake deadline and counted as timed out.
+fn stalled_handshakes<S: Strategy>(strategy: S, name: &str) {
     let pki = Pki::new();
     let leaf = pki.server("server", 4, false);
     let config = TlsConfig::from_pem_files(&leaf.cert, &leaf.key).unwrap();
     let deadline = Duration::from_secs(2);
-    let running = server(Threading::new(), &config, deadline);
+    let running = server(strategy, &config, deadline);
     let addr = running.inet();
     // Two clients that connect and send nothing, and one that trickles a ClientHello's first
     // bytes, one every 100 ms: a per-read timeout would never fire for it.
@@ -291,7 +307,7 @@ fn stalled_handshakes_are_released_at_the_deadline_while_others_are_served() {
     let silent_stall = opened.elapsed();
     let trickle_stall = trickler.join().unwrap();
     eprintln!(
-        "stalled handshakes released: silent after {silent_stall:?}, trickling after \
+        "{name}: stalled handshakes released: silent after {silent_stall:?}, trickling after \
          {trickle_stall:?} (bound {deadline:?}); a client served meanwhile in {served_in:?}"
     );
     assert!(silent_stall >= deadline && silent_stall < deadline * 2);
@@ -534,5 +550,75 @@ print("ok")
         &[&path.display().to_string(), &pki.ca.display().to_string()],
     );
     assert_eq!(config.stats().handshakes, 1);
+    running.stop();
+}
+
+/// Answers `hello PATH` over HTTP.
+#[derive(Default)]
+struct HttpsHello;
+
+impl Handler for HttpsHello {
+    type State = ();
+    fn new(_: &ServerContext) -> Self {
+        HttpsHello
+    }
+}
+
+impl socketserver::http::HttpHandler for HttpsHello {
+    fn respond(
+        &mut self,
+        request: &socketserver::http::Request,
+        _: &ServerContext,
+    ) -> socketserver::http::Response {
+        socketserver::http::Response::text(200, format!("hello {}", request.path()))
+    }
+}
+
+/// HTTPS keep-alive on a pool of one worker: while a client holds a connection that has not
+/// finished its handshake, Python's `requests` runs five requests on one kept-alive TLS
+/// connection (its handshake and its idle times parked, then its requests), and the stalled
+/// handshake is cut at its deadline.
+#[test]
+fn https_keep_alive_on_one_worker_beside_a_stalled_handshake() {
+    let _shared = util::isolation::shared();
+    let pki = Pki::new();
+    let leaf = pki.server("server", 31, false);
+    let config = TlsConfig::from_pem_files(&leaf.cert, &leaf.key).unwrap();
+    let server = socketserver::TcpServer::<socketserver::http::Http<HttpsHello>>::builder()
+        .strategy(Pool::new().workers(1))
+        .tls(config.clone())
+        .tls_handshake_timeout(Duration::from_secs(2))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let port = running.inet().port();
+    // Sends nothing: before the handshakes were parked, it held the one worker for 2 s.
+    let mut stalled = util::tcp_client(running.inet());
+    let started = Instant::now();
+    python(
+        r#"
+import requests, sys
+port, ca = sys.argv[1:3]
+with requests.Session() as s:
+    for i in range(5):
+        r = s.get(f"https://localhost:{port}/k{i}", verify=ca, timeout=10)
+        assert r.status_code == 200 and r.text == f"hello /k{i}", r.text
+print("ok")
+"#,
+        &[&port.to_string(), &pki.ca.display().to_string()],
+    );
+    let served_in = started.elapsed();
+    assert!(
+        served_in < Duration::from_secs(2),
+        "five requests took {served_in:?} beside a stalled handshake"
+    );
+    assert_eq!(config.stats().handshakes, 1, "one kept-alive connection");
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        eventually(PATIENCE, || config.stats().timed_out == 1),
+        "{:?}",
+        config.stats()
+    );
     running.stop();
 }

@@ -210,13 +210,10 @@ impl Stream {
         }
     }
 
-    /// TLS over the socket, after a completed handshake.
+    /// TLS over the socket from now on, after a completed handshake.
     #[cfg(feature = "tls")]
-    pub(crate) fn over_tls(connection: Connection, session: crate::tls::Session) -> Stream {
-        Stream {
-            connection,
-            tls: Some(Box::new(session)),
-        }
+    pub(crate) fn secure(&mut self, session: crate::tls::Session) {
+        self.tls = Some(Box::new(session));
     }
 
     /// The socket underneath, for its addresses, options and timeouts (which apply to TLS

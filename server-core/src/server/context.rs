@@ -263,6 +263,8 @@ pub(crate) struct RequestOptions {
     /// The PROXY protocol: off, or required from the trusted proxies (`server/edge.rs`).
     pub proxy: ProxySettings,
     /// TLS: off, or the configuration and the handshake's deadline (`server/edge.rs`).
+    /// Without the `tls` feature it is empty, and nothing reads it.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls: crate::server::edge::TlsSettings,
 }
 

@@ -11,7 +11,7 @@ use crate::handler::Handler;
 use crate::proxy::{self, IpNet, ProxyInfo, ProxyProtocol};
 #[cfg(feature = "tls")]
 use crate::report::{say_limited, Limit};
-use crate::request::{Connection, Stream};
+use crate::request::Connection;
 use crate::server::{RequestOptions, ServerBuilder, ServerContext};
 use crate::strategy::Strategy;
 use crate::transport::Transport;
@@ -107,8 +107,9 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::tls::DEFAULT_HANDSHAKE_TIMEOUT) (10 s).
     ///
     /// It is a total deadline, not a per-read timeout: it bounds what a client that connects
-    /// and sends nothing, or trickles its ClientHello a byte at a time, costs: one worker (or
-    /// thread, or child) for at most this long. Must be more than zero.
+    /// and sends nothing, or trickles its ClientHello a byte at a time, costs: a parked
+    /// connection where the strategy parks them (see [the `tls` module](crate::tls#the-handshake-and-its-deadline)),
+    /// otherwise its thread or child, for at most this long. Must be more than zero.
     #[cfg(feature = "tls")]
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.request.tls.handshake_timeout = timeout;
@@ -171,42 +172,26 @@ impl Default for TlsSettings {
     }
 }
 
-/// Makes the connection's byte stream: with TLS on, runs the handshake (on this worker, under
-/// its deadline). A failed handshake is counted (in the configuration's stats and as
-/// rejected), logged with a rate limit, and the connection closed; then the connection comes
-/// back as the error, to be dropped once it is unregistered.
-#[cfg_attr(
-    not(feature = "tls"),
-    allow(clippy::unnecessary_wraps, unused_variables)
-)]
-pub(super) fn secure<S>(
-    connection: Connection,
-    client: &Address,
+/// Refuses a connection whose TLS handshake failed: counted as rejected (the configuration's
+/// stats counted the reason), logged with a rate limit, and closed both ways. Returns `false`,
+/// the request's outcome.
+#[cfg(feature = "tls")]
+pub(super) fn refuse_handshake<S>(
     server: &ServerContext<S>,
-    options: &RequestOptions,
-) -> std::result::Result<Stream, Connection> {
-    #[cfg(feature = "tls")]
-    if let Some(config) = &options.tls.config {
-        return match crate::tls::accept(&connection, config, options.tls.handshake_timeout) {
-            Ok(session) => Ok(Stream::over_tls(connection, session)),
-            Err(failure) => {
-                static LIMIT: Limit = Limit::new();
-                say_limited(
-                    &LIMIT,
-                    log::Level::Info,
-                    "socketserver::tls",
-                    format_args!("connection from {client}: {failure}"),
-                );
-                server.reject();
-                let _ = connection.shutdown(std::net::Shutdown::Both);
-                Err(connection)
-            }
-        };
-    }
-    // Without the feature there is nothing to set up (the settings are empty).
-    #[cfg(not(feature = "tls"))]
-    let TlsSettings {} = &options.tls;
-    Ok(Stream::plain(connection))
+    connection: &Connection,
+    client: &Address,
+    failure: &crate::tls::Failure,
+) -> bool {
+    static LIMIT: Limit = Limit::new();
+    say_limited(
+        &LIMIT,
+        log::Level::Info,
+        "socketserver::tls",
+        format_args!("connection from {client}: {failure}"),
+    );
+    server.reject();
+    let _ = connection.shutdown(std::net::Shutdown::Both);
+    false
 }
 
 /// What the edge learned about a connection before its handler runs.

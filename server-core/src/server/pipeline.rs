@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::addr::{Address, UnixAddress};
 use crate::error::{panic_message, RequestError, Stage};
@@ -165,40 +165,38 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
             Err(error) => return edge::refuse(server, &connection, &error),
         }
     };
-    // TLS, after the PROXY header: a failed handshake is refused like a bad header.
-    let stream = {
-        let _in_handler = server.handle().enter_handler();
-        match edge::secure(connection, &edge.client, server, options) {
-            Ok(stream) => stream,
-            Err(connection) => {
-                // Unregistered before the descriptor is closed, so a stop cannot shut down
-                // a number the system has already given to another connection.
-                drop(registered);
-                drop(connection);
-                return false;
-            }
-        }
-    };
     match &edge.proxy {
         Some(proxy) => log::debug!(target: "socketserver::request",
             "connection from {} via proxy {}", edge.client, proxy.peer()),
         None => log::debug!(target: "socketserver::request", "connection from {}", edge.client),
     }
-    apply_options(stream.connection(), options, &edge.client);
+    apply_options(&connection, options, &edge.client);
     // Boxed once: parking it later hands this box to the lot and back, with no allocation per
     // request.
-    let open = Box::new(Open {
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut open = Box::new(Open {
         registered,
-        stream,
+        stream: Stream::plain(connection),
+        #[cfg(feature = "tls")]
+        handshake: None,
         client: edge.client,
         proxy: edge.proxy,
         watched: false,
+        served: false,
         memo: Memo::default(),
         shared: Arc::downgrade(shared),
         _admitted: admitted,
         serve: serve::<H>,
     });
-    serve::<H>(open, shared)
+    // TLS, after the PROXY header: a failed handshake is refused like a bad header.
+    #[cfg(feature = "tls")]
+    if let Some(config) = &options.tls.config {
+        match crate::tls::Handshake::start(config, options.tls.handshake_timeout) {
+            Ok(handshake) => open.handshake = Some(Box::new(handshake)),
+            Err(failure) => return open.refuse_handshake(server, &failure),
+        }
+    }
+    open.proceed(shared)
 }
 
 /// A stream connection, from its first request until it closes: served by a worker, or
@@ -213,10 +211,17 @@ struct Open<S: Send + Sync + 'static> {
     /// number the system has given to another connection since.
     registered: Registered,
     stream: Stream,
+    /// The TLS handshake, until it is done: where the server parks connections, it waits for
+    /// the client's flights parked, as an idle connection waits for its next request.
+    #[cfg(feature = "tls")]
+    handshake: Option<Box<crate::tls::Handshake>>,
     client: Address,
     proxy: Option<ProxyInfo>,
     /// Whether the serving loop's epoll instance has the connection (it was parked before).
     watched: bool,
+    /// Whether a request was served on it before (it was parked after one, not only during
+    /// its handshake).
+    served: bool,
     /// What the HTTP layer remembers of the socket between requests.
     memo: Memo,
     /// The server, weakly: a parked connection must not keep a dropped server's part alive.
@@ -240,9 +245,51 @@ fn serve<H: StreamRequestHandler>(
 }
 
 impl<S: Send + Sync + 'static> Open<S> {
+    /// Moves the connection on: the TLS handshake while there is one (parked while it waits
+    /// for the client, where the server parks connections; in `poll` on this worker
+    /// otherwise), then its next request.
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    fn proceed(mut self: Box<Self>, shared: &Arc<Shared<S>>) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(handshake) = &mut self.handshake {
+            let server = shared.context();
+            let step = {
+                let _in_handler = server.handle().enter_handler();
+                handshake.advance(self.stream.connection(), shared.lot().is_none())
+            };
+            match step {
+                crate::tls::Step::Done => {
+                    if let Some(done) = self.handshake.take() {
+                        self.stream.secure(done.into_session());
+                    }
+                }
+                crate::tls::Step::Waiting => {
+                    let deadline = handshake.deadline();
+                    self.park(shared, Some(deadline));
+                    return true;
+                }
+                crate::tls::Step::Failed(failure) => {
+                    return self.refuse_handshake(server, &failure)
+                }
+            }
+        }
+        let serve = self.serve;
+        serve(self, shared)
+    }
+
+    /// Closes a connection whose handshake failed; `false`, the request's outcome.
+    #[cfg(feature = "tls")]
+    fn refuse_handshake(
+        self: Box<Self>,
+        server: &ServerContext<S>,
+        failure: &crate::tls::Failure,
+    ) -> bool {
+        edge::refuse_handshake(server, self.stream.connection(), &self.client, failure)
+    }
+
     /// [`serve`]'s body.
     fn serve_with<H: StreamRequestHandler<State = S>>(
-        self: Box<Self>,
+        mut self: Box<Self>,
         shared: &Arc<Shared<S>>,
     ) -> bool {
         let server = shared.context();
@@ -257,7 +304,7 @@ impl<S: Send + Sync + 'static> Open<S> {
                 (options.rbufsize, options.wbufsize),
             )
             .with_proxy(self.proxy.as_ref())
-            .with_parking(shared.lot().is_some(), self.watched)
+            .with_parking(shared.lot().is_some(), self.served)
             .with_memo(&self.memo);
             let stages = [H::setup, H::handle, H::finish];
             let outcome = lifecycle::<H, _>(server, &self.client, &mut request, stages);
@@ -279,20 +326,23 @@ impl<S: Send + Sync + 'static> Open<S> {
             outcome.ok && flushed
         });
         match park {
-            Some(idle) if ok => self.park(shared, idle),
+            Some(idle) if ok => {
+                self.served = true;
+                self.park(shared, idle.map(deadline_in));
+            }
             _ => self.close(),
         }
         ok
     }
 
-    /// Hands the connection to the serving loop until its client sends more, or `idle`
+    /// Hands the connection to the serving loop until its client sends more, or `deadline`
     /// passes; closes it if the loop will not take it (the server closes).
-    fn park(mut self: Box<Self>, shared: &Shared<S>, idle: Option<Duration>) {
+    fn park(mut self: Box<Self>, shared: &Shared<S>, deadline: Option<Instant>) {
         let Some(lot) = shared.lot() else {
             return self.close();
         };
         let watched = std::mem::replace(&mut self.watched, true);
-        if let Err(parked) = lot.park(self, watched, idle.map(deadline_in)) {
+        if let Err(parked) = lot.park(self, watched, deadline) {
             parked.resume(Wake::Close);
         }
     }
@@ -310,12 +360,24 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
         self.stream.connection().as_fd()
     }
 
-    /// Back from the serving loop: serves the client's next request, or closes.
+    /// Back from the serving loop: moves the handshake on or serves the client's next
+    /// request, or closes.
     fn resume(self: Box<Self>, wake: Wake) -> bool {
         match (wake, self.shared.upgrade()) {
-            (Wake::Readable, Some(shared)) => {
-                let serve = self.serve;
-                serve(self, &shared)
+            (Wake::Readable, Some(shared)) => self.proceed(&shared),
+            // A handshake past its deadline: refused as timed out.
+            #[cfg(feature = "tls")]
+            (Wake::Close, Some(shared))
+                if self
+                    .handshake
+                    .as_ref()
+                    .is_some_and(|h| Instant::now() >= h.deadline()) =>
+            {
+                let failure = match &self.handshake {
+                    Some(handshake) => handshake.timed_out(),
+                    None => return false,
+                };
+                self.refuse_handshake(shared.context(), &failure)
             }
             // An idle connection closing (timeout, stop), or the server gone: no request
             // runs, so nothing is counted.

@@ -100,59 +100,140 @@ fn send_all(
     Ok(())
 }
 
+/// A server-side handshake in progress: it runs on whichever worker has the connection, and
+/// where the server parks connections it waits for the client's next flight parked, not in a
+/// worker ([`Step::Waiting`]).
+pub(crate) struct Handshake {
+    tls: ServerConnection,
+    /// The first byte the client sent, to tell a plaintext client (`NotTls`).
+    first: Option<u8>,
+    start: Instant,
+    deadline: Instant,
+    config: TlsConfig,
+}
+
+/// Where [`Handshake::advance`] left the handshake.
+pub(crate) enum Step {
+    /// Done, counted as a success: [`Handshake::into_session`] is the session.
+    Done,
+    /// Waiting for the client's next bytes (only when asked not to wait in `poll`).
+    Waiting,
+    /// Failed, counted by reason; the alert rustls had for the client (if any) was sent.
+    Failed(Failure),
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handshake {
+    /// Starts a handshake with the configuration's current certificate, to end within
+    /// `timeout` in all.
+    pub(crate) fn start(config: &TlsConfig, timeout: Duration) -> Result<Handshake, Failure> {
+        let start = Instant::now();
+        match ServerConnection::new(config.current()) {
+            Ok(tls) => Ok(Handshake {
+                tls,
+                first: None,
+                start,
+                deadline: sys::deadline_in(timeout),
+                config: config.clone(),
+            }),
+            Err(e) => {
+                config.counters().failed(Reason::Other);
+                Err(Failure {
+                    reason: Reason::Other,
+                    detail: e.to_string(),
+                    elapsed: start.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// When the handshake must be done.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the handshake on with what the client has sent: until it is done or fails, or,
+    /// unless `wait`, until nothing more has arrived. With `wait`, it sleeps in `poll` for the
+    /// client's bytes, until the deadline.
+    pub(crate) fn advance(&mut self, connection: &Connection, wait: bool) -> Step {
+        let mut arrived = Arrived {
+            connection,
+            first: self.first,
+        };
+        let result = handshake(&mut self.tls, &mut arrived, self.deadline, wait);
+        self.first = arrived.first;
+        match result {
+            Ok(true) => {
+                self.config.counters().succeeded();
+                Step::Done
+            }
+            Ok(false) => Step::Waiting,
+            Err((reason, detail)) => Step::Failed(self.fail(reason, detail)),
+        }
+    }
+
+    /// The session of a handshake that is [`Step::Done`].
+    pub(crate) fn into_session(self) -> Session {
+        let info = info(&self.tls);
+        Session::new(self.tls, info)
+    }
+
+    /// The deadline passed while the handshake waited parked: counted as timed out.
+    pub(crate) fn timed_out(&self) -> Failure {
+        self.fail(Reason::TimedOut, String::new())
+    }
+
+    /// Counts a failure (a non-handshake first byte makes it `NotTls`).
+    fn fail(&self, mut reason: Reason, detail: String) -> Failure {
+        if reason != Reason::TimedOut && self.first.is_some_and(|byte| byte != HANDSHAKE_RECORD) {
+            reason = Reason::NotTls;
+        }
+        self.config.counters().failed(reason);
+        Failure {
+            reason,
+            detail,
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
 /// Runs the server side of the handshake on `connection` with the configuration's current
-/// certificate, within `timeout` in all. Counts the outcome in the configuration's stats.
+/// certificate, within `timeout` in all, waiting in `poll` for the client. Counts the outcome
+/// in the configuration's stats.
 ///
 /// # Errors
 ///
 /// A [`Failure`] with its reason; the alert rustls had for the client (if any) was sent.
+#[cfg(test)]
 pub(crate) fn accept(
     connection: &Connection,
     config: &TlsConfig,
     timeout: Duration,
 ) -> Result<Session, Failure> {
-    let start = Instant::now();
-    let deadline = sys::deadline_in(timeout);
-    let mut arrived = Arrived {
-        connection,
-        first: None,
-    };
-    let result = ServerConnection::new(config.current())
-        .map_err(|e| (Reason::Other, e.to_string()))
-        .and_then(|mut tls| {
-            handshake(&mut tls, &mut arrived, deadline)?;
-            Ok(tls)
-        });
-    let counters = config.counters();
-    match result {
-        Ok(tls) => {
-            counters.succeeded();
-            let info = info(&tls);
-            Ok(Session::new(tls, info))
-        }
-        Err((mut reason, detail)) => {
-            if reason != Reason::TimedOut
-                && arrived.first.is_some_and(|byte| byte != HANDSHAKE_RECORD)
-            {
-                reason = Reason::NotTls;
-            }
-            counters.failed(reason);
-            Err(Failure {
-                reason,
-                detail,
-                elapsed: start.elapsed(),
-            })
-        }
+    let mut handshake = Handshake::start(config, timeout)?;
+    match handshake.advance(connection, true) {
+        Step::Done => Ok(handshake.into_session()),
+        Step::Failed(failure) => Err(failure),
+        Step::Waiting => unreachable!("a waiting handshake ends done or failed"),
     }
 }
 
-/// The handshake's loop: send what is due, wait for the client's next bytes, feed them to
-/// rustls; until the handshake is done and its last flight is sent.
+/// The handshake's loop: send what is due, wait for the client's next bytes (in `poll` if
+/// `wait`), feed them to rustls; until the handshake is done and its last flight is sent
+/// (`true`), or, unless `wait`, nothing more has arrived (`false`).
 fn handshake(
     tls: &mut ServerConnection,
     arrived: &mut Arrived<'_>,
     deadline: Instant,
-) -> Result<(), (Reason, String)> {
+    wait: bool,
+) -> Result<bool, (Reason, String)> {
     let connection = arrived.connection;
     let timed_out = || (Reason::TimedOut, String::new());
     loop {
@@ -168,13 +249,14 @@ fn handshake(
             })?;
         }
         if !tls.is_handshaking() {
-            return Ok(());
+            return Ok(true);
         }
         // What has arrived first (the ClientHello usually has by the time a worker runs
         // this); wait only when nothing has.
         match tls.read_tls(arrived) {
             Ok(0) => return Err((Reason::Closed, String::new())),
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLIN)];
                 match sys::sleep_until(&mut fds, Some(deadline)) {

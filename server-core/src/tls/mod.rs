@@ -43,10 +43,19 @@
 //! The handshake runs on the connection's worker (thread, pool worker or child), after the
 //! PROXY protocol header if one is required, under a **total** deadline:
 //! [`ServerBuilder::tls_handshake_timeout`](crate::ServerBuilder::tls_handshake_timeout),
-//! default [`DEFAULT_HANDSHAKE_TIMEOUT`] (10 s). A client that connects and sends nothing, or
-//! trickles its ClientHello a byte at a time, costs one worker for at most that long
-//! (rustls has no handshake timeout of its own; a per-read timeout would be renewed by every
-//! byte).
+//! default [`DEFAULT_HANDSHAKE_TIMEOUT`] (10 s) (rustls has no handshake timeout of its own;
+//! a per-read timeout would be renewed by every byte).
+//!
+//! Where the strategy parks connections ([`Serial`](crate::Serial), [`Pool`](crate::Pool),
+//! and [`Threading`](crate::Threading) with `park_idle(true)`; see
+//! [`Strategy::parks_idle`](crate::Strategy::parks_idle)), a handshake that waits for the
+//! client's next flight waits parked, as an idle keep-alive connection does, and the worker
+//! goes on to other connections: a client that connects and sends nothing, or trickles its
+//! ClientHello a byte at a time, holds no worker, and is closed at the deadline. On the other
+//! strategies it holds its thread or child for at most the deadline. Either way a worker never
+//! waits for the client's bytes while others are ready. A connection whose handshake waited
+//! parked is one more job for the strategy (its [`Activity`](crate::Activity) counts jobs);
+//! the server's [`Stats`](crate::Stats) count its requests only.
 //!
 //! A handshake that fails or times out never reaches the handler: the client gets a TLS alert
 //! when rustls has one to send (a plaintext client gets the alert's bytes, then the close),
@@ -101,7 +110,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use config::{ClientAuth, TlsConfig, TlsConfigBuilder, TlsError};
+#[cfg(test)]
 pub(crate) use handshake::accept;
+pub(crate) use handshake::{Failure, Handshake, Step};
 pub(crate) use session::Session;
 
 use rustls_pki_types::CertificateDer;

@@ -1,5 +1,7 @@
 //! Parked connections: stream connections waiting, between requests, for their client's next
 //! bytes, watched by the serving loop instead of a worker (Apache's event MPM; issue 17).
+//! A TLS handshake waiting for the client's next flight is parked the same way (the
+//! pipeline's `Open::proceed`), under the handshake's deadline.
 //!
 //! A handler that has answered everything its client sent asks to park
 //! ([`StreamRequest`](crate::StreamRequest)'s park slot, used by the HTTP layer between
