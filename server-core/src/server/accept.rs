@@ -86,7 +86,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// Hands a request's work to the strategy as a job; a failure to start it (a thread or a
     /// process could not be made) is logged, limited, as it may repeat for every request while
     /// it lasts, and the request is dropped (its connection closes).
-    fn hand_over(&mut self, job: Job) {
+    pub(super) fn hand_over(&mut self, job: Job) {
         if let Err(e) = self.strategy.process_request(job) {
             static LIMIT: Limit = Limit::new();
             say_limited(

@@ -16,7 +16,7 @@ use crate::server::connections::Reach;
 use crate::server::parking::Wake;
 use crate::shutdown::StopReceiver;
 use crate::signals::{self, watch_signals, Delays};
-use crate::strategy::{DrainReport, Readiness, Strategy};
+use crate::strategy::{DrainReport, Job, Readiness, Strategy};
 use crate::sys::{deadline_in, sleep_until, wake};
 use crate::transport::Transport;
 
@@ -63,10 +63,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     /// [`close`](Self::close), waiting for running requests until `deadline`.
     fn close_by(mut self, deadline: Option<Instant>) -> DrainReport {
         self.shared.context().handle().set_closing();
-        // Idle connections close at once, as a stop closes idle ones (their clients retry).
-        if let Some(lot) = self.shared.lot() {
-            for parked in lot.close() {
+        // Idle connections close at once, as a stop closes idle ones (their clients retry);
+        // those in the middle of a request (a TLS handshake) go to the strategy, to be served
+        // to the end within the grace period like any running request.
+        let parked = self.shared.lot().map(|lot| lot.close()).unwrap_or_default();
+        for parked in parked {
+            if parked.idle() {
                 parked.resume(Wake::Close);
+            } else {
+                self.hand_over(Job::resumed(parked));
             }
         }
         self.drain_waiting();
@@ -288,3 +293,6 @@ impl Signals {
         })
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests;

@@ -255,7 +255,10 @@ impl<S: Send + Sync + 'static> Open<S> {
             let server = shared.context();
             let step = {
                 let _in_handler = server.handle().enter_handler();
-                handshake.advance(self.stream.connection(), shared.lot().is_none())
+                // Parked while it waits, unless the server closes: then it is served to the
+                // end here, within the grace period.
+                let wait = shared.lot().is_none_or(|lot| lot.is_closing());
+                handshake.advance(self.stream.connection(), wait)
             };
             match step {
                 crate::tls::Step::Done => {
@@ -358,6 +361,15 @@ impl<S: Send + Sync + 'static> Open<S> {
 impl<S: Send + Sync + 'static> Parked for Open<S> {
     fn fd(&self) -> BorrowedFd<'_> {
         self.stream.connection().as_fd()
+    }
+
+    /// Idle between requests; not during its TLS handshake.
+    fn idle(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.handshake.is_some() {
+            return false;
+        }
+        true
     }
 
     /// Back from the serving loop: moves the handshake on or serves the client's next

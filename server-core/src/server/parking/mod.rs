@@ -48,6 +48,13 @@ pub(crate) trait Parked: Send {
     /// Serves the connection again (`Wake::Readable`) or ends it (`Wake::Close`); `true` if
     /// that went well.
     fn resume(self: Box<Self>, wake: Wake) -> bool;
+
+    /// Whether it waits between requests, so a stop closes it at once (its client retries),
+    /// rather than in the middle of one (a TLS handshake), which a stop still serves within
+    /// the grace period, as a request already running.
+    fn idle(&self) -> bool {
+        true
+    }
 }
 
 /// What the lot holds and gives back.
@@ -203,6 +210,13 @@ impl Lot {
         drop(table);
         self.parked.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    #[cfg(feature = "tls")]
+    /// Whether the server closes: a connection in the middle of a request (a TLS handshake)
+    /// is then served on its worker to the end, not parked again.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.table.lock().closing
     }
 
     /// Stops watching `fd` for good (its connection ends).
