@@ -380,3 +380,66 @@ fn threading_parks_when_asked_and_serves_the_same() {
     assert_eq!(stats.failed, 0);
     server.close();
 }
+
+/// New connections whose clients send nothing yet wait for their first request parked: on
+/// `Serial` and on a pool of one worker, four silent clients hold no worker, and a fifth
+/// client is answered at once (it used to wait for the first silent one's 30 s timeout).
+#[test]
+fn silent_new_connections_hold_no_worker_on_serial_or_a_pool() {
+    fn check<S: socketserver::Strategy + Default>(strategy: S, name: &str) {
+        let server = TcpServer::<Http<Hello>, S>::builder()
+            .strategy(strategy)
+            .bind("127.0.0.1:0")
+            .expect("bind");
+        let running = util::serve(server);
+        let silent: Vec<_> = (0..4).map(|_| connect(running.inet())).collect();
+        let mut asking = connect(running.inet());
+        let started = Instant::now();
+        send(&mut asking, "/stats");
+        let answer = response(&mut asking);
+        let took = started.elapsed();
+        println!("{name}: answered beside 4 silent new connections in {took:?}: {answer:?}");
+        let (status, body) = answer.expect("an answer, not the silent clients' timeout");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        // The four silent ones are parked (the asking one is being served).
+        assert!(body.starts_with("parked=4 "), "{body}");
+        // They leave (a stop would give each the grace period for its first request).
+        drop(silent);
+        let report = running.stop().close();
+        assert_eq!(report.abandoned, 0, "{report:?}");
+    }
+    check(Serial, "serial");
+    check(Pool::new().workers(1), "a pool of 1 worker");
+}
+
+/// A new connection parked while waiting for its first request is a request on its way, not
+/// an idle connection: a stop serves it within the grace period.
+#[test]
+fn a_new_connection_parked_before_its_first_request_is_served_at_a_stop() {
+    let server = TcpServer::<Http<Hello>, Pool>::builder()
+        .strategy(Pool::new().workers(1))
+        .close_timeout(Some(util::PATIENCE))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let address = running.inet();
+    let mut late = connect(address);
+    assert!(
+        util::eventually(util::PATIENCE, || {
+            let mut asking = connect(address);
+            send(&mut asking, "/stats");
+            response(&mut asking).is_some_and(|(_, body)| body.starts_with("parked=1 "))
+        }),
+        "the new connection is parked"
+    );
+    let handle = running.handle.clone();
+    let closing = thread::spawn(move || running.stop().close());
+    assert!(util::eventually(util::PATIENCE, || handle.is_closing()));
+    send(&mut late, "/late");
+    assert_eq!(
+        response(&mut late),
+        Some(("HTTP/1.1 200 OK".into(), "hello /late".into()))
+    );
+    let report = closing.join().expect("close");
+    assert_eq!(report.abandoned, 0, "{report:?}");
+}

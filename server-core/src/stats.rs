@@ -172,6 +172,7 @@ impl Counters {
             counters: self,
             ok: false,
             started: (!crate::sys::process::is_request_child()).then(Instant::now),
+            counted: true,
         }
     }
 }
@@ -183,11 +184,20 @@ pub(crate) struct Active<'a> {
     ok: bool,
     /// `None` when the duration is not measured (in a forked request child).
     started: Option<Instant>,
+    /// Whether it ends as a succeeded or failed request ([`Active::served_nothing`]: not).
+    counted: bool,
 }
 
 impl Active<'_> {
     pub(crate) fn succeeded(&mut self, ok: bool) {
         self.ok = ok;
+    }
+
+    /// No request ran after all (a new connection's handler only asked to wait for the
+    /// client's first bytes): nothing is counted but the time it was active.
+    pub(crate) fn served_nothing(&mut self) {
+        self.started = None;
+        self.counted = false;
     }
 }
 
@@ -198,7 +208,9 @@ impl Drop for Active<'_> {
         } else {
             &self.counters.failed
         };
-        finished.fetch_add(1, Ordering::Relaxed);
+        if self.counted {
+            finished.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(started) = self.started {
             self.counters.record(started.elapsed());
         }

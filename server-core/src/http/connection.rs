@@ -256,6 +256,17 @@ fn serve_connection<'r, H: HttpHandler, W: Write + 'r>(
             if !first && park.as_mut().is_some_and(|p| p.ask(timeout, stream)) {
                 return Ok(());
             }
+        } else if !served
+            && input.pending().is_empty()
+            && park
+                .as_mut()
+                .zip(stream)
+                .is_some_and(|(p, s)| p.ask_first(timeout, s))
+        {
+            // A new connection whose client has sent nothing yet waits for its first request
+            // parked too, so a client that connects and stays silent holds no worker (it is
+            // closed at `timeout`, as it would be here).
+            return Ok(());
         }
         served = true;
         first = false;

@@ -66,9 +66,14 @@
 //!   such connections themselves ([`Strategy::take_parked`](crate::Strategy::take_parked)),
 //!   or else by the serving loop, which hands it to the strategy as a new job.
 //!   An idle client then holds no thread, so a pool of a few workers answers thousands of
-//!   keep-alive clients and a serial server is not held up by one. Each time a connection is
-//!   served counts as one request of the server ([`Stats`](crate::Stats)), with a handler
-//!   value of its own ([`Handler::new`]); on a connection that is not parked (Threading's
+//!   keep-alive clients and a serial server is not held up by one. A new connection whose
+//!   client has sent nothing yet waits for its first request parked too (the layer checks
+//!   with one `MSG_PEEK`), so clients that connect and stay silent cannot take the workers;
+//!   each is closed at the request timeout, and a stop still gives it the grace period to
+//!   send its request (it is a request on its way, not an idle connection). Each time a
+//!   connection is served counts as one request of the server ([`Stats`](crate::Stats)), with
+//!   a handler value of its own ([`Handler::new`]) (a wait for the first request counts as
+//!   none, though it makes a handler value); on a connection that is not parked (Threading's
 //!   default, Forking), one handler value serves every request.
 //! - **Bodies** are framed by `Content-Length` only and handed over whole. A chunked request
 //!   body gets `411 Length Required` (the client can resend it with a length; RFC 9110 allows

@@ -240,6 +240,21 @@ impl Stream {
         0
     }
 
+    /// Whether the client has sent nothing yet that a read would return or wait for: no
+    /// decrypted bytes, and nothing in the socket (a `MSG_PEEK` that would block). Bytes that
+    /// arrived, an end of file or an error all count as something: a read then returns.
+    #[cfg(feature = "http")]
+    pub(crate) fn nothing_arrived(&self) -> bool {
+        if self.buffered() > 0 {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        matches!(
+            crate::sys::socket::recv_now(self.connection.as_fd(), &mut byte, true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Ends the writing side: on TLS, `close_notify` first; then `shutdown(SHUT_WR)`, so the
     /// client sees the end at once.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {

@@ -73,6 +73,9 @@ pub(crate) struct Park {
     pub(crate) resumed: bool,
     /// Set by the handler: park, and close the connection if it stays idle this long.
     asked: Option<Option<Duration>>,
+    /// Asked before any request was read: this call served nothing, and the connection is a
+    /// request on its way, not an idle one.
+    first: bool,
 }
 
 impl Park {
@@ -88,9 +91,26 @@ impl Park {
         true
     }
 
+    /// Asks to park a new connection whose client has sent nothing yet, until it does or
+    /// `timeout` passes; this call then serves no request. `false` (serve on: read, waiting on
+    /// this thread) if it cannot be parked, or if bytes have arrived.
+    #[cfg(feature = "http")]
+    pub(crate) fn ask_first(&mut self, timeout: Option<Duration>, stream: &Stream) -> bool {
+        if !self.allowed || !stream.nothing_arrived() {
+            return false;
+        }
+        self.first = true;
+        self.ask(timeout, Some(stream))
+    }
+
     /// What the handler asked: `Some(idle timeout)` to park.
     pub(crate) fn asked(&self) -> Option<Option<Duration>> {
         self.asked
+    }
+
+    /// Whether it asked before any request was read ([`ask_first`](Self::ask_first)).
+    pub(crate) fn asked_first(&self) -> bool {
+        self.first && self.asked.is_some()
     }
 }
 

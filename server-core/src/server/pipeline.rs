@@ -106,14 +106,30 @@ fn lifecycle<H: Handler, R>(
     }
 }
 
+/// What one call of a handler came to.
+enum Served {
+    /// A request, and whether it succeeded.
+    Request(bool),
+    /// No request: the handler only asked to wait for the client's first bytes parked.
+    Nothing,
+}
+
 /// Runs `serve` as one request of the server: counted in its stats (`serve` says whether it
-/// succeeded), and marked as running in a handler, where a shutdown must not wait.
-fn counted<S>(server: &ServerContext<S>, serve: impl FnOnce() -> bool) -> bool {
+/// succeeded, or that it served nothing, which is not counted), and marked as running in a
+/// handler, where a shutdown must not wait. `true` unless a request failed.
+fn counted<S>(server: &ServerContext<S>, serve: impl FnOnce() -> Served) -> bool {
     let _in_handler = server.handle().enter_handler();
     let mut active = server.start_request();
-    let ok = serve();
-    active.succeeded(ok);
-    ok
+    match serve() {
+        Served::Request(ok) => {
+            active.succeeded(ok);
+            ok
+        }
+        Served::Nothing => {
+            active.served_nothing();
+            true
+        }
+    }
 }
 
 fn apply_options(connection: &Connection, options: &RequestOptions, client: &Address) {
@@ -220,7 +236,7 @@ struct Open<S: Send + Sync + 'static> {
     /// Whether the serving loop's epoll instance has the connection (it was parked before).
     watched: bool,
     /// Whether a request was served on it before (it was parked after one, not only during
-    /// its handshake).
+    /// its handshake or while waiting for its first request).
     served: bool,
     /// What the HTTP layer remembers of the socket between requests.
     memo: Memo,
@@ -307,7 +323,11 @@ impl<S: Send + Sync + 'static> Open<S> {
                 (options.rbufsize, options.wbufsize),
             )
             .with_proxy(self.proxy.as_ref())
-            .with_parking(shared.lot().is_some(), self.served)
+            // Not once the server closes: then it is served to the end on this worker.
+            .with_parking(
+                shared.lot().is_some_and(|lot| !lot.is_closing()),
+                self.served,
+            )
             .with_memo(&self.memo);
             let stages = [H::setup, H::handle, H::finish];
             let outcome = lifecycle::<H, _>(server, &self.client, &mut request, stages);
@@ -326,13 +346,15 @@ impl<S: Send + Sync + 'static> Open<S> {
                     })
                     .is_ok();
             park = request.park.asked();
-            outcome.ok && flushed
+            if request.park.asked_first() && outcome.ok && flushed {
+                return Served::Nothing;
+            }
+            // Served: from now on it is parked idle between requests.
+            self.served |= park.is_some();
+            Served::Request(outcome.ok && flushed)
         });
         match park {
-            Some(idle) if ok => {
-                self.served = true;
-                self.park(shared, idle.map(deadline_in));
-            }
+            Some(idle) if ok => self.park(shared, idle.map(deadline_in)),
             _ => self.close(),
         }
         ok
@@ -363,13 +385,14 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
         self.stream.connection().as_fd()
     }
 
-    /// Idle between requests; not during its TLS handshake.
+    /// Idle between requests; not during its TLS handshake, nor while it waits for its
+    /// first request (its client connected to send one).
     fn idle(&self) -> bool {
         #[cfg(feature = "tls")]
         if self.handshake.is_some() {
             return false;
         }
-        true
+        self.served
     }
 
     /// Back from the serving loop: moves the handshake on or serves the client's next
@@ -429,7 +452,7 @@ pub(crate) fn finish_datagram<H: DatagramRequestHandler>(
         let stages = [H::setup, H::handle, H::finish];
         let outcome = lifecycle::<H, _>(server, &client, &mut request, stages);
         let Some(reply) = request.reply().filter(|_| outcome.ran) else {
-            return outcome.ok;
+            return Served::Request(outcome.ok);
         };
         let sent = match &client {
             Address::Unix(UnixAddress::Unnamed) => {
@@ -446,6 +469,6 @@ pub(crate) fn finish_datagram<H: DatagramRequestHandler>(
         if let Err(error) = &sent {
             server.handle_error(error);
         }
-        outcome.ok && sent.is_ok()
+        Served::Request(outcome.ok && sent.is_ok())
     })
 }

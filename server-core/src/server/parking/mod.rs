@@ -28,7 +28,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,8 @@ pub(crate) struct Lot {
     table: Mutex<Table>,
     /// How many are parked now (read without the lock, for the metrics and the loop).
     parked: AtomicUsize,
+    /// The table's `closing`, read without the lock on every request.
+    closing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -143,6 +145,7 @@ impl Lot {
             notify,
             table: Mutex::new(Table::default()),
             parked: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -212,11 +215,11 @@ impl Lot {
         Ok(())
     }
 
-    #[cfg(feature = "tls")]
-    /// Whether the server closes: a connection in the middle of a request (a TLS handshake)
-    /// is then served on its worker to the end, not parked again.
+    /// Whether the server closes: a connection in the middle of a request (a TLS handshake,
+    /// or a new connection waiting for its first request) is then served on its worker to
+    /// the end, not parked again.
     pub(crate) fn is_closing(&self) -> bool {
-        self.table.lock().closing
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Stops watching `fd` for good (its connection ends).
@@ -277,6 +280,7 @@ impl Lot {
     pub(crate) fn close(&self) -> Vec<Resume> {
         let mut table = self.table.lock();
         table.closing = true;
+        self.closing.store(true, Ordering::Release);
         table.earliest = None;
         let Table { slots, free, .. } = &mut *table;
         let mut out = Vec::new();
