@@ -398,29 +398,25 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
     /// Back from the serving loop: moves the handshake on or serves the client's next
     /// request, or closes.
     fn resume(self: Box<Self>, wake: Wake) -> bool {
-        match (wake, self.shared.upgrade()) {
-            (Wake::Readable, Some(shared)) => self.proceed(&shared),
-            // A handshake past its deadline: refused as timed out.
-            #[cfg(feature = "tls")]
-            (Wake::Close, Some(shared))
-                if self
-                    .handshake
-                    .as_ref()
-                    .is_some_and(|h| Instant::now() >= h.deadline()) =>
-            {
-                let failure = match &self.handshake {
-                    Some(handshake) => handshake.timed_out(),
-                    None => return false,
-                };
-                self.refuse_handshake(shared.context(), &failure)
-            }
-            // An idle connection closing (timeout, stop), or the server gone: no request
-            // runs, so nothing is counted.
-            _ => {
-                self.close();
-                true
+        let shared = self.shared.upgrade();
+        if let (Wake::Readable, Some(shared)) = (wake, &shared) {
+            return self.proceed(shared);
+        }
+        // A handshake past its deadline: refused as timed out.
+        #[cfg(feature = "tls")]
+        if let Some(shared) = &shared {
+            let late = self
+                .handshake
+                .as_ref()
+                .filter(|h| Instant::now() >= h.deadline());
+            if let Some(failure) = late.map(|h| h.timed_out()) {
+                return self.refuse_handshake(shared.context(), &failure);
             }
         }
+        // An idle connection closing (timeout, stop), or the server gone: no request runs, so
+        // nothing is counted.
+        self.close();
+        true
     }
 }
 

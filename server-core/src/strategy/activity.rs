@@ -15,6 +15,11 @@ use std::sync::Arc;
 /// served in forked child processes are counted only here, from their exit statuses, since a
 /// child's counters live in the child's memory.
 ///
+/// What it counts are the strategy's jobs. Where connections are parked
+/// ([`Strategy::parks_idle`](super::Strategy::parks_idle)), a connection's TLS handshake and
+/// its wait for a first HTTP request may each be a job of their own, counted here (as
+/// succeeded unless the handshake failed) but not as requests in the server's `Stats`.
+///
 /// The counters are updated with relaxed atomics: each value is exact, but two values read one
 /// after the other may come from slightly different moments.
 #[derive(Clone, Default)]
