@@ -67,12 +67,15 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         while let Some(parked) = ready.next() {
             if self.strategy.wait_ready(waker(&self.signals, &self.stops)) == Readiness::Woken {
                 for parked in std::iter::once(parked).chain(ready.by_ref()) {
-                    let refused = match self.shared.lot() {
-                        Some(lot) => lot.park(parked, true, None),
-                        None => Err(parked),
-                    };
-                    if let Err(parked) = refused {
-                        parked.resume(Wake::Close);
+                    match self.shared.lot() {
+                        Some(lot) => {
+                            if let Err(parked) = lot.park(parked, true, None) {
+                                lot.refused(parked);
+                            }
+                        }
+                        None => {
+                            parked.resume(Wake::Close);
+                        }
                     }
                 }
                 break;

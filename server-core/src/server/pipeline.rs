@@ -368,7 +368,7 @@ impl<S: Send + Sync + 'static> Open<S> {
         };
         let watched = std::mem::replace(&mut self.watched, true);
         if let Err(parked) = lot.park(self, watched, deadline) {
-            parked.resume(Wake::Close);
+            lot.refused(parked);
         }
     }
 

@@ -222,6 +222,19 @@ impl Lot {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// Ends a connection [`park`](Self::park) gave back: an idle one is closed; once the
+    /// server closes, one in the middle of a request (a TLS handshake, a first request on its
+    /// way) is served to the end on this thread instead, as the stop promises (it is not
+    /// offered the lot again, so this does not come back here).
+    pub(crate) fn refused(&self, parked: Resume) {
+        let wake = if self.is_closing() && !parked.idle() {
+            Wake::Readable
+        } else {
+            Wake::Close
+        };
+        parked.resume(wake);
+    }
+
     /// Stops watching `fd` for good (its connection ends).
     pub(crate) fn forget(&self, fd: BorrowedFd<'_>) {
         let _ = self.epoll.delete(fd);
