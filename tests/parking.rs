@@ -443,3 +443,34 @@ fn a_new_connection_parked_before_its_first_request_is_served_at_a_stop() {
     let report = closing.join().expect("close");
     assert_eq!(report.abandoned, 0, "{report:?}");
 }
+
+/// `Serial` runs requests on the closing thread, so its close never waits: new connections
+/// parked before their first request are closed with the idle ones, not served one after
+/// another for up to their 30 s timeout each.
+#[test]
+fn a_serial_server_closes_at_once_with_new_connections_parked() {
+    let server = TcpServer::<Http<Hello>, Serial>::builder()
+        .close_timeout(Some(Duration::from_secs(1)))
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let running = util::serve(server);
+    let address = running.inet();
+    let mut silent: Vec<_> = (0..2).map(|_| connect(address)).collect();
+    assert!(
+        util::eventually(util::PATIENCE, || {
+            let mut asking = connect(address);
+            send(&mut asking, "/stats");
+            response(&mut asking).is_some_and(|(_, body)| body.starts_with("parked=2 "))
+        }),
+        "the two new connections are parked"
+    );
+    let started = Instant::now();
+    let report = running.stop().close();
+    let took = started.elapsed();
+    println!("serial: closed with 2 parked new connections in {took:?}: {report:?}");
+    assert!(took < Duration::from_secs(1), "close took {took:?}");
+    for client in &mut silent {
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).expect("end of file"), 0);
+    }
+}

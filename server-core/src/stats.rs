@@ -194,7 +194,7 @@ impl Active<'_> {
     }
 
     /// No request ran after all (a new connection's handler only asked to wait for the
-    /// client's first bytes): nothing is counted but the time it was active.
+    /// client's first bytes): neither an outcome nor a duration is recorded.
     pub(crate) fn served_nothing(&mut self) {
         self.started = None;
         self.counted = false;

@@ -70,7 +70,8 @@
 //!   client has sent nothing yet waits for its first request parked too (the layer checks
 //!   with one `MSG_PEEK`), so clients that connect and stay silent cannot take the workers;
 //!   each is closed at the request timeout, and a stop still gives it the grace period to
-//!   send its request (it is a request on its way, not an idle connection). Each time a
+//!   send its request (it is a request on its way, not an idle connection; on
+//!   [`Serial`](crate::Serial), whose closing never waits, it is closed). Each time a
 //!   connection is served counts as one request of the server ([`Stats`](crate::Stats)), with
 //!   a handler value of its own ([`Handler::new`]) (a wait for the first request counts as
 //!   none, though it makes a handler value); on a connection that is not parked (Threading's

@@ -114,11 +114,10 @@ impl Responder {
         self.listener.as_ref().map(AsFd::as_fd)
     }
 
-    /// Closes the listener, once the scrapers already waiting in its queue are taken (should
-    /// this be the socket's last holder, closing it would reset them); the connections taken
-    /// are still answered.
+    /// Closes the listener, taking no more scrapers: the socket stays open in the new program
+    /// of an upgrade, whose supervisor answers the scrapers queued on it. The connections
+    /// already taken are still answered.
     pub(crate) fn stop_listening(&mut self) {
-        self.accept();
         self.listener = None;
     }
 
@@ -399,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scraper_that_comes_while_the_old_program_lets_go_is_answered_by_the_new_one() {
+    fn scrapers_queued_while_the_old_program_lets_go_are_answered_by_the_new_one() {
         // The old program's listener, and the new program's copy of it (what an upgrade hands
         // over in METRICS_FD).
         let mut old = Responder::bind("127.0.0.1:0").unwrap();
@@ -407,19 +406,23 @@ mod tests {
         let copy = old.listener().unwrap().try_clone_to_owned().unwrap();
         let mut new = Responder::adopt(TcpListener::from(copy)).unwrap();
         assert!(new.poll_fds().is_empty(), "not ready: the old one answers");
-        // Queued before the old program lets go: it takes it, and answers it.
-        let mut early = TcpStream::connect(address).unwrap();
-        early.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut before = TcpStream::connect(address).unwrap();
+        before.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let reply = exchange(&mut old, &mut before, "old");
+        assert!(reply.ends_with("\r\n\r\nold"), "{reply}");
+        // Queued, not yet taken, when the old program lets go; and queued after.
+        let mut queued = TcpStream::connect(address).unwrap();
+        queued.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         old.stop_listening();
         assert!(old.listener().is_none());
-        // Queued after: the socket stays open in the new program, which answers once ready.
-        let mut late = TcpStream::connect(address).unwrap();
-        late.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut after = TcpStream::connect(address).unwrap();
+        after.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        // The socket stays open in the new program, which answers both once ready.
         assert!(new.start_accepting());
         assert!(!new.start_accepting(), "said once");
-        let reply = exchange(&mut new, &mut late, "new");
-        assert!(reply.ends_with("\r\n\r\nnew"), "{reply}");
-        let reply = exchange(&mut old, &mut early, "old");
-        assert!(reply.ends_with("\r\n\r\nold"), "{reply}");
+        for client in [&mut queued, &mut after] {
+            let reply = exchange(&mut new, client, "new");
+            assert!(reply.ends_with("\r\n\r\nnew"), "{reply}");
+        }
     }
 }

@@ -34,6 +34,10 @@ pub const READY_FD: &str = "SOCKETSERVER_UPGRADE_FD";
 
 /// The environment variable that names the metrics listener
 /// ([`Prefork::metrics`](super::Prefork::metrics)) an upgrade hands to the new program.
+///
+/// Like the pipe of [`READY_FD`], the descriptor survives `exec` until the new program's
+/// [`Prefork::metrics`](super::Prefork::metrics) (or its supervisor) takes it: a program that
+/// starts other programs before that passes it on to them.
 pub const METRICS_FD: &str = "SOCKETSERVER_METRICS_FD";
 
 /// The program to run again: its executable and arguments, read when the supervisor starts.

@@ -64,24 +64,25 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
         };
         let mut ready = ready.into_iter();
         let mut resumed = 0;
-        while let Some(parked) = ready.next() {
+        while let Some(entry) = ready.next() {
             if self.strategy.wait_ready(waker(&self.signals, &self.stops)) == Readiness::Woken {
-                for parked in std::iter::once(parked).chain(ready.by_ref()) {
+                // Back in the lot, under the deadline each had.
+                for entry in std::iter::once(entry).chain(ready.by_ref()) {
                     match self.shared.lot() {
                         Some(lot) => {
-                            if let Err(parked) = lot.park(parked, true, None) {
+                            if let Err(parked) = lot.park(entry.resume, true, entry.deadline) {
                                 lot.refused(parked);
                             }
                         }
                         None => {
-                            parked.resume(Wake::Close);
+                            entry.resume.resume(Wake::Close);
                         }
                     }
                 }
                 break;
             }
             resumed += 1;
-            self.hand_over(Job::resumed(parked));
+            self.hand_over(Job::resumed(entry.resume));
         }
         resumed
     }

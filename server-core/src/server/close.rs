@@ -64,11 +64,14 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
     fn close_by(mut self, deadline: Option<Instant>) -> DrainReport {
         self.shared.context().handle().set_closing();
         // Idle connections close at once, as a stop closes idle ones (their clients retry);
-        // those in the middle of a request (a TLS handshake) go to the strategy, to be served
-        // to the end within the grace period like any running request.
+        // those in the middle of a request (a TLS handshake, a first request on its way) go
+        // to the strategy, to be served to the end within the grace period like any running
+        // request. Not on a strategy that runs requests on this thread (`Serial`: closing
+        // never waits), which would wait for each in turn, past the grace period.
+        let inline = self.strategy.activity().is_none();
         let parked = self.shared.lot().map(|lot| lot.close()).unwrap_or_default();
         for parked in parked {
-            if parked.idle() {
+            if parked.idle() || inline {
                 parked.resume(Wake::Close);
             } else {
                 self.hand_over(Job::resumed(parked));

@@ -208,7 +208,8 @@ pub trait Strategy: Send + 'static {
     /// thread). Then an idle client costs no thread, and a [`Pool`] of a few workers serves
     /// thousands of keep-alive clients. The same holds for a new HTTP connection whose first
     /// request has not arrived, and for a TLS handshake waiting for the client's next flight
-    /// (these two, unlike idle connections, are served to the end when the server closes).
+    /// (these two, unlike idle connections, are served to the end when the server closes,
+    /// except on [`Serial`], whose closing never waits).
     ///
     /// Default `false`. [`Serial`] and [`Pool`] park (one thread, or a few, must not be held
     /// by idle clients); [`Threading`] does when asked ([`Threading::park_idle`]);
@@ -248,7 +249,9 @@ pub trait Strategy: Send + 'static {
 /// Runs every request on the serving thread, one at a time (Python: plain `TCPServer`/`UDPServer`).
 ///
 /// Simple and cheap, but one slow client holds up every other. Nothing is ever running when the
-/// server closes, so closing never waits.
+/// server closes, so closing never waits: connections parked in the middle of a request (a TLS
+/// handshake, or an HTTP connection whose first request has not arrived) are closed with the
+/// idle ones, where a threaded strategy would serve them within the grace period.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Serial;
 

@@ -101,9 +101,11 @@ struct Slot {
     entry: Option<Entry>,
 }
 
-struct Entry {
-    resume: Resume,
-    deadline: Option<Instant>,
+/// A parked connection and when it must be ended.
+pub(crate) struct Entry {
+    pub(crate) resume: Resume,
+    /// Its idle timeout, handshake deadline or first request's timeout.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Table {
@@ -240,9 +242,9 @@ impl Lot {
         let _ = self.epoll.delete(fd);
     }
 
-    /// Takes the connections that turned readable, at most [`MAX_RESUMED_PER_WAKE`]; never
-    /// waits.
-    pub(crate) fn ready(&self) -> Vec<Resume> {
+    /// Takes the connections that turned readable, at most [`MAX_RESUMED_PER_WAKE`], each with
+    /// its deadline (for parking it again); never waits.
+    pub(crate) fn ready(&self) -> Vec<Entry> {
         if self.len() == 0 {
             return Vec::new();
         }
@@ -352,11 +354,11 @@ impl Lot {
             return taken.then_some(Wakeup::Notified);
         }
         self.take(token)
-            .map(|parked| Wakeup::Request(Job::resumed(parked)))
+            .map(|entry| Wakeup::Request(Job::resumed(entry.resume)))
     }
 
     /// The entry an event's token names, if it is still the one the event was for.
-    fn take(&self, token: u64) -> Option<Resume> {
+    fn take(&self, token: u64) -> Option<Entry> {
         let (index, generation) = untoken(token);
         let mut table = self.table.lock();
         let slot = table.slots.get_mut(index)?;
@@ -367,7 +369,7 @@ impl Lot {
         table.free.push(index);
         drop(table);
         self.parked.fetch_sub(1, Ordering::Relaxed);
-        Some(entry.resume)
+        Some(entry)
     }
 }
 

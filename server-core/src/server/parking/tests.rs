@@ -35,14 +35,14 @@ fn a_parked_connection_comes_back_when_its_client_writes() -> io::Result<()> {
     let mut ready = lot.ready();
     assert_eq!(ready.len(), 1);
     assert_eq!(lot.len(), 0);
-    let parked = ready.pop().ok_or(io::ErrorKind::NotFound)?;
+    let parked = ready.pop().ok_or(io::ErrorKind::NotFound)?.resume;
     // One-shot: still readable, but not reported again until parked again.
     assert!(lot.ready().is_empty());
     assert!(lot.park(parked, true, None).is_ok());
     let ready = lot.ready();
     assert_eq!(ready.len(), 1, "re-armed, and the byte is still unread");
-    for parked in ready {
-        parked.resume(Wake::Readable);
+    for entry in ready {
+        entry.resume.resume(Wake::Readable);
     }
     assert_eq!(rx.try_recv().ok(), Some(Wake::Readable));
     Ok(())
