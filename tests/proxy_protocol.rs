@@ -366,8 +366,30 @@ fn missing_and_malformed_headers_are_refused_with_the_reason() {
 #[test]
 fn a_silent_client_is_released_at_the_header_deadline_while_others_are_served() {
     let _shared = isolation::shared();
-    const DEADLINE: Duration = Duration::from_millis(400);
     let (builder, probe) = probed::<socketserver::Threading, socketserver::transport::Tcp>();
+    silent_clients(builder, &probe, "threading");
+}
+
+/// Where connections are parked, a header that has not arrived waits parked: two silent
+/// clients hold neither `Serial`'s one thread nor a pool's one worker.
+#[test]
+fn silent_proxy_clients_hold_no_worker_where_connections_are_parked() {
+    let _shared = isolation::shared();
+    let (builder, probe) = probed::<socketserver::Serial, socketserver::transport::Tcp>();
+    silent_clients(builder, &probe, "serial");
+    let (builder, probe) = probed::<socketserver::Pool, socketserver::transport::Tcp>();
+    let one = builder.strategy(socketserver::Pool::new().workers(1));
+    silent_clients(one, &probe, "a pool of 1 worker");
+}
+
+/// Two silent clients (one sends nothing, one half a header) are released at the header
+/// deadline, reported and counted as rejected, while a proxied client is served at once.
+fn silent_clients<S: socketserver::Strategy>(
+    builder: socketserver::ServerBuilder<socketserver::transport::Tcp, Who, S>,
+    probe: &Probe,
+    name: &str,
+) {
+    const DEADLINE: Duration = Duration::from_millis(400);
     let server = util::serve(
         builder
             .proxy_protocol(ProxyProtocol::Any)
@@ -394,7 +416,7 @@ fn a_silent_client_is_released_at_the_header_deadline_while_others_are_served() 
     let _ = trickle.read_to_end(&mut rest);
     let stall = started.elapsed();
     eprintln!(
-        "silent clients released after {} ms (bound {} ms); another client served in {} ms meanwhile",
+        "{name}: silent clients released after {} ms (bound {} ms); another client served in {} ms meanwhile",
         stall.as_millis(),
         DEADLINE.as_millis(),
         serve_time.as_millis()

@@ -53,7 +53,11 @@
 //! exactly that many, so the bytes after it (the application's, or a TLS ClientHello) stay in
 //! the socket for the handler. The whole header must arrive within
 //! [`proxy_header_timeout`](crate::ServerBuilder::proxy_header_timeout): a client that connects
-//! and sends nothing, or trickles its header a byte at a time, holds a worker at most that long.
+//! and sends nothing, or trickles its header a byte at a time, holds a worker at most that long,
+//! and none at all where the strategy parks connections
+//! ([`Strategy::parks_idle`](crate::Strategy::parks_idle)): there a header that has not
+//! arrived waits parked, as a TLS handshake does, and a stop still reads it to the end
+//! within the grace period (except on `Serial`, whose closing never waits).
 //! A v1 header is at most 107 bytes; a v2 header at most 16 + 65,535 bytes, as its length field
 //! allows. The header is parsed with the [`ppp`](https://docs.rs/ppp) crate.
 //!
@@ -159,7 +163,7 @@ use crate::addr::Address;
 
 pub use ipnet::IpNet;
 
-pub(crate) use read::read_header;
+pub(crate) use read::HeaderRead;
 pub(crate) use trust::ProxySettings;
 
 #[cfg(fuzzing)]

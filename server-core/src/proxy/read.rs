@@ -57,51 +57,115 @@ impl Source for &Connection {
 /// # Errors
 ///
 /// [`ProxyError`]: late, cut short, not a header, malformed, or the socket failed.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn read_header(
-    mut source: impl Source,
+    source: impl Source,
     peer: &Address,
     accepted: ProxyProtocol,
     timeout: Duration,
 ) -> Result<ProxyInfo, ProxyError> {
-    let deadline = sys::deadline_in(timeout);
-    let mut header: Vec<u8> = Vec::new();
-    // One v1 header, or a v2 header's fixed part and addresses, fits; longer v2 headers take
-    // several rounds. Peeking further than the header is harmless: only `consume` takes bytes.
-    let mut peeked = [0u8; 2 * V1_MAX + 2];
-    loop {
-        if !source.wait(deadline)? {
-            return Err(ProxyError::Timeout {
-                timeout,
-                received: header.len(),
-            });
+    let mut reading = HeaderRead::new(accepted, timeout);
+    match reading.advance(source, peer, true) {
+        Some(result) => result,
+        None => unreachable!("a read that waits ends with the header or an error"),
+    }
+}
+
+/// A header being read: what has been consumed of it so far, and its deadline. Where the
+/// server parks connections, it waits for the proxy's next bytes parked
+/// ([`advance`](Self::advance) without `wait`), as a TLS handshake does.
+#[derive(Debug)]
+pub(crate) struct HeaderRead {
+    header: Vec<u8>,
+    accepted: ProxyProtocol,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl HeaderRead {
+    /// Starts reading a header of a version `accepted` allows, to end within `timeout`.
+    pub(crate) fn new(accepted: ProxyProtocol, timeout: Duration) -> HeaderRead {
+        HeaderRead {
+            header: Vec::new(),
+            accepted,
+            timeout,
+            deadline: sys::deadline_in(timeout),
         }
-        let want = peeked.len().min(MAX_HEADER - header.len());
-        let n = match source.peek(&mut peeked[..want]) {
-            Ok(0) => {
-                return Err(ProxyError::Closed {
-                    received: header.len(),
-                })
+    }
+
+    /// When the whole header must have arrived.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The error for a header still incomplete at its deadline.
+    pub(crate) fn timed_out(&self) -> ProxyError {
+        ProxyError::Timeout {
+            timeout: self.timeout,
+            received: self.header.len(),
+        }
+    }
+
+    /// Reads on with what has arrived: `Some` with the header or why it failed; `None` when
+    /// nothing more has arrived and `wait` is off. With `wait`, it sleeps in `poll` for the
+    /// proxy's bytes, until the deadline.
+    pub(crate) fn advance(
+        &mut self,
+        mut source: impl Source,
+        peer: &Address,
+        wait: bool,
+    ) -> Option<Result<ProxyInfo, ProxyError>> {
+        // One v1 header, or a v2 header's fixed part and addresses, fits; longer v2 headers
+        // take several rounds. Peeking further than the header is harmless: only `consume`
+        // takes bytes.
+        let mut peeked = [0u8; 2 * V1_MAX + 2];
+        loop {
+            let arrived = if wait {
+                source.wait(self.deadline)
+            } else {
+                Ok(Instant::now() < self.deadline)
+            };
+            match arrived {
+                Ok(true) => {}
+                Ok(false) => return Some(Err(self.timed_out())),
+                Err(e) => return Some(Err(e.into())),
             }
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+            let want = peeked.len().min(MAX_HEADER - self.header.len());
+            let n = match source.peek(&mut peeked[..want]) {
+                Ok(0) => {
+                    return Some(Err(ProxyError::Closed {
+                        received: self.header.len(),
+                    }))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !wait => return None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Some(Err(e.into())),
+            };
+            let before = self.header.len();
+            self.header.extend_from_slice(&peeked[..n]);
+            let framed = header::frame(&self.header, self.accepted);
+            let done = match framed {
+                Ok(Frame::Complete { version, len }) => {
+                    self.header.truncate(len);
+                    Some(version)
+                }
+                Ok(Frame::Incomplete) => None,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Err(e) = source.consume(&mut self.header[before..]) {
+                return Some(Err(e.into()));
             }
-            Err(e) => return Err(e.into()),
-        };
-        let before = header.len();
-        header.extend_from_slice(&peeked[..n]);
-        match header::frame(&header, accepted)? {
-            Frame::Complete { version, len } => {
-                header.truncate(len);
-                source.consume(&mut header[before..])?;
-                return header::parse(&header, version, peer);
+            if let Some(version) = done {
+                return Some(header::parse(&self.header, version, peer));
             }
-            Frame::Incomplete => source.consume(&mut header[before..])?,
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The edge: what runs between `accept` and the handler, on the worker that serves the
 //! connection (never on the serving loop): reading the PROXY protocol header
-//! ([`crate::proxy`]), then the TLS handshake ([`crate::tls`]). Also the builder options that
-//! configure them.
+//! ([`crate::proxy`]), then the TLS handshake ([`crate::tls`]), both driven by the pipeline's
+//! `Open::proceed` (parked while they wait for the client, where the server parks). Also the
+//! builder options that configure them.
 
 use std::time::Duration;
 
 use crate::addr::Address;
 use crate::error::{Error, RequestError, Result};
 use crate::handler::Handler;
-use crate::proxy::{self, IpNet, ProxyInfo, ProxyProtocol};
+use crate::proxy::{self, IpNet, ProxyProtocol};
 #[cfg(feature = "tls")]
 use crate::report::{say_limited, Limit};
 use crate::request::Connection;
@@ -72,7 +73,8 @@ impl<T: Transport, H: Handler, S: Strategy> ServerBuilder<T, H, S> {
     /// [`DEFAULT_PROXY_HEADER_TIMEOUT`](crate::proxy::DEFAULT_PROXY_HEADER_TIMEOUT) (5 s).
     ///
     /// It bounds what a client that connects and sends nothing, or trickles its header, costs:
-    /// one worker (or thread, or child) for at most this long. Must be more than zero.
+    /// a parked connection where the strategy parks them, otherwise one worker (or thread, or
+    /// child), for at most this long. Must be more than zero.
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.request.proxy.header_timeout = timeout;
         self
@@ -194,49 +196,29 @@ pub(super) fn refuse_handshake<S>(
     false
 }
 
-/// What the edge learned about a connection before its handler runs.
-#[derive(Debug)]
-pub(super) struct Edge {
-    /// The client handlers see: the one the proxy named, or the peer.
-    pub(super) client: Address,
-    /// The PROXY header, when the server requires one.
-    pub(super) proxy: Option<ProxyInfo>,
-}
-
-/// Runs the edge for a connection from `peer`: with the PROXY protocol on, refuses untrusted
-/// peers and reads the header (exactly: the bytes after it stay for the handler).
+/// The edge's first step for a connection from `peer`: with the PROXY protocol on, refuses
+/// an untrusted peer, and gives the header to read (exactly: the bytes after it stay for the
+/// handler), which the pipeline reads on the worker or, where connections are parked, parked
+/// while the proxy's bytes have not arrived.
 ///
 /// # Errors
 ///
-/// [`RequestError::UntrustedProxy`] or [`RequestError::ProxyHeader`]: close the connection
-/// without a handler ([`refuse`]).
+/// [`RequestError::UntrustedProxy`]: close the connection without a handler ([`refuse`]).
 pub(super) fn prepare(
-    connection: &Connection,
-    peer: Address,
+    peer: &Address,
     options: &RequestOptions,
-) -> Result<Edge, RequestError> {
+) -> Result<Option<proxy::HeaderRead>, RequestError> {
     let settings = &options.proxy;
     if settings.protocol == ProxyProtocol::Off {
-        return Ok(Edge {
-            client: peer,
-            proxy: None,
-        });
+        return Ok(None);
     }
-    if !settings.trusts(&peer) {
-        return Err(RequestError::UntrustedProxy { peer });
+    if !settings.trusts(peer) {
+        return Err(RequestError::UntrustedProxy { peer: peer.clone() });
     }
-    match proxy::read_header(
-        connection,
-        &peer,
+    Ok(Some(proxy::HeaderRead::new(
         settings.protocol,
         settings.header_timeout,
-    ) {
-        Ok(info) => Ok(Edge {
-            client: info.client().clone(),
-            proxy: Some(info),
-        }),
-        Err(source) => Err(RequestError::ProxyHeader { peer, source }),
-    }
+    )))
 }
 
 /// Refuses a connection the edge did not accept: counted as rejected, reported to

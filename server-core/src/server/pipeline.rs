@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::addr::{Address, UnixAddress};
 use crate::error::{panic_message, RequestError, Stage};
 use crate::handler::{DatagramRequestHandler, HandleResult, Handler, StreamRequestHandler};
-use crate::proxy::ProxyInfo;
+use crate::proxy::{ProxyError, ProxyInfo};
 use crate::request::{Connection, DatagramRequest, Memo, Stream, StreamRequest};
 use crate::server::admission::Admitted;
 use crate::server::connections::Registered;
@@ -171,32 +171,30 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
     // connection is closed.
     let registered = server.handle().register(connection.as_fd().as_raw_fd());
     let options = shared.options();
-    // The edge (the PROXY header), before the request counts as running: a connection it
-    // refuses is counted as rejected. Marked as in a handler, as `handle_error` may stop the
-    // server.
-    let edge = {
+    // The edge (the PROXY header, then TLS), before the request counts as running: a
+    // connection it refuses is counted as rejected. Marked as in a handler, as `handle_error`
+    // may stop the server.
+    let proxy_read = {
         let _in_handler = server.handle().enter_handler();
-        match edge::prepare(&connection, peer, options) {
-            Ok(edge) => edge,
+        match edge::prepare(&peer, options) {
+            Ok(reading) => reading.map(Box::new),
             Err(error) => return edge::refuse(server, &connection, &error),
         }
     };
-    match &edge.proxy {
-        Some(proxy) => log::debug!(target: "socketserver::request",
-            "connection from {} via proxy {}", edge.client, proxy.peer()),
-        None => log::debug!(target: "socketserver::request", "connection from {}", edge.client),
+    if proxy_read.is_none() {
+        log::debug!(target: "socketserver::request", "connection from {peer}");
     }
-    apply_options(&connection, options, &edge.client);
+    apply_options(&connection, options, &peer);
     // Boxed once: parking it later hands this box to the lot and back, with no allocation per
     // request.
-    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-    let mut open = Box::new(Open {
+    let open = Box::new(Open {
         registered,
         stream: Stream::plain(connection),
+        proxy_read,
         #[cfg(feature = "tls")]
         handshake: None,
-        client: edge.client,
-        proxy: edge.proxy,
+        client: peer,
+        proxy: None,
         watched: false,
         served: false,
         memo: Memo::default(),
@@ -204,14 +202,6 @@ pub(crate) fn finish_stream<H: StreamRequestHandler>(
         _admitted: admitted,
         serve: serve::<H>,
     });
-    // TLS, after the PROXY header: a failed handshake is refused like a bad header.
-    #[cfg(feature = "tls")]
-    if let Some(config) = &options.tls.config {
-        match crate::tls::Handshake::start(config, options.tls.handshake_timeout) {
-            Ok(handshake) => open.handshake = Some(Box::new(handshake)),
-            Err(failure) => return open.refuse_handshake(server, &failure),
-        }
-    }
     open.proceed(shared)
 }
 
@@ -227,10 +217,14 @@ struct Open<S: Send + Sync + 'static> {
     /// number the system has given to another connection since.
     registered: Registered,
     stream: Stream,
+    /// The PROXY protocol header, until it is read (then `client` and `proxy` are set from
+    /// it): where the server parks connections, it waits for the proxy's bytes parked.
+    proxy_read: Option<Box<crate::proxy::HeaderRead>>,
     /// The TLS handshake, until it is done: where the server parks connections, it waits for
     /// the client's flights parked, as an idle connection waits for its next request.
     #[cfg(feature = "tls")]
     handshake: Option<Box<crate::tls::Handshake>>,
+    /// The client: the peer, or once the PROXY header is read, the client it names.
     client: Address,
     proxy: Option<ProxyInfo>,
     /// Whether the serving loop's epoll instance has the connection (it was parked before).
@@ -261,19 +255,50 @@ fn serve<H: StreamRequestHandler>(
 }
 
 impl<S: Send + Sync + 'static> Open<S> {
-    /// Moves the connection on: the TLS handshake while there is one (parked while it waits
-    /// for the client, where the server parks connections; in `poll` on this worker
-    /// otherwise), then its next request.
-    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    /// Moves the connection on: the PROXY header while it is not read, then the TLS
+    /// handshake while it is not done (each parked while it waits for the client, where the
+    /// server parks connections; in `poll` on this worker otherwise), then its next request.
     fn proceed(mut self: Box<Self>, shared: &Arc<Shared<S>>) -> bool {
+        let server = shared.context();
+        // Parked while it waits, unless the server closes: then it is served to the end
+        // here, within the grace period.
+        let wait = shared.lot().is_none_or(|lot| lot.is_closing());
+        if let Some(reading) = &mut self.proxy_read {
+            let read = {
+                let _in_handler = server.handle().enter_handler();
+                reading.advance(self.stream.connection(), &self.client, wait)
+            };
+            match read {
+                None => {
+                    let deadline = reading.deadline();
+                    self.park(shared, Some(deadline));
+                    return true;
+                }
+                Some(Err(source)) => return self.refuse_proxy(server, source),
+                Some(Ok(info)) => {
+                    self.proxy_read = None;
+                    log::debug!(target: "socketserver::request",
+                        "connection from {} via proxy {}", info.client(), info.peer());
+                    self.client = info.client().clone();
+                    self.proxy = Some(info);
+                }
+            }
+        }
+        // TLS, after the PROXY header: a failed handshake is refused like a bad header.
+        #[cfg(feature = "tls")]
+        if self.handshake.is_none() && self.stream.tls().is_none() {
+            if let Some(config) = &shared.options().tls.config {
+                let timeout = shared.options().tls.handshake_timeout;
+                match crate::tls::Handshake::start(config, timeout) {
+                    Ok(handshake) => self.handshake = Some(Box::new(handshake)),
+                    Err(failure) => return self.refuse_handshake(server, &failure),
+                }
+            }
+        }
         #[cfg(feature = "tls")]
         if let Some(handshake) = &mut self.handshake {
-            let server = shared.context();
             let step = {
                 let _in_handler = server.handle().enter_handler();
-                // Parked while it waits, unless the server closes: then it is served to the
-                // end here, within the grace period.
-                let wait = shared.lot().is_none_or(|lot| lot.is_closing());
                 handshake.advance(self.stream.connection(), wait)
             };
             match step {
@@ -294,6 +319,16 @@ impl<S: Send + Sync + 'static> Open<S> {
         }
         let serve = self.serve;
         serve(self, shared)
+    }
+
+    /// Closes a connection whose PROXY header did not come, or was not one; `false`, the
+    /// request's outcome. `client` is still the peer.
+    fn refuse_proxy(self: Box<Self>, server: &ServerContext<S>, source: ProxyError) -> bool {
+        let error = RequestError::ProxyHeader {
+            peer: self.client.clone(),
+            source,
+        };
+        edge::refuse(server, self.stream.connection(), &error)
     }
 
     /// Closes a connection whose handshake failed; `false`, the request's outcome.
@@ -392,7 +427,7 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
         if self.handshake.is_some() {
             return false;
         }
-        self.served
+        self.served && self.proxy_read.is_none()
     }
 
     /// Back from the serving loop: moves the handshake on or serves the client's next
@@ -402,7 +437,16 @@ impl<S: Send + Sync + 'static> Parked for Open<S> {
         if let (Wake::Readable, Some(shared)) = (wake, &shared) {
             return self.proceed(shared);
         }
-        // A handshake past its deadline: refused as timed out.
+        // A PROXY header or a handshake past its deadline: refused as timed out.
+        if let Some(shared) = &shared {
+            let late = self
+                .proxy_read
+                .as_ref()
+                .filter(|r| Instant::now() >= r.deadline());
+            if let Some(error) = late.map(|r| r.timed_out()) {
+                return self.refuse_proxy(shared.context(), error);
+            }
+        }
         #[cfg(feature = "tls")]
         if let Some(shared) = &shared {
             let late = self

@@ -207,9 +207,9 @@ pub trait Strategy: Send + 'static {
     /// (a hand-off per burst of requests: two system calls and a wake-up of the serving
     /// thread). Then an idle client costs no thread, and a [`Pool`] of a few workers serves
     /// thousands of keep-alive clients. The same holds for a new HTTP connection whose first
-    /// request has not arrived, and for a TLS handshake waiting for the client's next flight
-    /// (these two, unlike idle connections, are served to the end when the server closes,
-    /// except on [`Serial`], whose closing never waits).
+    /// request has not arrived, a PROXY protocol header that has not, and a TLS handshake
+    /// waiting for the client's next flight (these, unlike idle connections, are served to
+    /// the end when the server closes, except on [`Serial`], whose closing never waits).
     ///
     /// Default `false`. [`Serial`] and [`Pool`] park (one thread, or a few, must not be held
     /// by idle clients); [`Threading`] does when asked ([`Threading::park_idle`]);

@@ -59,8 +59,8 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// # Parked connections
 ///
 /// The pool [takes](Strategy::take_parked) the server's parked connections (idle keep-alive
-/// HTTP clients, new HTTP connections whose first request has not arrived, TLS handshakes
-/// waiting for the client): its idle workers wait in `epoll_wait` both for those connections'
+/// HTTP clients, new HTTP connections whose first request has not arrived, PROXY headers and
+/// TLS handshakes waiting for the client): its idle workers wait in `epoll_wait` both for those connections'
 /// next bytes and for queued requests, so a worker that finishes a request takes the next ready
 /// connection without sleeping, and the serving loop only accepts. The fewer workers, the
 /// fewer wake-ups: for keep-alive HTTP whose handlers compute rather than wait, one worker
