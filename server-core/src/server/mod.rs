@@ -364,7 +364,7 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             if handle.is_requested() {
                 break Ok(());
             }
-            match self.wait(self.loop_interval()) {
+            match self.wait(self.pass_timeout()) {
                 Err(source) => {
                     break Err(Error::Serve {
                         addr: self.server_address().clone(),

@@ -23,6 +23,10 @@ const QUEUE_RECHECK: Duration = Duration::from_millis(10);
 /// How often the loop looks for requests over `max_request_time`.
 const CUT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The shortest wait for a parked connection's deadline: deadlines this close together are
+/// ended in one look through the parked connections.
+const EXPIRY_STEP: Duration = Duration::from_millis(10);
+
 /// What woke the loop.
 pub(super) enum Event {
     Readable,
@@ -38,6 +42,23 @@ impl<T: Transport, H: Handler, S: Strategy> Server<T, H, S> {
             Some(interval) => interval.min(self.poll_interval),
             None => self.poll_interval,
         })
+    }
+
+    /// How long one pass of `serve_forever` may wait: the loop's interval, or less when a
+    /// parked connection's deadline comes sooner, so that it is ended on time rather than up
+    /// to an interval late. At least [`EXPIRY_STEP`]: connections whose deadlines fall close
+    /// together are ended in one look (each look goes through every parked connection).
+    pub(super) fn pass_timeout(&self) -> Option<Duration> {
+        let interval = self.loop_interval();
+        let due = self
+            .shared
+            .lot()
+            .and_then(|lot| lot.earliest())
+            .map(|d| d.saturating_duration_since(Instant::now()).max(EXPIRY_STEP));
+        match (interval, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub(super) fn service_actions(&mut self) {

@@ -264,6 +264,12 @@ impl Lot {
             .collect()
     }
 
+    /// The earliest deadline among the parked, or one a little earlier (a connection taken
+    /// out since keeps its place until [`expired`](Self::expired) looks).
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.table.lock().earliest
+    }
+
     /// Takes the connections whose idle deadline has passed.
     pub(crate) fn expired(&self, now: Instant) -> Vec<Resume> {
         let mut table = self.table.lock();
