@@ -250,23 +250,7 @@ fn describe(status: WaitStatus, killed: &str) -> String {
 /// In the new program: the pipe the old supervisor waits on, if this program was started by
 /// an upgrade ([`READY_FD`] names an open pipe); the variable is unset either way.
 pub(super) fn take_ready_pipe() -> Option<OwnedFd> {
-    let value = std::env::var_os(READY_FD)?;
-    std::env::remove_var(READY_FD);
-    let fd: RawFd = value.to_str()?.parse().ok()?;
-    if fd < 3 {
-        return None;
-    }
-    // Open, and a pipe: then it is the one the old supervisor passed.
-    let is_pipe = fstat(fd)
-        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO);
-    if !is_pipe {
-        log::warn!(target: TARGET, "{READY_FD}={fd} is not an open pipe: ignored");
-        return None;
-    }
-    // Named by the variable just removed, and taken once: the contract of `own_inherited`.
-    let fd = process::own_inherited(fd);
-    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    Some(fd)
+    take_inherited(READY_FD, SFlag::S_IFIFO, "pipe")
 }
 
 /// In the new program: the metrics listener the old supervisor handed over, if this program
@@ -275,16 +259,23 @@ pub(super) fn take_ready_pipe() -> Option<OwnedFd> {
 /// it, and the supervisor takes (and closes) one that [`Prefork::metrics`](super::Prefork::metrics)
 /// did not.
 pub(super) fn take_metrics_listener() -> Option<OwnedFd> {
-    let value = std::env::var_os(METRICS_FD)?;
-    std::env::remove_var(METRICS_FD);
+    take_inherited(METRICS_FD, SFlag::S_IFSOCK, "socket")
+}
+
+/// The descriptor the environment variable `variable` names, if it is open and of file type
+/// `kind` (`what`, for the log): then it is the one the old supervisor passed. The variable
+/// is unset either way, and the descriptor taken is close-on-exec.
+fn take_inherited(variable: &str, kind: SFlag, what: &str) -> Option<OwnedFd> {
+    let value = std::env::var_os(variable)?;
+    std::env::remove_var(variable);
     let fd: RawFd = value.to_str()?.parse().ok()?;
     if fd < 3 {
         return None;
     }
-    let is_socket = fstat(fd)
-        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK);
-    if !is_socket {
-        log::warn!(target: TARGET, "{METRICS_FD}={fd} is not an open socket: ignored");
+    let is_kind =
+        fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind);
+    if !is_kind {
+        log::warn!(target: TARGET, "{variable}={fd} is not an open {what}: ignored");
         return None;
     }
     // Named by the variable just removed, and taken once: the contract of `own_inherited`.
