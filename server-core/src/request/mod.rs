@@ -99,8 +99,9 @@ impl Park {
         if !self.allowed || !stream.nothing_arrived() {
             return false;
         }
+        self.asked = Some(timeout);
         self.first = true;
-        self.ask(timeout, Some(stream))
+        true
     }
 
     /// What the handler asked: `Some(idle timeout)` to park.
@@ -110,7 +111,7 @@ impl Park {
 
     /// Whether it asked before any request was read ([`ask_first`](Self::ask_first)).
     pub(crate) fn asked_first(&self) -> bool {
-        self.first && self.asked.is_some()
+        self.first
     }
 }
 

@@ -285,6 +285,12 @@ impl<S> Shared<S> {
         self.context.lot.as_ref()
     }
 
+    /// Whether a connection that waits for its client may be parked now: the server parks
+    /// connections and is not closing (then each is served to the end on its worker).
+    pub(crate) fn parks_now(&self) -> bool {
+        self.lot().is_some_and(|lot| !lot.is_closing())
+    }
+
     /// What handlers see of the server.
     pub(crate) fn context(&self) -> &ServerContext<S> {
         &self.context

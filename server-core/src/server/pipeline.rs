@@ -262,7 +262,7 @@ impl<S: Send + Sync + 'static> Open<S> {
         let server = shared.context();
         // Parked while it waits, unless the server closes: then it is served to the end
         // here, within the grace period.
-        let wait = shared.lot().is_none_or(|lot| lot.is_closing());
+        let wait = !shared.parks_now();
         if let Some(reading) = &mut self.proxy_read {
             let read = {
                 let _in_handler = server.handle().enter_handler();
@@ -359,10 +359,7 @@ impl<S: Send + Sync + 'static> Open<S> {
             )
             .with_proxy(self.proxy.as_ref())
             // Not once the server closes: then it is served to the end on this worker.
-            .with_parking(
-                shared.lot().is_some_and(|lot| !lot.is_closing()),
-                self.served,
-            )
+            .with_parking(shared.parks_now(), self.served)
             .with_memo(&self.memo);
             let stages = [H::setup, H::handle, H::finish];
             let outcome = lifecycle::<H, _>(server, &self.client, &mut request, stages);

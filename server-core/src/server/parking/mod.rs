@@ -80,7 +80,9 @@ pub(crate) struct Lot {
     table: Mutex<Table>,
     /// How many are parked now (read without the lock, for the metrics and the loop).
     parked: AtomicUsize,
-    /// The table's `closing`, read without the lock on every request.
+    /// Set when the server closes: later connections are refused a place. Written under the
+    /// table's lock, so that no connection is parked after [`close`](Self::close) took them
+    /// all; read without it on every request.
     closing: AtomicBool,
 }
 
@@ -91,8 +93,6 @@ struct Table {
     /// The earliest idle deadline among the parked (`None`: none has one), so the loop's
     /// look for expired connections costs nothing until one is due.
     earliest: Option<Instant>,
-    /// Set when the server closes: later connections are refused a place.
-    closing: bool,
 }
 
 #[derive(Default)]
@@ -113,7 +113,6 @@ impl std::fmt::Debug for Table {
         f.debug_struct("Table")
             .field("slots", &self.slots.len())
             .field("free", &self.free.len())
-            .field("closing", &self.closing)
             .finish()
     }
 }
@@ -171,7 +170,7 @@ impl Lot {
         deadline: Option<Instant>,
     ) -> Result<(), Resume> {
         let mut table = self.table.lock();
-        if table.closing {
+        if self.is_closing() {
             return Err(parked);
         }
         let index = match table.free.pop() {
@@ -300,7 +299,6 @@ impl Lot {
     /// Takes every parked connection, and refuses those that come later: the server closes.
     pub(crate) fn close(&self) -> Vec<Resume> {
         let mut table = self.table.lock();
-        table.closing = true;
         self.closing.store(true, Ordering::Release);
         table.earliest = None;
         let Table { slots, free, .. } = &mut *table;
